@@ -1,0 +1,206 @@
+-- _common.lua — helpers prepended to every script in lua/ by namesrv_redis/scripts.py.
+--
+-- KEYS[1] is the namespace prefix "nsr:{<ns>}:". Every other key is derived from it exactly as
+-- namesrv_redis/keys.py documents, so all keys share one hash tag (one Cluster slot).
+-- Everything non-deterministic (time, TTLs, options) comes in ARGV; replies are integers and
+-- strings only. Scripts note what a route answer would see changing (touch_topic/touch_broker)
+-- and end with publish_changes(kind), which bumps the route version and publishes one event.
+
+local P = KEYS[1]
+local K = {
+  version = P .. 'version',
+  clusters = P .. 'clusters',
+  brokers = P .. 'brokers',
+  topics = P .. 'topics',
+  deadlines = P .. 'deadlines',
+  addr_names = P .. 'addr-names',
+  filters = P .. 'filters',
+  kvns = P .. 'kvns',
+  config = P .. 'config',
+  events = P .. 'events',
+}
+local function k_cluster(c) return P .. 'cluster:' .. c end
+local function k_topic(t) return P .. 'topic:' .. t end
+local function k_broker_topics(b) return P .. 'broker-topics:' .. b end
+local function k_live(ident) return P .. 'live:' .. ident end
+local function k_kv(ns) return P .. 'kv:' .. ns end
+local function ident_of(cluster, addr) return cluster .. '@' .. addr end
+
+local PERM_WRITE = 2
+local PERM_READ = 4
+
+-- ---------------------------------------------------------------- change tracking / events
+local changed = { topics = {}, brokers = {}, n = 0, all = false }
+local function touch_topic(t)
+  if not changed.topics[t] then changed.topics[t] = true; changed.n = changed.n + 1 end
+end
+local function touch_broker(b)
+  if not changed.brokers[b] then changed.brokers[b] = true; changed.n = changed.n + 1 end
+end
+local function touch_all() changed.all = true end
+
+local function json_string_list(set)
+  local out = {}
+  for s, _ in pairs(set) do out[#out + 1] = cjson.encode(s) end
+  table.sort(out)
+  return '[' .. table.concat(out, ',') .. ']'
+end
+
+local MAX_EVENT_ITEMS = 500
+-- Bump the route version and publish what changed; returns the new version, or 0 if nothing did.
+local function publish_changes(kind)
+  if changed.n == 0 and not changed.all then return 0 end
+  local v = redis.call('INCR', K.version)
+  local msg
+  if changed.all or changed.n > MAX_EVENT_ITEMS then
+    msg = '{"v":' .. v .. ',"kind":' .. cjson.encode(kind) .. ',"all":true}'
+  else
+    msg = '{"v":' .. v .. ',"kind":' .. cjson.encode(kind) .. ',"topics":' ..
+      json_string_list(changed.topics) .. ',"brokers":' .. json_string_list(changed.brokers) .. '}'
+  end
+  redis.call('PUBLISH', K.events, msg)
+  return v
+end
+
+-- ---------------------------------------------------------------- queue data "r,w,perm,sysflag"
+local function qd_format(r, w, perm, flag)
+  return string.format('%d,%d,%d,%d', r, w, perm, flag)
+end
+local function qd_parse(s)
+  local r, w, perm, flag = string.match(s, '^(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)$')
+  return tonumber(r), tonumber(w), tonumber(perm), tonumber(flag)
+end
+local function without_write(perm)
+  if math.floor(perm / PERM_WRITE) % 2 == 1 then return perm - PERM_WRITE end
+  return perm
+end
+
+-- Write one broker's queue data of a topic; true when it changed.
+local function put_queue_data(topic, broker_name, value)
+  local key = k_topic(topic)
+  if redis.call('HGET', key, broker_name) == value then return false end
+  redis.call('HSET', key, broker_name, value)
+  redis.call('SADD', K.topics, topic)
+  redis.call('SADD', k_broker_topics(broker_name), topic)
+  touch_topic(topic)
+  return true
+end
+
+-- Drop one broker's queue data from a topic; the topic goes when no queue data is left.
+local function drop_queue_data(topic, broker_name)
+  local key = k_topic(topic)
+  if redis.call('HDEL', key, broker_name) == 1 then
+    touch_topic(topic)
+    if redis.call('EXISTS', key) == 0 then redis.call('SREM', K.topics, topic) end
+  end
+  redis.call('SREM', k_broker_topics(broker_name), topic)
+end
+
+-- Rewrite the perm of every queue data of a broker; returns how many topics it holds.
+local function set_write_perm(broker_name, mode)
+  local count = 0
+  for _, t in ipairs(redis.call('SMEMBERS', k_broker_topics(broker_name))) do
+    local v = redis.call('HGET', k_topic(t), broker_name)
+    if v then
+      local r, w, perm, flag = qd_parse(v)
+      if mode == 'wipe' then perm = without_write(perm) else perm = PERM_READ + PERM_WRITE end
+      local nv = qd_format(r, w, perm, flag)
+      if nv ~= v then
+        redis.call('HSET', k_topic(t), broker_name, nv)
+        touch_topic(t)
+      end
+      count = count + 1
+    end
+  end
+  return count
+end
+
+-- ---------------------------------------------------------------- broker data (JSON)
+local function get_broker(name)
+  local s = redis.call('HGET', K.brokers, name)
+  if s then return cjson.decode(s) end
+  return nil
+end
+
+-- Deterministic encoding: ids in numeric order, keys in fastjson's alphabetical order.
+local function encode_broker(bd)
+  local ids = {}
+  for id, _ in pairs(bd.brokerAddrs) do ids[#ids + 1] = tonumber(id) end
+  table.sort(ids)
+  local parts = {}
+  for _, id in ipairs(ids) do
+    local sid = string.format('%d', id)
+    parts[#parts + 1] = '"' .. sid .. '":' .. cjson.encode(bd.brokerAddrs[sid])
+  end
+  local s = '{"brokerAddrs":{' .. table.concat(parts, ',') .. '},"brokerName":' ..
+    cjson.encode(bd.brokerName) .. ',"cluster":' .. cjson.encode(bd.cluster)
+  if type(bd.enableActingMaster) == 'boolean' then
+    s = s .. ',"enableActingMaster":' .. tostring(bd.enableActingMaster)
+  end
+  if type(bd.zoneName) == 'string' then s = s .. ',"zoneName":' .. cjson.encode(bd.zoneName) end
+  return s .. '}'
+end
+
+local function min_broker_id(bd)
+  local m = nil
+  for id, _ in pairs(bd.brokerAddrs) do
+    local x = tonumber(id)
+    if m == nil or x < m then m = x end
+  end
+  return m
+end
+
+-- ---------------------------------------------------------------- liveness
+-- Push a live broker's deadline forward; false when it is not registered (or already expired).
+local function refresh_liveness(ident, now)
+  local key = k_live(ident)
+  local timeout = redis.call('HGET', key, 'timeout')
+  if not timeout then return false end
+  timeout = tonumber(timeout)
+  redis.call('HSET', key, 'last', now)
+  redis.call('PEXPIRE', key, timeout)
+  redis.call('ZADD', K.deadlines, now + timeout, ident)
+  return true
+end
+
+-- Remove one broker process (cluster@addr) from every table: live info, deadline, filter
+-- servers, its address in the broker data; the broker name, its cluster entry and its queue
+-- data when no address is left. Idempotent. Returns (broker name or '', removed?) where
+-- removed is true only for the call that actually took something away.
+local function remove_broker_process(cluster, addr, broker_name)
+  local ident = ident_of(cluster, addr)
+  local removed = redis.call('DEL', k_live(ident)) == 1
+  removed = (redis.call('ZREM', K.deadlines, ident) == 1) or removed
+  local stored_name = redis.call('HGET', K.addr_names, ident)
+  redis.call('HDEL', K.addr_names, ident)
+  if broker_name == nil or broker_name == '' then broker_name = stored_name end
+  if not broker_name then return '', removed end
+  if redis.call('HDEL', K.filters, ident) == 1 then touch_broker(broker_name); removed = true end
+  local bd = get_broker(broker_name)
+  if not bd then return broker_name, removed end
+  local dropped = false
+  for id, a in pairs(bd.brokerAddrs) do
+    if a == addr then bd.brokerAddrs[id] = nil; dropped = true end
+  end
+  if not dropped then return broker_name, removed end
+  touch_broker(broker_name)
+  if next(bd.brokerAddrs) == nil then
+    redis.call('HDEL', K.brokers, broker_name)
+    local ck = k_cluster(cluster)
+    redis.call('SREM', ck, broker_name)
+    if redis.call('EXISTS', ck) == 0 then redis.call('SREM', K.clusters, cluster) end
+    for _, t in ipairs(redis.call('SMEMBERS', k_broker_topics(broker_name))) do
+      drop_queue_data(t, broker_name)
+    end
+    redis.call('DEL', k_broker_topics(broker_name))
+  else
+    redis.call('HSET', K.brokers, broker_name, encode_broker(bd))
+    -- RocketMQ 5: an acting-master group that lost its master loses write permission.
+    if bd.enableActingMaster == true and bd.brokerAddrs['0'] == nil then
+      set_write_perm(broker_name, 'wipe')
+    end
+  end
+  return broker_name, true
+end
+
+-- ================================================================= script body follows

@@ -1,0 +1,21 @@
+-- delete_topic.lua — DELETE_TOPIC_IN_NAMESRV (RouteInfoManager#deleteTopic): drop a topic's
+-- queue data everywhere, or only that of the brokers of one cluster (RocketMQ 5).
+--
+-- KEYS[1]  namespace prefix
+-- ARGV[1]  topic   ARGV[2]  cluster name ('' = every broker)
+--
+-- Returns {number of broker queue datas removed, routeVersion}.
+
+local topic, cluster = ARGV[1], ARGV[2]
+local names
+if cluster == '' then
+  names = redis.call('HKEYS', k_topic(topic))
+else
+  names = redis.call('SMEMBERS', k_cluster(cluster))
+end
+local removed = 0
+for _, b in ipairs(names) do
+  if redis.call('HEXISTS', k_topic(topic), b) == 1 then removed = removed + 1 end
+  drop_queue_data(topic, b)
+end
+return { removed, publish_changes('delete_topic') }

@@ -1,0 +1,16 @@
+-- query_data_version.lua — QUERY_DATA_VERSION: compare the broker's data version with the
+-- stored one; when unchanged, refresh its liveness (as RocketMQ refreshes lastUpdateTimestamp).
+--
+-- KEYS[1]  namespace prefix
+-- ARGV[1]  cluster name   ARGV[2]  broker address
+-- ARGV[3]  the broker's data version, canonical JSON   ARGV[4]  now (ms)
+--
+-- Returns {changed (1/0), stored data version JSON or '' when the broker is unknown}.
+
+local ident = ident_of(ARGV[1], ARGV[2])
+local stored = redis.call('HGET', k_live(ident), 'dv')
+if stored == ARGV[3] then
+  refresh_liveness(ident, tonumber(ARGV[4]))
+  return { 0, stored }
+end
+return { 1, stored or '' }

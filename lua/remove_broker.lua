@@ -1,0 +1,33 @@
+-- remove_broker.lua — take one broker process out of every route table.
+-- Serves UNREGISTER_BROKER, the liveness cleaner and sweeper (expired), and a closed broker
+-- connection (conn): RouteInfoManager#unregisterBroker / onChannelDestroy / scanNotActiveBroker.
+--
+-- KEYS[1]  namespace prefix
+-- ARGV[1]  mode: 'unregister' (unconditional), 'expired' (only if the liveness key is gone —
+--          a stale expiry event or sweep cannot remove a broker that re-registered), or
+--          'conn' (only if the live info still belongs to connection ARGV[5])
+-- ARGV[2]  cluster name   ARGV[3]  broker address   ARGV[4]  broker name ('' = look it up)
+-- ARGV[5]  connection id (mode 'conn')   ARGV[6]  now (ms)
+--
+-- Returns {removed (1 only for the call that took it away), broker name, routeVersion}.
+-- Idempotent: a second run finds nothing and returns removed = 0.
+
+local mode, cluster, addr = ARGV[1], ARGV[2], ARGV[3]
+local ident = ident_of(cluster, addr)
+local live_key = k_live(ident)
+
+if mode == 'expired' then
+  local pttl = redis.call('PTTL', live_key)
+  if pttl ~= -2 then
+    -- still alive (re-registered meanwhile, or the sweeper's clock ran ahead): fix its deadline
+    if pttl >= 0 then redis.call('ZADD', K.deadlines, tonumber(ARGV[6]) + pttl, ident) end
+    return { 0, '', 0 }
+  end
+elseif mode == 'conn' then
+  if redis.call('HGET', live_key, 'conn') ~= ARGV[5] then return { 0, '', 0 } end
+elseif mode ~= 'unregister' then
+  return redis.error_reply('ERR remove_broker: unknown mode ' .. tostring(mode))
+end
+
+local name, removed = remove_broker_process(cluster, addr, ARGV[4])
+return { removed and 1 or 0, name, publish_changes(mode) }

@@ -1,0 +1,115 @@
+"""The consistency checker behind ``namesrv-redis check``: scans one namespace and reports every
+broken invariant of the route tables (see :mod:`namesrv_redis.keys` for the schema).
+
+It only reads. A healthy namespace yields no problem; the scripts in ``lua/`` are written so
+that no sequence of writes, retries or races can produce one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from namesrv_redis.keys import Keys, broker_ident
+from namesrv_redis.model import BrokerData, QueueData
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+async def _scan_suffixes(redis: Any, prefix: str) -> set[str]:
+    """Names after ``prefix`` of every key that starts with it (SCAN, not KEYS)."""
+    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+    return {_s(k)[len(prefix) :] async for k in redis.scan_iter(match=pattern, count=1000)}
+
+
+async def check_namespace(redis: Any, namespace: str) -> list[Problem]:
+    """Every broken invariant of one namespace (empty when consistent)."""
+    keys = Keys(namespace)
+    problems: list[Problem] = []
+
+    def report(kind: str, detail: str) -> None:
+        problems.append(Problem(kind, detail))
+
+    # --- broker and cluster tables
+    brokers: dict[str, BrokerData] = {}
+    for name, raw in (await redis.hgetall(keys.brokers)).items():
+        try:
+            brokers[_s(name)] = BrokerData.from_store(raw)
+        except (ValueError, KeyError, TypeError) as e:
+            report("bad_broker_data", f"{_s(name)}: {e}")
+    clusters = {_s(c) for c in await redis.smembers(keys.clusters)}
+    cluster_sets = {c: {_s(b) for b in await redis.smembers(keys.cluster(c))} for c in clusters}
+    for c in sorted(await _scan_suffixes(redis, keys.prefix + "cluster:") - clusters):
+        report("unlisted_cluster", f"cluster set {c!r} exists but is not in the clusters set")
+    for c, names in sorted(cluster_sets.items()):
+        if not names:
+            report("empty_cluster", f"cluster {c!r} has no broker")
+        for b in sorted(names - brokers.keys()):
+            report("cluster_unknown_broker", f"cluster {c!r} lists unknown broker {b!r}")
+    for name, bd in sorted(brokers.items()):
+        if bd.broker_name != name:
+            report("bad_broker_data", f"{name!r} holds data of {bd.broker_name!r}")
+        if not bd.broker_addrs:
+            report("broker_without_address", f"broker {name!r} has no address")
+        if name not in cluster_sets.get(bd.cluster, set()):
+            report("broker_not_in_cluster", f"broker {name!r} missing from cluster {bd.cluster!r}")
+
+    # --- liveness bookkeeping
+    addr_names = {_s(k): _s(v) for k, v in (await redis.hgetall(keys.addr_names)).items()}
+    deadlines = {_s(m) for m in await redis.zrange(keys.deadlines, 0, -1)}
+    live = await _scan_suffixes(redis, keys.live_prefix)
+    for ident in sorted(live - deadlines):
+        report("live_without_deadline", f"live broker {ident!r} is not in the deadline index")
+    for ident in sorted(deadlines - addr_names.keys()):
+        report("deadline_without_broker", f"deadline of {ident!r} names no broker")
+    for name, bd in sorted(brokers.items()):
+        for bid, addr in sorted(bd.broker_addrs.items()):
+            ident = broker_ident(bd.cluster, addr)
+            if addr_names.get(ident) != name:
+                report(
+                    "untracked_address",
+                    f"broker {name!r} id {bid} at {addr} has no liveness record",
+                )
+            elif ident not in deadlines:
+                report("address_without_deadline", f"{ident!r} can never expire")
+    for ident in sorted({_s(f) for f in await redis.hkeys(keys.filters)} - addr_names.keys()):
+        report("orphan_filter_servers", f"filter servers of unknown broker {ident!r}")
+
+    # --- topic tables and the reverse index
+    topics = {_s(t) for t in await redis.smembers(keys.topics)}
+    topic_keys = await _scan_suffixes(redis, keys.prefix + "topic:")
+    for t in sorted(topics - topic_keys):
+        report("listed_topic_without_queue_data", f"topic {t!r}")
+    for t in sorted(topic_keys - topics):
+        report("unlisted_topic", f"topic {t!r} has queue data but is not in the topics set")
+    reverse: dict[str, set[str]] = {}
+    for t in sorted(topic_keys):
+        for b, value in (await redis.hgetall(keys.topic(t))).items():
+            name = _s(b)
+            reverse.setdefault(name, set()).add(t)
+            try:
+                QueueData.from_store(name, _s(value))
+            except ValueError:
+                report("bad_queue_data", f"topic {t!r} broker {name!r}: {_s(value)!r}")
+            if name not in brokers:
+                report("queue_data_unknown_broker", f"topic {t!r} has queue data of {name!r}")
+    index_names = await _scan_suffixes(redis, keys.prefix + "broker-topics:")
+    for name in sorted(index_names | reverse.keys()):
+        indexed = {_s(t) for t in await redis.smembers(keys.broker_topics(name))}
+        actual = reverse.get(name, set())
+        for t in sorted(indexed - actual):
+            report("reverse_index_without_queue_data", f"broker {name!r} topic {t!r}")
+        for t in sorted(actual - indexed):
+            report("queue_data_missing_from_reverse_index", f"broker {name!r} topic {t!r}")
+    return problems

@@ -1,0 +1,130 @@
+"""The ``namesrv-redis`` command: ``serve`` and ``check``.
+
+Options also come from the environment (``NAMESRV_<OPTION>``) and from ``--config FILE``
+(RocketMQ ``.properties`` names, or TOML/JSON); the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from namesrv_redis import __version__
+from namesrv_redis.config import Settings, load_settings
+
+log = logging.getLogger("namesrv_redis")
+
+
+def _common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="config file (.properties, .toml or .json)")
+    p.add_argument(
+        "--redis-url",
+        help="redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL "
+        "(default: start an embedded Redis)",
+    )
+    p.add_argument("--namespace", help="name-server namespace inside Redis (default: default)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="namesrv-redis",
+        description="A drop-in Apache RocketMQ name server whose route tables live in Redis.",
+    )
+    parser.add_argument("--version", action="version", version=f"namesrv-redis {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the name server (remoting and HTTP)")
+    _common_options(serve)
+    serve.add_argument("--listen-host", help="remoting bind address (default 0.0.0.0)")
+    serve.add_argument("--listen-port", type=int, help="remoting port (default 9876)")
+    serve.add_argument("--http-host", help="HTTP bind address (default 0.0.0.0)")
+    serve.add_argument("--http-port", type=int, help="HTTP port (default 8080)")
+    serve.add_argument("--workers", type=int, help="processes sharing the ports (default 1)")
+    serve.add_argument("--admin-token", help="bearer token required by HTTP admin calls")
+
+    check = sub.add_parser("check", help="report broken invariants of a namespace")
+    _common_options(check)
+    return parser
+
+
+_OPTION_FIELDS = (
+    "redis_url",
+    "namespace",
+    "log_level",
+    "listen_host",
+    "listen_port",
+    "http_host",
+    "http_port",
+    "workers",
+    "admin_token",
+)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in _OPTION_FIELDS
+        if getattr(args, name, None) is not None
+    }
+    return load_settings(getattr(args, "config", None), overrides)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
+    )
+
+
+def cmd_serve(settings: Settings) -> int:
+    from namesrv_redis.workers import serve
+
+    return serve(settings)
+
+
+def cmd_check(settings: Settings) -> int:
+    from namesrv_redis.check import check_namespace
+    from namesrv_redis.redis_client import create_redis, describe_url
+
+    if not settings.redis_url:
+        print("check needs --redis-url (or NAMESRV_REDIS_URL)", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        client = create_redis(settings.redis_url or "")
+        try:
+            problems = await check_namespace(client, settings.namespace)
+        finally:
+            await client.aclose()
+        where = f"{describe_url(settings.redis_url or '')} namespace {settings.namespace!r}"
+        for p in problems:
+            print(p)
+        if problems:
+            print(f"{len(problems)} problem(s) in {where}", file=sys.stderr)
+            return 1
+        print(f"consistent: {where}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as e:
+        print(f"namesrv-redis: {e}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    if args.command == "serve":
+        return cmd_serve(settings)
+    return cmd_check(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

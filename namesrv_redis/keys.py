@@ -1,0 +1,144 @@
+"""The Redis key schema of one name-server namespace — the only module that formats a key.
+
+Every key of namespace ``ns`` starts with ``nsr:{ns}:``. The braces are a Redis Cluster hash
+tag, so all keys of one namespace live in one slot and every Lua script (which receives the
+prefix as ``KEYS[1]`` and derives the other names from it, exactly as below) runs unchanged on
+standalone Redis, Sentinel and Cluster. Several namespaces (several independent RocketMQ
+estates) can share one Redis.
+
+==============================  =====  =========================================================
+key (after the prefix)          type   contents
+==============================  =====  =========================================================
+``version``                     str    route version: INCR'd by every write a route answer sees
+``clusters``                    set    cluster names                         (clusterAddrTable)
+``cluster:<cluster>``           set    broker names of that cluster          (clusterAddrTable)
+``brokers``                     hash   broker name -> BrokerData JSON        (brokerAddrTable)
+                                       ``{"cluster","brokerName","brokerAddrs":{"<id>":addr},
+                                       "zoneName"?, "enableActingMaster"?}``
+``topics``                      set    every topic that has queue data
+``topic:<topic>``               hash   broker name -> queue data ``"r,w,perm,sysflag"``
+                                       (topicQueueTable; see :mod:`namesrv_redis.model`)
+``broker-topics:<brokerName>``  set    reverse index: topics holding queue data of that broker
+``live:<cluster>@<addr>``       hash   live info (brokerLiveTable), with a TTL = heartbeat
+                                       timeout: ``name, id, dv`` (data version JSON), ``sv``
+                                       (state version), ``ha``, ``last`` (ms), ``timeout`` (ms),
+                                       ``conn`` (owning connection). The name carries cluster
+                                       and address because an expired-key event carries only it.
+``deadlines``                   zset   ``<cluster>@<addr>`` -> deadline (ms): the sweeper's index
+``addr-names``                  hash   ``<cluster>@<addr>`` -> broker name (survives expiry)
+``filters``                     hash   ``<cluster>@<addr>`` -> filter server list JSON
+``kvns``                        set    KV-config namespaces that exist (even when emptied)
+``kv:<namespace>``              hash   KV config of that namespace
+``config``                      hash   name-server options changed by UPDATE_NAMESRV_CONFIG
+``pods``                        zset   remoting address of each live pod -> deadline (ms)
+``events``                      chan   pub/sub channel of route-change events (JSON)
+==============================  =====  =========================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ORDER_TOPIC_CONFIG = "ORDER_TOPIC_CONFIG"
+"""RocketMQ's KV namespace that holds order-topic configuration (NamesrvUtil)."""
+
+
+def validate_namespace(namespace: str) -> str:
+    """Refuse namespaces that would break the hash tag."""
+    if not namespace or "{" in namespace or "}" in namespace:
+        raise ValueError(f"invalid namespace {namespace!r}: must be non-empty, without braces")
+    return namespace
+
+
+def broker_ident(cluster: str, addr: str) -> str:
+    """The identity of one registered broker process: RocketMQ 5's BrokerAddrInfo."""
+    return f"{cluster}@{addr}"
+
+
+def split_ident(ident: str) -> tuple[str, str]:
+    """Inverse of :func:`broker_ident` (an address never contains ``@``)."""
+    cluster, _, addr = ident.rpartition("@")
+    return cluster, addr
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names of one namespace."""
+
+    namespace: str
+
+    def __post_init__(self) -> None:
+        validate_namespace(self.namespace)
+
+    @property
+    def prefix(self) -> str:
+        return f"nsr:{{{self.namespace}}}:"
+
+    @property
+    def version(self) -> str:
+        return self.prefix + "version"
+
+    @property
+    def clusters(self) -> str:
+        return self.prefix + "clusters"
+
+    def cluster(self, cluster: str) -> str:
+        return f"{self.prefix}cluster:{cluster}"
+
+    @property
+    def brokers(self) -> str:
+        return self.prefix + "brokers"
+
+    @property
+    def topics(self) -> str:
+        return self.prefix + "topics"
+
+    def topic(self, topic: str) -> str:
+        return f"{self.prefix}topic:{topic}"
+
+    def broker_topics(self, broker_name: str) -> str:
+        return f"{self.prefix}broker-topics:{broker_name}"
+
+    @property
+    def live_prefix(self) -> str:
+        return self.prefix + "live:"
+
+    def live(self, cluster: str, addr: str) -> str:
+        return self.live_prefix + broker_ident(cluster, addr)
+
+    def ident_of_live_key(self, key: str) -> str | None:
+        """The broker ident in a liveness key name, or None if the key is not one."""
+        if key.startswith(self.live_prefix):
+            return key[len(self.live_prefix) :]
+        return None
+
+    @property
+    def deadlines(self) -> str:
+        return self.prefix + "deadlines"
+
+    @property
+    def addr_names(self) -> str:
+        return self.prefix + "addr-names"
+
+    @property
+    def filters(self) -> str:
+        return self.prefix + "filters"
+
+    @property
+    def kv_namespaces(self) -> str:
+        return self.prefix + "kvns"
+
+    def kv(self, namespace: str) -> str:
+        return f"{self.prefix}kv:{namespace}"
+
+    @property
+    def config(self) -> str:
+        return self.prefix + "config"
+
+    @property
+    def pods(self) -> str:
+        return self.prefix + "pods"
+
+    @property
+    def events(self) -> str:
+        return self.prefix + "events"

@@ -1,0 +1,93 @@
+"""Prometheus metrics of one pod — every counter and gauge the name server exports.
+
+Front ends and background loops import the metric they move from here; ``/metrics`` on the
+HTTP tier renders :data:`REGISTRY`. Gauges of the route tables (brokers, clusters, topics) are
+read from Redis when ``/metrics`` is scraped (see :func:`set_table_sizes`).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "namesrv_requests_total",
+    "Requests answered, by front end (remoting, http) and request code or route.",
+    ["frontend", "code"],
+    registry=REGISTRY,
+)
+REQUEST_LATENCY = Histogram(
+    "namesrv_request_seconds",
+    "Time to answer a request, by front end and request code or route.",
+    ["frontend", "code"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
+    registry=REGISTRY,
+)
+RESPONSES = Counter(
+    "namesrv_responses_total",
+    "Remoting responses by response code (0 success, 17 topic not exist, ...).",
+    ["frontend", "response_code"],
+    registry=REGISTRY,
+)
+REGISTRATIONS = Counter(
+    "namesrv_broker_registrations_total",
+    "REGISTER_BROKER requests by outcome (ok, need_topics, refused, stale_state, error).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+REMOVALS = Counter(
+    "namesrv_broker_removals_total",
+    "Broker processes removed from the route tables by this pod, by reason "
+    "(unregister, expired, conn).",
+    ["reason"],
+    registry=REGISTRY,
+)
+EXPIRY_EVENTS = Counter(
+    "namesrv_expiry_events_total",
+    "Expired-key notifications received for liveness keys.",
+    registry=REGISTRY,
+)
+SWEEPS = Counter(
+    "namesrv_sweeps_total",
+    "Sweeps of the deadline index run by this pod.",
+    registry=REGISTRY,
+)
+CACHE = Counter(
+    "namesrv_route_cache_total",
+    "Route cache lookups by result (hit, miss, stale).",
+    ["result"],
+    registry=REGISTRY,
+)
+REDIS_ERRORS = Counter(
+    "namesrv_redis_errors_total",
+    "Redis calls that failed, by operation.",
+    ["operation"],
+    registry=REGISTRY,
+)
+CONNECTIONS = Gauge(
+    "namesrv_remoting_connections",
+    "Open remoting connections.",
+    registry=REGISTRY,
+)
+BROKERS = Gauge(
+    "namesrv_brokers",
+    "Registered broker addresses (all pods; read from Redis at scrape time).",
+    registry=REGISTRY,
+)
+CLUSTERS = Gauge(
+    "namesrv_clusters",
+    "Clusters (all pods; read from Redis at scrape time).",
+    registry=REGISTRY,
+)
+TOPICS = Gauge(
+    "namesrv_topics",
+    "Topics with queue data (all pods; read from Redis at scrape time).",
+    registry=REGISTRY,
+)
+
+
+def set_table_sizes(brokers: int, clusters: int, topics: int) -> None:
+    BROKERS.set(brokers)
+    CLUSTERS.set(clusters)
+    TOPICS.set(topics)

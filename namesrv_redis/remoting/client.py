@@ -1,0 +1,90 @@
+"""A small asyncio RocketMQ remoting client: requests matched to answers by opaque, any
+number in flight. Test brokers, the tests and ``namesrv-redis bench`` speak to name servers
+with it (interoperability itself is judged with real RocketMQ clients)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from namesrv_redis.remoting.codec import JSON, FrameDecoder, RemotingCommand, encode_request
+
+
+class RemotingClient(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.decoder = FrameDecoder()
+        self.pending: dict[int, asyncio.Future[RemotingCommand]] = {}
+        self.requests: asyncio.Queue[RemotingCommand] = asyncio.Queue()
+        """Requests the server sends us (none are expected from a name server)."""
+        self.closed = asyncio.get_running_loop().create_future()
+        self._opaques = itertools.count(1)
+
+    @classmethod
+    async def connect(cls, host: str, port: int) -> RemotingClient:
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_connection(cls, host, port)
+        return proto
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        for cmd in self.decoder.feed(data):
+            if not cmd.is_response:
+                self.requests.put_nowait(cmd)
+                continue
+            fut = self.pending.pop(cmd.opaque, None)
+            if fut is not None and not fut.done():
+                fut.set_result(cmd)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("connection closed"))
+        self.pending.clear()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def send_raw(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def request(
+        self,
+        code: int,
+        ext_fields: dict[str, str] | None = None,
+        body: bytes | None = None,
+        *,
+        timeout: float = 5.0,
+        oneway: bool = False,
+        **options: Any,
+    ) -> RemotingCommand | None:
+        """Send one request; await its answer (None for oneway requests)."""
+        opaque = next(self._opaques)
+        frame = encode_request(
+            code,
+            opaque,
+            ext_fields,
+            body,
+            oneway=oneway,
+            serialize_type=options.pop("serialize_type", JSON),
+            **options,
+        )
+        if oneway:
+            self.send_raw(frame)
+            return None
+        fut: asyncio.Future[RemotingCommand] = asyncio.get_running_loop().create_future()
+        self.pending[opaque] = fut
+        self.send_raw(frame)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self.pending.pop(opaque, None)
+
+    async def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            await self.closed

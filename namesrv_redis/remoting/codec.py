@@ -1,0 +1,344 @@
+"""RocketMQ remoting frames: pure functions over bytes, no I/O (STYLE.md #7).
+
+Frame (big-endian)::
+
+    int32 length            of everything after this field
+    int32 type_and_len      serializeType << 24 | headerLength
+    header                  JSON (type 0) or the binary ROCKETMQ form (type 1)
+    body                    the rest (absent when empty)
+
+Binary header: int16 code, int8 language, int16 version, int32 opaque, int32 flag,
+int32 remarkLen + UTF-8 remark, int32 extLen + repeated (int16 keyLen + key, int32 valLen +
+value); a zero length means null. JSON headers are written as the Java server writes them:
+compact, keys in alphabetical order, null ``extFields``/``remark`` left out.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from namesrv_redis.remoting.codes import LANGUAGE_CODES, LANGUAGES, SERVER_VERSION
+
+JSON = 0
+ROCKETMQ = 1
+SERIALIZE_NAMES = {JSON: "JSON", ROCKETMQ: "ROCKETMQ"}
+
+FLAG_RESPONSE = 1
+FLAG_ONEWAY = 2
+
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+"""Java's NettyDecoder caps a frame at 16 MiB."""
+
+_I32 = struct.Struct(">i")
+_I16 = struct.Struct(">h")
+_U16 = struct.Struct(">H")
+_PREFIX = struct.Struct(">ii")
+_BIN_FIXED = struct.Struct(">hbhii")  # code, language, version, opaque, flag
+
+
+class FrameError(ValueError):
+    """A frame that cannot be decoded: the connection that sent it is closed."""
+
+
+@dataclass(slots=True)
+class RemotingCommand:
+    code: int
+    language: str = "JAVA"
+    version: int = 0
+    opaque: int = 0
+    flag: int = 0
+    remark: str | None = None
+    ext_fields: dict[str, str] | None = None
+    body: bytes | None = None
+    serialize_type: int = JSON
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.flag & FLAG_RESPONSE)
+
+    @property
+    def is_oneway(self) -> bool:
+        return bool(self.flag & FLAG_ONEWAY)
+
+
+# ---------------------------------------------------------------------- decoding
+
+
+def _ext_value(v: Any) -> str | None:
+    """An extFields value as Java holds it (a String); JSON numbers and booleans, which some
+    clients send, become their text."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return orjson.dumps(v).decode()
+
+
+def _int_field(h: dict[str, Any], name: str, default: int) -> int:
+    v = h.get(name, default)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise FrameError(f"header field {name} is not an integer: {v!r}")
+    try:
+        return int(v)
+    except ValueError:
+        raise FrameError(f"header field {name} is not an integer: {v!r}") from None
+
+
+def decode_json_header(data: bytes) -> RemotingCommand:
+    try:
+        h = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise FrameError(f"undecodable JSON header: {e}") from None
+    if not isinstance(h, dict):
+        raise FrameError("JSON header is not an object")
+    if "code" not in h:
+        raise FrameError("JSON header has no code")
+    language = h.get("language", "JAVA")
+    if isinstance(language, int) and not isinstance(language, bool):
+        language = LANGUAGES[language] if 0 <= language < len(LANGUAGES) else "OTHER"
+    elif not isinstance(language, str):
+        raise FrameError(f"bad language {language!r}")
+    remark = h.get("remark")
+    if remark is not None and not isinstance(remark, str):
+        raise FrameError("remark is not a string")
+    ext = h.get("extFields")
+    ext_fields: dict[str, str] | None = None
+    if ext is not None:
+        if not isinstance(ext, dict):
+            raise FrameError("extFields is not an object")
+        ext_fields = {}
+        for k, v in ext.items():
+            s = _ext_value(v)
+            if s is not None:
+                ext_fields[k] = s
+    return RemotingCommand(
+        code=_int_field(h, "code", 0),
+        language=language,
+        version=_int_field(h, "version", 0),
+        opaque=_int_field(h, "opaque", 0),
+        flag=_int_field(h, "flag", 0),
+        remark=remark,
+        ext_fields=ext_fields,
+        serialize_type=JSON,
+    )
+
+
+def decode_binary_header(data: bytes) -> RemotingCommand:
+    try:
+        code, lang, version, opaque, flag = _BIN_FIXED.unpack_from(data, 0)
+        pos = _BIN_FIXED.size
+        (rlen,) = _I32.unpack_from(data, pos)
+        pos += 4
+        if rlen < 0 or pos + rlen > len(data):
+            raise FrameError("binary header: bad remark length")
+        remark = data[pos : pos + rlen].decode("utf-8") if rlen else None
+        pos += rlen
+        (elen,) = _I32.unpack_from(data, pos)
+        pos += 4
+        if elen < 0 or pos + elen > len(data):
+            raise FrameError("binary header: bad extFields length")
+        ext_fields: dict[str, str] | None = None
+        if elen:
+            ext_fields = {}
+            end = pos + elen
+            while pos < end:
+                (klen,) = _U16.unpack_from(data, pos)
+                pos += 2
+                key = data[pos : pos + klen].decode("utf-8")
+                pos += klen
+                (vlen,) = _I32.unpack_from(data, pos)
+                pos += 4
+                if vlen < 0 or pos + vlen > end:
+                    raise FrameError("binary header: bad extFields value length")
+                ext_fields[key] = data[pos : pos + vlen].decode("utf-8")
+                pos += vlen
+            if pos != end:
+                raise FrameError("binary header: extFields overrun")
+    except struct.error:
+        raise FrameError("binary header truncated") from None
+    except UnicodeDecodeError:
+        raise FrameError("binary header: invalid UTF-8") from None
+    language = LANGUAGES[lang] if 0 <= lang < len(LANGUAGES) else "OTHER"
+    return RemotingCommand(
+        code, language, version, opaque, flag, remark, ext_fields, None, ROCKETMQ
+    )
+
+
+def decode_frame(frame: bytes | memoryview) -> RemotingCommand:
+    """Decode one frame without its 4-byte length prefix."""
+    if len(frame) < 4:
+        raise FrameError("frame shorter than its header length field")
+    (word,) = _I32.unpack_from(frame, 0)
+    stype, hlen = (word >> 24) & 0xFF, word & 0xFFFFFF
+    if hlen > len(frame) - 4:
+        raise FrameError(f"header length {hlen} exceeds frame length {len(frame)}")
+    header = bytes(frame[4 : 4 + hlen])
+    if stype == JSON:
+        cmd = decode_json_header(header)
+    elif stype == ROCKETMQ:
+        cmd = decode_binary_header(header)
+    else:
+        raise FrameError(f"unknown serialize type {stype}")
+    if len(frame) > 4 + hlen:
+        cmd.body = bytes(frame[4 + hlen :])
+    return cmd
+
+
+class FrameDecoder:
+    """Incremental decoder: ``feed(bytes) -> [RemotingCommand]``; buffers partial frames.
+
+    A length prefix is checked against ``max_frame_length`` before any frame is buffered.
+    """
+
+    __slots__ = ("_buf", "max_frame_length")
+
+    def __init__(self, max_frame_length: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame_length = max_frame_length
+        self._buf = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[RemotingCommand]:
+        if self._buf:
+            self._buf += data
+            buf: bytes | bytearray = self._buf
+        else:
+            buf = data
+        out: list[RemotingCommand] = []
+        pos, n = 0, len(buf)
+        mv = memoryview(buf)
+        try:
+            while n - pos >= 4:
+                (length,) = _I32.unpack_from(buf, pos)
+                if length < 4 or length > self.max_frame_length:
+                    raise FrameError(f"frame length {length} outside 4..{self.max_frame_length}")
+                if n - pos - 4 < length:
+                    break
+                out.append(decode_frame(mv[pos + 4 : pos + 4 + length]))
+                pos += 4 + length
+        finally:
+            mv.release()
+        if buf is self._buf:
+            del self._buf[:pos]
+        elif pos < n:
+            self._buf += data[pos:]
+        return out
+
+
+# ---------------------------------------------------------------------- encoding
+
+
+def encode_json_header(cmd: RemotingCommand) -> bytes:
+    h: dict[str, Any] = {"code": cmd.code}
+    if cmd.ext_fields is not None:
+        h["extFields"] = cmd.ext_fields
+    h["flag"] = cmd.flag
+    h["language"] = cmd.language
+    h["opaque"] = cmd.opaque
+    if cmd.remark is not None:
+        h["remark"] = cmd.remark
+    h["serializeTypeCurrentRPC"] = "JSON"
+    h["version"] = cmd.version
+    return orjson.dumps(h)
+
+
+def encode_binary_header(cmd: RemotingCommand) -> bytes:
+    parts = [
+        _BIN_FIXED.pack(
+            cmd.code, LANGUAGE_CODES.get(cmd.language, 7), cmd.version, cmd.opaque, cmd.flag
+        )
+    ]
+    remark = cmd.remark.encode("utf-8") if cmd.remark else b""
+    parts += (_I32.pack(len(remark)), remark)
+    ext = b""
+    if cmd.ext_fields:
+        items = []
+        for k, v in cmd.ext_fields.items():
+            kb, vb = k.encode("utf-8"), v.encode("utf-8")
+            items += (_I16.pack(len(kb)), kb, _I32.pack(len(vb)), vb)
+        ext = b"".join(items)
+    parts += (_I32.pack(len(ext)), ext)
+    return b"".join(parts)
+
+
+def frame(serialize_type: int, header: bytes, body: bytes | None) -> bytes:
+    blen = len(body) if body else 0
+    prefix = _PREFIX.pack(4 + len(header) + blen, (serialize_type << 24) | len(header))
+    return prefix + header + body if body else prefix + header
+
+
+def encode(cmd: RemotingCommand) -> bytes:
+    """A whole frame, length prefix included."""
+    if cmd.serialize_type == ROCKETMQ:
+        header = encode_binary_header(cmd)
+    else:
+        header = encode_json_header(cmd)
+    return frame(cmd.serialize_type, header, cmd.body)
+
+
+_RESP_HEAD = b'{"code":'
+_RESP_TAIL = b',"serializeTypeCurrentRPC":"JSON","version":%d}' % SERVER_VERSION
+
+
+def encode_response(
+    code: int,
+    opaque: int,
+    serialize_type: int = JSON,
+    *,
+    remark: str | None = None,
+    ext_fields: dict[str, str] | None = None,
+    body: bytes | None = None,
+    version: int = SERVER_VERSION,
+) -> bytes:
+    """The frame of an answer (flag = response), as the Java server encodes it."""
+    if serialize_type == JSON and version == SERVER_VERSION:
+        parts = [_RESP_HEAD, str(code).encode()]
+        if ext_fields is not None:
+            parts += (b',"extFields":', orjson.dumps(ext_fields))
+        parts += (b',"flag":1,"language":"JAVA","opaque":', str(opaque).encode())
+        if remark is not None:
+            parts += (b',"remark":', orjson.dumps(remark))
+        parts.append(_RESP_TAIL)
+        return frame(JSON, b"".join(parts), body)
+    return encode(
+        RemotingCommand(
+            code, "JAVA", version, opaque, FLAG_RESPONSE, remark, ext_fields, body, serialize_type
+        )
+    )
+
+
+def encode_request(
+    code: int,
+    opaque: int,
+    ext_fields: dict[str, str] | None = None,
+    body: bytes | None = None,
+    *,
+    language: str = "JAVA",
+    version: int = SERVER_VERSION,
+    oneway: bool = False,
+    serialize_type: int = JSON,
+) -> bytes:
+    """A request frame (clients, test brokers and the benchmark use this)."""
+    return encode(
+        RemotingCommand(
+            code,
+            language,
+            version,
+            opaque,
+            FLAG_ONEWAY if oneway else 0,
+            None,
+            ext_fields,
+            body,
+            serialize_type,
+        )
+    )

@@ -1,0 +1,46 @@
+"""Domain errors of the remoting front end, each carrying a RocketMQ response code.
+
+:func:`error_response_code` is the one place that maps any exception to the response a
+RocketMQ client gets: a request never crashes a connection, it gets an answer that echoes its
+opaque with a code and a remark.
+"""
+
+from __future__ import annotations
+
+from redis.exceptions import RedisError
+
+SYSTEM_ERROR = 1
+SYSTEM_BUSY = 2
+REQUEST_CODE_NOT_SUPPORTED = 3
+NO_PERMISSION = 16
+TOPIC_NOT_EXIST = 17
+QUERY_NOT_FOUND = 22
+
+
+class RemotingError(Exception):
+    """An error answered with a RocketMQ response code and remark."""
+
+    code = SYSTEM_ERROR
+
+    def __init__(self, remark: str, code: int | None = None) -> None:
+        super().__init__(remark)
+        self.remark = remark
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(RemotingError):
+    """A header or body the name server cannot decode (Java: RemotingCommandException)."""
+
+
+class StoreUnavailable(RemotingError):
+    """Redis could not be reached or failed: the write was not applied."""
+
+
+def error_response_code(exc: BaseException) -> tuple[int, str]:
+    """(response code, remark) for any exception raised while serving a request."""
+    if isinstance(exc, RemotingError):
+        return exc.code, exc.remark
+    if isinstance(exc, RedisError):
+        return SYSTEM_ERROR, f"route store unavailable: {type(exc).__name__}: {exc}"
+    return SYSTEM_ERROR, f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,450 @@
+"""Request handlers of the remoting front end: one function per request code, in a dict.
+
+Each handler decodes its header and body, calls the route store, and returns a
+:class:`Response`; the connection layer encodes it with the request's opaque and serialize
+type. Semantics, response codes and remarks follow Apache RocketMQ's DefaultRequestProcessor
+and ClientRequestProcessor (4.9.x and 5.x); docs/protocol.md lists them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from namesrv_redis import fastjson
+from namesrv_redis.config import (
+    Settings,
+    apply_namesrv_config_update,
+    blacklisted_keys,
+    parse_properties,
+    to_properties_text,
+)
+from namesrv_redis.keys import ORDER_TOPIC_CONFIG
+from namesrv_redis.metrics import REGISTRATIONS, REMOVALS
+from namesrv_redis.model import QueueConfig, QueueData, canonical_data_version, state_version
+from namesrv_redis.remoting.codec import RemotingCommand
+from namesrv_redis.remoting.codes import RequestCode, ResponseCode
+from namesrv_redis.remoting.errors import BadRequest
+from namesrv_redis.remoting.headers import (
+    BrokerAddrHeader,
+    RegisterBrokerHeader,
+    opt_bool,
+    opt_str,
+    req_str,
+)
+from namesrv_redis.remoting.register_body import BodyError, crc32_masked, decode_register_body
+from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.store import (
+    BrokerRegistration,
+    RegisterStatus,
+    RemovalReason,
+    RouteStore,
+)
+
+log = logging.getLogger(__name__)
+
+V4_9_4 = 401
+FAQ_APPLY_TOPIC = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
+
+
+@dataclass(slots=True)
+class Response:
+    code: int = ResponseCode.SUCCESS
+    remark: str | None = None
+    ext_fields: dict[str, str] | None = None
+    body: bytes | None = None
+
+
+@dataclass(slots=True)
+class Connection:
+    """What a handler may know about the connection a request came on."""
+
+    conn_id: str
+    remote_addr: str
+    brokers: set[tuple[str, str, str]] = field(default_factory=set)
+    """(cluster, broker address, broker name) registered over this connection."""
+
+
+Handler = Callable[["NamesrvProcessor", RemotingCommand, Connection], Awaitable[Response]]
+HANDLERS: dict[int, Handler] = {}
+
+
+def handles(*codes: int) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        for c in codes:
+            HANDLERS[int(c)] = fn
+        return fn
+
+    return register
+
+
+def topic_list_body(topics: list[str], broker_addr: str | None = None) -> bytes:
+    """RocketMQ's TopicList in fastjson form (brokerAddr left out when null)."""
+    d: dict[str, Any] = {}
+    if broker_addr is not None:
+        d["brokerAddr"] = broker_addr
+    d["topicList"] = topics
+    return fastjson.dumps_fastjson(d)
+
+
+def kv_table_body(table: dict[str, str]) -> bytes:
+    return fastjson.dumps_fastjson({"table": table})
+
+
+class NamesrvProcessor:
+    """Dispatches decoded requests to handlers. One per pod; handlers are stateless."""
+
+    def __init__(self, store: RouteStore, settings: Settings, routes: RouteReader) -> None:
+        self.store = store
+        self.settings = settings
+        self.routes = routes
+        self.started_at = time.monotonic()
+        self._route_served = False
+
+    async def process(self, cmd: RemotingCommand, conn: Connection) -> Response:
+        handler = HANDLERS.get(cmd.code)
+        if handler is None:
+            return Response(
+                ResponseCode.REQUEST_CODE_NOT_SUPPORTED, f" request type {cmd.code} not supported"
+            )
+        return await handler(self, cmd, conn)
+
+    # -------------------------------------------------------------- helpers
+
+    def _topic_lists_disabled(self, *, all_topics: bool = False) -> Response | None:
+        enabled = (
+            self.settings.enable_all_topic_list if all_topics else self.settings.enable_topic_list
+        )
+        return None if enabled else Response(ResponseCode.SYSTEM_ERROR, "disable")
+
+    def _not_ready_for_routes(self) -> bool:
+        """RocketMQ 5's needWaitForService: refuse route queries for a while after start,
+        until the first route is found."""
+        s = self.settings
+        if not s.need_wait_for_service or self._route_served:
+            return False
+        return time.monotonic() - self.started_at < s.wait_seconds_for_service
+
+    async def connection_closed(self, conn: Connection) -> None:
+        """A closed broker connection removes that broker at once — if it still owns it."""
+        for cluster, addr, name in list(conn.brokers):
+            result = await self.store.remove_broker(
+                RemovalReason.CONNECTION_CLOSED, cluster, addr, name, conn_id=conn.conn_id
+            )
+            if result.removed:
+                REMOVALS.labels("conn").inc()
+                log.info(
+                    "broker removed: reason=conn cluster=%s addr=%s name=%s",
+                    cluster,
+                    addr,
+                    result.broker_name,
+                )
+
+
+# ------------------------------------------------------------------ KV config
+
+
+@handles(RequestCode.PUT_KV_CONFIG)
+async def put_kv_config(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
+    ext = cmd.ext_fields
+    namespace, key = opt_str(ext, "namespace"), opt_str(ext, "key")
+    if namespace is None or key is None:
+        return Response(ResponseCode.SYSTEM_ERROR, "namespace or key is null")
+    await p.store.put_kv(namespace, key, req_str(ext, "value"))
+    return Response()
+
+
+@handles(RequestCode.GET_KV_CONFIG)
+async def get_kv_config(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
+    namespace, key = req_str(cmd.ext_fields, "namespace"), req_str(cmd.ext_fields, "key")
+    value = await p.store.get_kv(namespace, key)
+    if value is None:
+        return Response(
+            ResponseCode.QUERY_NOT_FOUND,
+            f"No config item, Namespace: {namespace} Key: {key}",
+            ext_fields={},
+        )
+    return Response(ext_fields={"value": value})
+
+
+@handles(RequestCode.DELETE_KV_CONFIG)
+async def delete_kv_config(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
+    await p.store.delete_kv(req_str(cmd.ext_fields, "namespace"), req_str(cmd.ext_fields, "key"))
+    return Response()
+
+
+@handles(RequestCode.GET_KVLIST_BY_NAMESPACE)
+async def get_kv_list(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
+    namespace = req_str(cmd.ext_fields, "namespace")
+    table = await p.store.list_kv(namespace)
+    if table is None:
+        return Response(ResponseCode.QUERY_NOT_FOUND, f"No config item, Namespace: {namespace}")
+    return Response(body=kv_table_body(table))
+
+
+# ------------------------------------------------------------------ brokers
+
+
+@handles(RequestCode.REGISTER_BROKER)
+async def register_broker(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
+    h = RegisterBrokerHeader.parse(cmd.ext_fields)
+    if h.body_crc32 != 0 and crc32_masked(cmd.body or b"") != h.body_crc32:
+        log.warning("registerBroker from %s: crc32 not match", conn.remote_addr)
+        REGISTRATIONS.labels("crc_mismatch").inc()
+        return Response(ResponseCode.SYSTEM_ERROR, "crc32 not match")
+    try:
+        body = decode_register_body(cmd.body, h.compressed, cmd.version)
+    except BodyError as e:
+        raise BadRequest(f"Failed to decode RegisterBrokerBody: {e}") from e
+    reg = BrokerRegistration(
+        cluster=h.cluster_name,
+        broker_addr=h.broker_addr,
+        broker_name=h.broker_name,
+        broker_id=h.broker_id,
+        ha_server_addr=h.ha_server_addr,
+        data_version=canonical_data_version(body.data_version),
+        state_version=state_version(body.data_version),
+        topics=[
+            QueueConfig(
+                tc.topic_name,
+                tc.read_queue_nums,
+                tc.write_queue_nums,
+                tc.perm,
+                tc.topic_sys_flag,
+            )
+            for tc in body.topic_configs.values()
+        ],
+        filter_servers=body.filter_server_list,
+        heartbeat_timeout_ms=h.heartbeat_timeout_millis or p.settings.broker_timeout_ms,
+        zone_name=h.zone_name,
+        enable_acting_master=h.enable_acting_master,
+        has_static_topic_mappings=bool(body.topic_queue_mapping_info),
+        conn_id=conn.conn_id,
+    )
+    result = await p.store.register_broker(reg)
+    REGISTRATIONS.labels(result.status.value).inc()
+    if result.status is not RegisterStatus.OK:
+        return Response(ResponseCode.SYSTEM_ERROR, "register broker failed")
+    conn.brokers.add((h.cluster_name, h.broker_addr, h.broker_name))
+    ext: dict[str, str] = {}
+    if result.ha_server_addr is not None:
+        ext["haServerAddr"] = result.ha_server_addr
+    if result.master_addr is not None:
+        ext["masterAddr"] = result.master_addr
+    response_body = None
+    if p.settings.return_order_topic_config_to_broker:
+        table = await p.store.list_kv(ORDER_TOPIC_CONFIG)
+        if table is not None:
+            response_body = kv_table_body(table)
+    return Response(ext_fields=ext, body=response_body)
+
+
+@handles(RequestCode.UNREGISTER_BROKER)
+async def unregister_broker(
+    p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection
+) -> Response:
+    h = BrokerAddrHeader.parse(cmd.ext_fields)
+    result = await p.store.unregister_broker(h.cluster_name, h.broker_addr, h.broker_name)
+    conn.brokers.discard((h.cluster_name, h.broker_addr, h.broker_name))
+    if result.removed:
+        REMOVALS.labels("unregister").inc()
+        log.info(
+            "broker removed: reason=unregister cluster=%s addr=%s name=%s",
+            h.cluster_name,
+            h.broker_addr,
+            h.broker_name,
+        )
+    return Response()
+
+
+@handles(RequestCode.BROKER_HEARTBEAT)
+async def broker_heartbeat(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
+    h = BrokerAddrHeader.parse(cmd.ext_fields, name_required=False)
+    await p.store.heartbeat(h.cluster_name, h.broker_addr)
+    return Response()
+
+
+@handles(RequestCode.QUERY_DATA_VERSION)
+async def query_data_version(
+    p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection
+) -> Response:
+    h = BrokerAddrHeader.parse(cmd.ext_fields, name_required=False)
+    try:
+        dv = fastjson.loads(cmd.body) if cmd.body else None
+    except ValueError as e:
+        raise BadRequest(f"bad DataVersion body: {e}") from e
+    if dv is not None and not isinstance(dv, dict):
+        raise BadRequest("bad DataVersion body: not an object")
+    changed, stored = await p.store.query_data_version(
+        h.cluster_name, h.broker_addr, canonical_data_version(dv)
+    )
+    return Response(
+        ext_fields={"changed": "true" if changed else "false"},
+        body=stored.encode() if stored is not None else None,
+    )
+
+
+@handles(RequestCode.GET_BROKER_MEMBER_GROUP)
+async def get_broker_member_group(
+    p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection
+) -> Response:
+    cluster = req_str(cmd.ext_fields, "clusterName")
+    name = req_str(cmd.ext_fields, "brokerName")
+    bd = await p.store.broker_member_group(name)
+    addrs = bd.broker_addrs if bd is not None and bd.cluster == cluster else {}
+    group = {
+        "brokerAddrs": {k: addrs[k] for k in sorted(addrs)},
+        "brokerName": name,
+        "cluster": cluster,
+    }
+    return Response(body=fastjson.dumps_fastjson({"brokerMemberGroup": group}))
+
+
+@handles(RequestCode.WIPE_WRITE_PERM_OF_BROKER)
+async def wipe_write_perm(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
+    name = req_str(cmd.ext_fields, "brokerName")
+    count = await p.store.wipe_write_perm(name)
+    log.info("wipe write perm of broker[%s], client: %s, %d", name, conn.remote_addr, count)
+    return Response(ext_fields={"wipeTopicCount": str(count)})
+
+
+@handles(RequestCode.ADD_WRITE_PERM_OF_BROKER)
+async def add_write_perm(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
+    count = await p.store.add_write_perm(req_str(cmd.ext_fields, "brokerName"))
+    return Response(ext_fields={"addTopicCount": str(count)})
+
+
+@handles(RequestCode.GET_BROKER_CLUSTER_INFO)
+async def get_broker_cluster_info(
+    p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection
+) -> Response:
+    info = await p.store.get_cluster_info()
+    return Response(body=fastjson.dumps_fastjson(info.to_wire()))
+
+
+# ------------------------------------------------------------------ routes and topics
+
+
+@handles(RequestCode.GET_ROUTEINFO_BY_TOPIC)
+async def get_route_info(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
+    if p._not_ready_for_routes():
+        return Response(ResponseCode.SYSTEM_ERROR, "name remoting_server not ready")
+    topic = opt_str(cmd.ext_fields, "topic")
+    standard = cmd.version >= V4_9_4 or bool(opt_bool(cmd.ext_fields, "acceptStandardJsonOnly"))
+    zone = None
+    if opt_bool(cmd.ext_fields, "__ZONE_MODE"):
+        zone = opt_str(cmd.ext_fields, "__ZONE_NAME")
+    body = await p.routes.route_body(topic, standard=standard, zone=zone) if topic else None
+    if body is None:
+        return Response(
+            ResponseCode.TOPIC_NOT_EXIST,
+            "No topic route info in name server for the topic: "
+            f"{topic if topic is not None else 'null'}{FAQ_APPLY_TOPIC}",
+        )
+    p._route_served = True
+    return Response(body=body)
+
+
+@handles(RequestCode.GET_ALL_TOPIC_LIST_FROM_NAMESERVER)
+async def get_all_topic_list(
+    p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection
+) -> Response:
+    refused = p._topic_lists_disabled(all_topics=True)
+    return refused or Response(body=topic_list_body(await p.store.all_topics()))
+
+
+@handles(RequestCode.DELETE_TOPIC_IN_NAMESRV)
+async def delete_topic(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
+    await p.store.delete_topic(
+        req_str(cmd.ext_fields, "topic"), opt_str(cmd.ext_fields, "clusterName") or None
+    )
+    return Response()
+
+
+@handles(RequestCode.REGISTER_TOPIC_IN_NAMESRV)
+async def register_topic(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
+    topic = req_str(cmd.ext_fields, "topic")
+    try:
+        data = fastjson.loads(cmd.body) if cmd.body else None
+        qds = [QueueData.from_wire(q) for q in (data or {}).get("queueDatas") or []]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise BadRequest(f"bad TopicRouteData body: {e}") from e
+    if qds and not await p.store.register_topic(topic, qds):
+        log.warning("Register topic contains illegal broker, %s, %s", topic, qds)
+    return Response()
+
+
+@handles(RequestCode.GET_TOPICS_BY_CLUSTER)
+async def get_topics_by_cluster(
+    p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection
+) -> Response:
+    refused = p._topic_lists_disabled()
+    if refused:
+        return refused
+    topics = await p.store.topics_of_cluster(req_str(cmd.ext_fields, "cluster"))
+    return Response(body=topic_list_body(topics))
+
+
+@handles(RequestCode.GET_SYSTEM_TOPIC_LIST_FROM_NS)
+async def get_system_topic_list(
+    p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection
+) -> Response:
+    topics, addr = await p.store.system_topics()
+    return Response(body=topic_list_body(topics, addr))
+
+
+@handles(RequestCode.GET_UNIT_TOPIC_LIST)
+async def get_unit_topic_list(
+    p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection
+) -> Response:
+    refused = p._topic_lists_disabled()
+    return refused or Response(body=topic_list_body(await p.store.unit_topics()))
+
+
+@handles(RequestCode.GET_HAS_UNIT_SUB_TOPIC_LIST)
+async def get_has_unit_sub_topic_list(
+    p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection
+) -> Response:
+    refused = p._topic_lists_disabled()
+    return refused or Response(body=topic_list_body(await p.store.has_unit_sub_topics()))
+
+
+@handles(RequestCode.GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST)
+async def get_has_unit_sub_ununit_topic_list(
+    p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection
+) -> Response:
+    refused = p._topic_lists_disabled()
+    return refused or Response(body=topic_list_body(await p.store.has_unit_sub_ununit_topics()))
+
+
+# ------------------------------------------------------------------ name-server config
+
+
+@handles(RequestCode.UPDATE_NAMESRV_CONFIG)
+async def update_namesrv_config(
+    p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection
+) -> Response:
+    log.info("updateConfig called by %s", conn.remote_addr)
+    if cmd.body:
+        try:
+            props = parse_properties(cmd.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return Response(ResponseCode.SYSTEM_ERROR, "string2Properties error")
+        if blacklisted_keys(p.settings, props):
+            return Response(ResponseCode.NO_PERMISSION, "Can not update config in black list.")
+        new_settings, changed = apply_namesrv_config_update(p.settings, props)
+        if changed:
+            await p.store.update_config({k: props[k] for k in changed})
+            p.settings = new_settings
+    return Response()
+
+
+@handles(RequestCode.GET_NAMESRV_CONFIG)
+async def get_namesrv_config(
+    p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection
+) -> Response:
+    text = to_properties_text(p.settings)
+    return Response(body=text.encode("utf-8") if text.strip() else None)

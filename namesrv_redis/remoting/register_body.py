@@ -1,0 +1,256 @@
+"""REGISTER_BROKER bodies (RocketMQ's RegisterBrokerBody), plain JSON or compressed.
+
+JSON form: ``{"filterServerList":[…], "topicConfigSerializeWrapper": {"dataVersion": {…},
+"topicConfigTable": {name: TopicConfig}, …}}``.
+
+Compressed form (broker option ``compressedRegister``), a zlib stream of:
+int32 length + DataVersion JSON; int32 topic count; per topic int32 length + TopicConfig's text
+form ``"name read write perm filterType[ attributesJSON]"``; int32 length + filter server list
+JSON; for brokers ≥ V5_0_0, int32 count + per mapping int32 length + TopicQueueMappingInfo
+JSON. The text form carries no topicSysFlag, so (as in Java) it is 0 for such registrations.
+
+``bodyCrc32`` is the CRC-32 of the body as sent, masked to 31 bits (RocketMQ's UtilAll.crc32).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from namesrv_redis import fastjson
+from namesrv_redis.remoting.codes import V5_0_0
+
+_I32 = struct.Struct(">i")
+MAX_INFLATED = 256 * 1024 * 1024
+
+
+class BodyError(ValueError):
+    """A register body that cannot be decoded."""
+
+
+def crc32_masked(data: bytes) -> int:
+    return zlib.crc32(data) & 0x7FFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class TopicConfig:
+    topic_name: str
+    read_queue_nums: int = 16
+    write_queue_nums: int = 16
+    perm: int = 6
+    topic_sys_flag: int = 0
+    order: bool = False
+    topic_filter_type: str = "SINGLE_TAG"
+    attributes: dict[str, str] | None = None
+
+    def encode_text(self) -> str:
+        """TopicConfig#encode: the compressed body's per-topic text."""
+        s = (
+            f"{self.topic_name} {self.read_queue_nums} {self.write_queue_nums} {self.perm} "
+            f"{self.topic_filter_type}"
+        )
+        if self.attributes is not None:
+            s += " " + orjson.dumps(self.attributes).decode()
+        return s
+
+    def to_wire(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if self.attributes is not None:
+            d["attributes"] = self.attributes
+        d.update(
+            order=self.order,
+            perm=self.perm,
+            readQueueNums=self.read_queue_nums,
+            topicFilterType=self.topic_filter_type,
+            topicName=self.topic_name,
+            topicSysFlag=self.topic_sys_flag,
+            writeQueueNums=self.write_queue_nums,
+        )
+        return d
+
+
+@dataclass(slots=True)
+class RegisterBody:
+    data_version: dict[str, Any] = field(default_factory=lambda: {"counter": 0, "timestamp": 0})
+    topic_configs: dict[str, TopicConfig] = field(default_factory=dict)
+    filter_server_list: list[str] | None = None
+    topic_queue_mapping_info: dict[str, Any] = field(default_factory=dict)
+
+
+def _topic_from_json(name: str, d: Any) -> TopicConfig:
+    if not isinstance(d, dict):
+        raise BodyError(f"topic config {name!r} is not an object")
+    attrs = d.get("attributes")
+    try:
+        return TopicConfig(
+            topic_name=str(d.get("topicName") or name),
+            read_queue_nums=int(d.get("readQueueNums", 16)),
+            write_queue_nums=int(d.get("writeQueueNums", 16)),
+            perm=int(d.get("perm", 6)),
+            topic_sys_flag=int(d.get("topicSysFlag", d.get("topicSynFlag", 0)) or 0),
+            order=bool(d.get("order", False)),
+            topic_filter_type=str(d.get("topicFilterType") or "SINGLE_TAG"),
+            attributes={str(k): str(v) for k, v in attrs.items()}
+            if isinstance(attrs, dict)
+            else None,
+        )
+    except (TypeError, ValueError) as e:
+        raise BodyError(f"topic config {name!r}: {e}") from None
+
+
+def _topic_from_text(text: str) -> TopicConfig:
+    parts = text.split(" ", 5)
+    if len(parts) < 5:
+        raise BodyError(f"topic config text has {len(parts)} fields: {text[:80]!r}")
+    attrs = None
+    if len(parts) == 6:
+        try:
+            a = fastjson.loads(parts[5])
+        except ValueError as e:
+            raise BodyError(f"topic attributes: {e}") from None
+        attrs = {str(k): str(v) for k, v in a.items()} if isinstance(a, dict) else None
+    try:
+        return TopicConfig(
+            topic_name=parts[0],
+            read_queue_nums=int(parts[1]),
+            write_queue_nums=int(parts[2]),
+            perm=int(parts[3]),
+            topic_filter_type=parts[4],
+            attributes=attrs,
+        )
+    except ValueError as e:
+        raise BodyError(f"topic config text {text[:80]!r}: {e}") from None
+
+
+def _decode_json(body: bytes) -> RegisterBody:
+    try:
+        d = fastjson.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BodyError(f"register body is not JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise BodyError("register body is not an object")
+    wrapper = d.get("topicConfigSerializeWrapper")
+    if wrapper is None and "topicConfigTable" in d:
+        wrapper = d  # a very old broker sends a bare TopicConfigSerializeWrapper
+    wrapper = wrapper or {}
+    if not isinstance(wrapper, dict):
+        raise BodyError("topicConfigSerializeWrapper is not an object")
+    dv = wrapper.get("dataVersion") or {"counter": 0, "timestamp": 0}
+    if not isinstance(dv, dict):
+        raise BodyError("dataVersion is not an object")
+    table = wrapper.get("topicConfigTable") or {}
+    if not isinstance(table, dict):
+        raise BodyError("topicConfigTable is not an object")
+    filters = d.get("filterServerList")
+    if filters is not None and not isinstance(filters, list):
+        raise BodyError("filterServerList is not a list")
+    mapping = wrapper.get("topicQueueMappingInfoMap") or {}
+    return RegisterBody(
+        data_version=dv,
+        topic_configs={str(k): _topic_from_json(str(k), v) for k, v in table.items()},
+        filter_server_list=[str(f) for f in filters] if filters is not None else None,
+        topic_queue_mapping_info=mapping if isinstance(mapping, dict) else {},
+    )
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def int32(self) -> int:
+        if self.pos + 4 > len(self.data):
+            raise BodyError("compressed register body truncated")
+        (v,) = _I32.unpack_from(self.data, self.pos)
+        self.pos += 4
+        return int(v)
+
+    def chunk(self) -> bytes:
+        n = self.int32()
+        if n < 0 or self.pos + n > len(self.data):
+            raise BodyError("compressed register body: bad length")
+        b = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return b
+
+
+def _decode_compressed(body: bytes, broker_version: int) -> RegisterBody:
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(body, MAX_INFLATED)
+        if inflater.unconsumed_tail:
+            raise BodyError("compressed register body inflates past 256 MiB")
+    except zlib.error as e:
+        raise BodyError(f"compressed register body: {e}") from None
+    r = _Reader(raw)
+    try:
+        dv = fastjson.loads(r.chunk())
+        count = r.int32()
+        if count < 0:
+            raise BodyError("negative topic count")
+        topics: dict[str, TopicConfig] = {}
+        for _ in range(count):
+            tc = _topic_from_text(r.chunk().decode("utf-8"))
+            topics[tc.topic_name] = tc
+        filters = fastjson.loads(r.chunk())
+        mapping: dict[str, Any] = {}
+        if broker_version >= V5_0_0 and r.pos < len(raw):
+            for _ in range(r.int32()):
+                info = fastjson.loads(r.chunk())
+                if isinstance(info, dict):
+                    mapping[str(info.get("topic", len(mapping)))] = info
+    except (ValueError, UnicodeDecodeError) as e:
+        if isinstance(e, BodyError):
+            raise
+        raise BodyError(f"compressed register body: {e}") from None
+    if not isinstance(dv, dict):
+        raise BodyError("dataVersion is not an object")
+    return RegisterBody(
+        data_version=dv,
+        topic_configs=topics,
+        filter_server_list=[str(f) for f in filters] if isinstance(filters, list) else None,
+        topic_queue_mapping_info=mapping,
+    )
+
+
+def decode_register_body(body: bytes | None, compressed: bool, broker_version: int) -> RegisterBody:
+    if not body:
+        return RegisterBody()
+    if compressed:
+        return _decode_compressed(body, broker_version)
+    return _decode_json(body)
+
+
+def encode_register_body(
+    data_version: dict[str, Any],
+    topics: list[TopicConfig],
+    filter_servers: list[str] | None = None,
+    *,
+    compressed: bool = False,
+) -> bytes:
+    """A broker's REGISTER_BROKER body (test brokers and the benchmark use this)."""
+    filters = filter_servers or []
+    if not compressed:
+        return orjson.dumps(
+            {
+                "filterServerList": filters,
+                "topicConfigSerializeWrapper": {
+                    "dataVersion": data_version,
+                    "topicConfigTable": {t.topic_name: t.to_wire() for t in topics},
+                },
+            }
+        )
+    parts = []
+    dv = orjson.dumps(data_version)
+    parts += (_I32.pack(len(dv)), dv, _I32.pack(len(topics)))
+    for t in topics:
+        b = t.encode_text().encode("utf-8")
+        parts += (_I32.pack(len(b)), b)
+    fs = orjson.dumps(filters)
+    parts += (_I32.pack(len(fs)), fs)
+    return zlib.compress(b"".join(parts), 9)

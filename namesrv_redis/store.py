@@ -1,0 +1,402 @@
+"""The route store: the async API every front end calls, over the Lua scripts in ``lua/``.
+
+Every write is one script (atomic, idempotent, publishes a route event); every route read is
+one round trip. No business rule lives in a front end: the remoting and HTTP tiers translate
+their requests into these calls and encode what comes back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from namesrv_redis.keys import ORDER_TOPIC_CONFIG, Keys, split_ident
+from namesrv_redis.model import (
+    FLAG_UNIT,
+    FLAG_UNIT_SUB,
+    BrokerData,
+    ClusterInfo,
+    QueueConfig,
+    QueueData,
+    TopicRoute,
+)
+from namesrv_redis.scripts import Scripts, preload, register_scripts
+
+DEFAULT_HEARTBEAT_TIMEOUT_MS = 120_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@dataclass(slots=True)
+class BrokerRegistration:
+    """One REGISTER_BROKER request, decoded."""
+
+    cluster: str
+    broker_addr: str
+    broker_name: str
+    broker_id: int
+    ha_server_addr: str = ""
+    data_version: str = '{"counter":0,"timestamp":0}'
+    """Canonical JSON, see :func:`namesrv_redis.model.canonical_data_version`."""
+    state_version: int = 0
+    topics: Sequence[QueueConfig] = ()
+    filter_servers: list[str] | None = None
+    heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS
+    zone_name: str | None = None
+    enable_acting_master: bool | None = None
+    has_static_topic_mappings: bool = False
+    conn_id: str = ""
+    lite: bool = False
+    """Send no topics: valid only while the stored data version equals ``data_version``."""
+
+
+class RegisterStatus(StrEnum):
+    OK = "ok"
+    NEED_TOPICS = "need_topics"
+    REFUSED = "refused"
+    STALE_STATE = "stale_state"
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterResult:
+    status: RegisterStatus
+    master_addr: str | None
+    ha_server_addr: str | None
+    topics_written: int
+    version: int
+
+
+class RemovalReason(StrEnum):
+    UNREGISTERED = "unregister"
+    EXPIRED = "expired"
+    CONNECTION_CLOSED = "conn"
+
+
+@dataclass(frozen=True, slots=True)
+class RemovalResult:
+    removed: bool
+    broker_name: str
+    version: int
+
+
+class RouteStore:
+    """Async access to one namespace's route tables."""
+
+    def __init__(
+        self,
+        redis: Any,
+        namespace: str = "default",
+        *,
+        delete_topic_with_broker_registration: bool = False,
+    ) -> None:
+        self.redis = redis
+        self.keys = Keys(namespace)
+        self.delete_topic_with_broker_registration = delete_topic_with_broker_registration
+        self.scripts: Scripts = register_scripts(redis)
+        self._k = [self.keys.prefix]
+
+    async def load_scripts(self) -> None:
+        """Load every script now (fails fast on a broken script or an unreachable Redis)."""
+        await preload(self.scripts, self.redis)
+
+    # ------------------------------------------------------------------ writes
+
+    async def register_broker(
+        self, reg: BrokerRegistration, now: int | None = None
+    ) -> RegisterResult:
+        args: list[Any] = [
+            reg.cluster,
+            reg.broker_addr,
+            reg.broker_name,
+            reg.broker_id,
+            reg.ha_server_addr or "",
+            now if now is not None else now_ms(),
+            reg.heartbeat_timeout_ms,
+            reg.data_version,
+            reg.state_version,
+            reg.conn_id,
+            "-" if reg.filter_servers is None else orjson.dumps(reg.filter_servers).decode(),
+            reg.zone_name or "",
+            "" if reg.enable_acting_master is None else str(reg.enable_acting_master).lower(),
+            "1" if self.delete_topic_with_broker_registration else "0",
+            "1" if reg.has_static_topic_mappings else "0",
+            "lite" if reg.lite else "full",
+        ]
+        if reg.lite:
+            args.append(0)
+        else:
+            args.append(len(reg.topics))
+            for t in reg.topics:
+                args += (t.topic, t.read_queue_nums, t.write_queue_nums, t.perm, t.topic_sys_flag)
+        status, master, ha, written, version = await self.scripts.register_broker(
+            keys=self._k, args=args
+        )
+        return RegisterResult(
+            RegisterStatus(_s(status)),
+            _s(master) or None,
+            _s(ha) or None,
+            int(written),
+            int(version),
+        )
+
+    async def remove_broker(
+        self,
+        reason: RemovalReason,
+        cluster: str,
+        broker_addr: str,
+        broker_name: str = "",
+        *,
+        conn_id: str = "",
+        now: int | None = None,
+    ) -> RemovalResult:
+        """Unregister, expire (only if its liveness key is gone) or drop on connection close
+        (only if the connection still owns it) one broker process."""
+        removed, name, version = await self.scripts.remove_broker(
+            keys=self._k,
+            args=[
+                reason.value,
+                cluster,
+                broker_addr,
+                broker_name,
+                conn_id,
+                now if now is not None else now_ms(),
+            ],
+        )
+        return RemovalResult(bool(int(removed)), _s(name), int(version))
+
+    async def unregister_broker(
+        self, cluster: str, broker_addr: str, broker_name: str
+    ) -> RemovalResult:
+        return await self.remove_broker(
+            RemovalReason.UNREGISTERED, cluster, broker_addr, broker_name
+        )
+
+    async def heartbeat(self, cluster: str, broker_addr: str, now: int | None = None) -> bool:
+        """Refresh a registered broker's liveness; False if it is not registered."""
+        r = await self.scripts.heartbeat(
+            keys=self._k, args=[cluster, broker_addr, now if now is not None else now_ms()]
+        )
+        return bool(int(r))
+
+    async def query_data_version(
+        self, cluster: str, broker_addr: str, data_version: str, now: int | None = None
+    ) -> tuple[bool, str | None]:
+        """(changed, stored data version JSON or None); refreshes liveness when unchanged."""
+        changed, stored = await self.scripts.query_data_version(
+            keys=self._k,
+            args=[cluster, broker_addr, data_version, now if now is not None else now_ms()],
+        )
+        return bool(int(changed)), (_s(stored) or None)
+
+    async def wipe_write_perm(self, broker_name: str) -> int:
+        count, _ = await self.scripts.write_perm(keys=self._k, args=[broker_name, "wipe"])
+        return int(count)
+
+    async def add_write_perm(self, broker_name: str) -> int:
+        count, _ = await self.scripts.write_perm(keys=self._k, args=[broker_name, "add"])
+        return int(count)
+
+    async def delete_topic(self, topic: str, cluster: str | None = None) -> int:
+        removed, _ = await self.scripts.delete_topic(keys=self._k, args=[topic, cluster or ""])
+        return int(removed)
+
+    async def register_topic(self, topic: str, queue_datas: Sequence[QueueData]) -> bool:
+        args: list[Any] = [topic, len(queue_datas)]
+        for q in queue_datas:
+            args += (q.broker_name, q.read_queue_nums, q.write_queue_nums, q.perm, q.topic_sys_flag)
+        ok, _ = await self.scripts.register_topic(keys=self._k, args=args)
+        return bool(int(ok))
+
+    async def put_kv(self, namespace: str, key: str, value: str) -> None:
+        await self.scripts.kv_put(keys=self._k, args=[namespace, key, value, ORDER_TOPIC_CONFIG])
+
+    async def delete_kv(self, namespace: str, key: str) -> None:
+        await self.scripts.kv_delete(keys=self._k, args=[namespace, key, ORDER_TOPIC_CONFIG])
+
+    async def update_config(self, options: dict[str, str]) -> None:
+        """Store name-server options (RocketMQ names) shared by every pod."""
+        args: list[str] = []
+        for k, v in options.items():
+            args += (k, v)
+        await self.scripts.config_update(keys=self._k, args=args)
+
+    # ------------------------------------------------------------------ reads
+
+    async def get_route_raw(
+        self, topic: str, *, with_order_conf: bool = False
+    ) -> TopicRoute | None:
+        """A topic's route in one round trip, or None (RocketMQ: TOPIC_NOT_EXIST).
+
+        Like RocketMQ, a topic whose queue data names no registered broker has no route.
+        """
+        version, qds, brokers, filters, order = await self.scripts.route(
+            keys=self._k, args=[topic, ORDER_TOPIC_CONFIG if with_order_conf else ""]
+        )
+        if not qds or not brokers:
+            return None
+        queue_datas = [
+            QueueData.from_store(_s(qds[i]), _s(qds[i + 1])) for i in range(0, len(qds), 2)
+        ]
+        queue_datas.sort(key=lambda q: q.broker_name)
+        broker_datas = sorted(
+            (BrokerData.from_store(b) for b in brokers), key=lambda b: b.broker_name
+        )
+        filter_table = {
+            _s(filters[i]): orjson.loads(filters[i + 1]) for i in range(0, len(filters), 2)
+        }
+        return TopicRoute(
+            queue_datas=queue_datas,
+            broker_datas=broker_datas,
+            filter_server_table=filter_table,
+            order_topic_conf=_s(order) or None,
+            version=int(version),
+        )
+
+    async def get_route(
+        self, topic: str, *, with_order_conf: bool = False, support_acting_master: bool = False
+    ) -> TopicRoute | None:
+        """The route as RocketMQ answers it. With ``support_acting_master`` (RocketMQ 5), an
+        acting-master group with no master shows its smallest-id broker as id 0."""
+        route = await self.get_route_raw(topic, with_order_conf=with_order_conf)
+        if route is not None and support_acting_master:
+            for bd in route.broker_datas:
+                if bd.enable_acting_master and bd.broker_addrs and 0 not in bd.broker_addrs:
+                    smallest = min(bd.broker_addrs)
+                    bd.broker_addrs = dict(bd.broker_addrs)
+                    bd.broker_addrs[0] = bd.broker_addrs.pop(smallest)
+        return route
+
+    async def get_cluster_info(self) -> ClusterInfo:
+        version, brokers, clusters = await self.scripts.cluster_info(keys=self._k, args=[])
+        table = {
+            _s(brokers[i]): BrokerData.from_store(brokers[i + 1]) for i in range(0, len(brokers), 2)
+        }
+        cluster_table = {
+            _s(clusters[i]): sorted(_s(b) for b in clusters[i + 1])
+            for i in range(0, len(clusters), 2)
+        }
+        return ClusterInfo(table, cluster_table, int(version))
+
+    async def route_version(self) -> int:
+        v = await self.redis.get(self.keys.version)
+        return int(v) if v else 0
+
+    async def all_topics(self) -> list[str]:
+        return sorted(_s(t) for t in await self.redis.smembers(self.keys.topics))
+
+    async def topics_of_cluster(self, cluster: str) -> list[str]:
+        """Every topic with queue data from a broker of the cluster (GET_TOPICS_BY_CLUSTER)."""
+        names = [_s(b) for b in await self.redis.smembers(self.keys.cluster(cluster))]
+        if not names:
+            return []
+        topics = await self.redis.sunion([self.keys.broker_topics(n) for n in names])
+        return sorted(_s(t) for t in topics)
+
+    async def system_topics(self) -> tuple[list[str], str | None]:
+        """Cluster and broker names, plus one broker address (GET_SYSTEM_TOPIC_LIST_FROM_NS)."""
+        info = await self.get_cluster_info()
+        topics: list[str] = []
+        for cluster, names in info.cluster_addr_table.items():
+            topics.append(cluster)
+            topics.extend(names)
+        addr = None
+        for bd in info.broker_addr_table.values():
+            if bd.broker_addrs:
+                addr = bd.broker_addrs[min(bd.broker_addrs)]
+                break
+        return topics, addr
+
+    async def _topic_flags(self) -> dict[str, int]:
+        """The topicSysFlag of each topic, taken (as RocketMQ does) from one of its queue
+        datas: here the one of the smallest broker name, so the answer is deterministic."""
+        topics = await self.all_topics()
+        flags: dict[str, int] = {}
+        chunk = 512
+        for start in range(0, len(topics), chunk):
+            part = topics[start : start + chunk]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for t in part:
+                    pipe.hgetall(self.keys.topic(t))
+                rows = await pipe.execute()
+            for t, row in zip(part, rows, strict=True):
+                if row:
+                    first = min(row, key=_s)
+                    flags[t] = QueueData.from_store(_s(first), _s(row[first])).topic_sys_flag
+        return flags
+
+    async def unit_topics(self) -> list[str]:
+        return [t for t, f in (await self._topic_flags()).items() if f & FLAG_UNIT]
+
+    async def has_unit_sub_topics(self) -> list[str]:
+        return [t for t, f in (await self._topic_flags()).items() if f & FLAG_UNIT_SUB]
+
+    async def has_unit_sub_ununit_topics(self) -> list[str]:
+        return [
+            t
+            for t, f in (await self._topic_flags()).items()
+            if not f & FLAG_UNIT and f & FLAG_UNIT_SUB
+        ]
+
+    async def broker_member_group(self, broker_name: str) -> BrokerData | None:
+        raw = await self.redis.hget(self.keys.brokers, broker_name)
+        return BrokerData.from_store(raw) if raw else None
+
+    async def get_kv(self, namespace: str, key: str) -> str | None:
+        v = await self.redis.hget(self.keys.kv(namespace), key)
+        return _s(v) if v is not None else None
+
+    async def list_kv(self, namespace: str) -> dict[str, str] | None:
+        """A KV namespace's table, or None when the namespace was never written."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.sismember(self.keys.kv_namespaces, namespace)
+            pipe.hgetall(self.keys.kv(namespace))
+            exists, table = await pipe.execute()
+        if not exists:
+            return None
+        return {_s(k): _s(v) for k, v in table.items()}
+
+    async def get_config(self) -> dict[str, str]:
+        return {_s(k): _s(v) for k, v in (await self.redis.hgetall(self.keys.config)).items()}
+
+    async def live_info(self, cluster: str, broker_addr: str) -> dict[str, str] | None:
+        """A broker process's live info plus ``pttl`` (ms left), or None when not alive."""
+        key = self.keys.live(cluster, broker_addr)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(key)
+            pipe.pttl(key)
+            info, pttl = await pipe.execute()
+        if not info:
+            return None
+        out = {_s(k): _s(v) for k, v in info.items()}
+        out["pttl"] = str(pttl)
+        return out
+
+    async def expired_candidates(
+        self, now: int | None = None, limit: int = 256
+    ) -> list[tuple[str, str]]:
+        """(cluster, addr) of brokers whose deadline passed: the sweeper's work list."""
+        idents = await self.redis.zrangebyscore(
+            self.keys.deadlines, "-inf", now if now is not None else now_ms(), start=0, num=limit
+        )
+        return [split_ident(_s(i)) for i in idents]
+
+    async def broker_topics(self, broker_name: str) -> list[str]:
+        return sorted(
+            _s(t) for t in await self.redis.smembers(self.keys.broker_topics(broker_name))
+        )
+
+
+def queue_configs(items: Iterable[tuple[str, int, int, int, int]]) -> list[QueueConfig]:
+    """Build QueueConfigs from (topic, read, write, perm, sysflag) tuples (tests, tools)."""
+    return [QueueConfig(*i) for i in items]

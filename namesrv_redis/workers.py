@@ -1,0 +1,107 @@
+"""``serve``: one pod in this process, or ``--workers N`` pod processes sharing the ports.
+
+With several workers the parent starts the embedded Redis (when no URL is configured) so all
+workers share it, then starts N worker processes that each bind the remoting and HTTP ports
+with SO_REUSEPORT (the kernel spreads connections across them). The parent forwards SIGTERM /
+SIGINT, restarts a worker that dies unexpectedly, and stops everything on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+from typing import Any
+
+from namesrv_redis.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run_pod(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Run one pod in this process until SIGTERM/SIGINT."""
+    from namesrv_redis.pod import Pod
+
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(Pod(settings, reuse_port=reuse_port).run())
+
+
+def _worker_main(settings: Settings, log_level: str) -> None:
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
+    )
+    run_pod(settings, reuse_port=True)
+
+
+def serve(settings: Settings) -> int:
+    if settings.workers <= 1:
+        run_pod(settings)
+        return 0
+
+    from namesrv_redis.embedded import EmbeddedRedis
+
+    embedded = None
+    if not settings.redis_url:
+        embedded = EmbeddedRedis()
+        embedded.start_sync()
+        settings = settings.model_copy(update={"redis_url": embedded.url})
+        log.info("embedded Redis for %d workers at %s", settings.workers, embedded.url)
+
+    ctx = mp.get_context("spawn")
+    stopping = False
+
+    def start_worker() -> Any:
+        p = ctx.Process(target=_worker_main, args=(settings, settings.log_level), daemon=False)
+        p.start()
+        return p
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    procs = [start_worker() for _ in range(settings.workers)]
+    started = [time.monotonic()] * len(procs)
+    quick_deaths = 0
+    status = 0
+    log.info("started %d workers: %s", len(procs), [p.pid for p in procs])
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for i, p in enumerate(procs):
+                if p.is_alive() or stopping:
+                    continue
+                if time.monotonic() - started[i] < 5:
+                    quick_deaths += 1
+                if quick_deaths >= 5:
+                    log.error(
+                        "workers keep dying at start-up (last exit %s): giving up", p.exitcode
+                    )
+                    stopping, status = True, 1
+                    break
+                log.warning("worker %s exited with %s: restarting it", p.pid, p.exitcode)
+                procs[i], started[i] = start_worker(), time.monotonic()
+    finally:
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for p in procs:
+            p.join(max(0.1, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join()
+        if embedded is not None:
+            embedded.stop_sync()
+        for s, h in old.items():
+            signal.signal(s, h)
+    return status
