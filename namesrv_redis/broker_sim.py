@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codec import FrameDecoder, RemotingCommand, encode_response
@@ -112,8 +112,7 @@ class BrokerEndpoint(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None

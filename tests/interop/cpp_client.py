@@ -29,8 +29,12 @@ def main() -> int:
         msg.set_tags("cpp")
         msg.set_body("hello from the C++ client")
         result = producer.send_sync(msg)
-        out = {"ok": True, "status": str(result.status), "msg_id": result.msg_id,
-               "offset": result.offset}
+        out = {
+            "ok": True,
+            "status": str(result.status),
+            "msg_id": result.msg_id,
+            "offset": result.offset,
+        }
     except Exception as e:  # the client's error is the result under test
         out = {"ok": False, "error": f"{type(e).__name__}: {e}"}
     finally:

@@ -1,0 +1,291 @@
+"""Route load from one generator process: C connections × P requests in flight, over the
+remoting protocol (pipelined, matched by opaque) or HTTP/1.1 (pipelined, in order).
+
+Every answer is validated (response code 0 and a route body with queue and broker data);
+latency is measured from the write of a request to the read that completed its answer.
+Run several of these processes (:func:`run_route_load`) so the generator is not the
+bottleneck; each reports its own CPU time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import struct
+import time
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import orjson
+
+from namesrv_redis.bench.stats import self_cpu_s
+from namesrv_redis.remoting.codec import FrameDecoder, FrameError
+
+_PREFIX = struct.Struct(">ii")
+
+
+@dataclass
+class LoadSpec:
+    host: str
+    port: int
+    topics: list[str]
+    connections: int
+    pipeline: int
+    duration_s: float
+    warmup_s: float
+    protocol: str = "remoting"  # or "http"
+    version: int = 409
+    validate: str = "fast"  # fast | full
+    seed: int = 0
+    cpu: int | None = None
+
+
+@dataclass
+class LoadResult:
+    ok: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    latencies_us: array[int] = field(default_factory=lambda: array("I"))
+    cpu_s: float = 0.0
+    window_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "errors": dict(self.errors),
+            "latencies": self.latencies_us.tobytes(),
+            "cpu_s": self.cpu_s,
+            "window_s": self.window_s,
+        }
+
+
+class _Window:
+    def __init__(self, warmup_s: float, duration_s: float) -> None:
+        now = time.perf_counter()
+        self.start = now + warmup_s
+        self.end = self.start + duration_s
+
+    def measuring(self, t: float) -> bool:
+        return self.start <= t < self.end
+
+
+def _valid_route(body: bytes | None, mode: str) -> bool:
+    if not body:
+        return False
+    if mode == "full":
+        d = orjson.loads(body)
+        return bool(d.get("queueDatas")) and any(
+            b.get("brokerAddrs") for b in d.get("brokerDatas", [])
+        )
+    return b'"queueDatas":[{' in body and b'"brokerAddrs":{' in body
+
+
+class _RemotingRoutes(asyncio.Protocol):
+    def __init__(
+        self,
+        spec: LoadSpec,
+        result: LoadResult,
+        window: _Window,
+        rng: random.Random,
+        done: asyncio.Future[None],
+    ) -> None:
+        self.spec, self.result, self.window, self.rng, self.done = spec, result, window, rng, done
+        self.decoder = FrameDecoder()
+        self.inflight: dict[int, float] = {}
+        self.opaque = 0
+        self.transport: asyncio.Transport | None = None
+        self.requests = [
+            (
+                b'{"code":105,"extFields":{"topic":' + orjson.dumps(t) + b'},"flag":0,'
+                b'"language":"JAVA","opaque":',
+                b',"serializeTypeCurrentRPC":"JSON","version":' + str(spec.version).encode() + b"}",
+            )
+            for t in spec.topics
+        ]
+
+    def _request(self) -> bytes:
+        self.opaque += 1
+        pre, post = self.requests[self.rng.randrange(len(self.requests))]
+        header = pre + str(self.opaque).encode() + post
+        self.inflight[self.opaque] = time.perf_counter()
+        return _PREFIX.pack(4 + len(header), len(header)) + header
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        transport.write(b"".join(self._request() for _ in range(self.spec.pipeline)))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            cmds = self.decoder.feed(data)
+        except FrameError:
+            self.result.errors["decode"] += 1
+            self._finish()
+            return
+        now = time.perf_counter()
+        out = []
+        measuring = self.window.measuring(now)
+        for cmd in cmds:
+            started = self.inflight.pop(cmd.opaque, None)
+            if started is None:
+                if measuring:
+                    self.result.errors["unmatched_opaque"] += 1
+                continue
+            if measuring and self.window.measuring(started):
+                if cmd.code != 0:
+                    self.result.errors[f"code_{cmd.code}"] += 1
+                elif not _valid_route(cmd.body, self.spec.validate):
+                    self.result.errors["invalid_body"] += 1
+                else:
+                    self.result.ok += 1
+                    self.result.latencies_us.append(int((now - started) * 1e6))
+            if now < self.window.end:
+                out.append(self._request())
+        if out:
+            assert self.transport is not None
+            self.transport.write(b"".join(out))
+        elif not self.inflight:
+            self._finish()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if time.perf_counter() < self.window.end:
+            self.result.errors["disconnect"] += 1
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _HttpRoutes(asyncio.Protocol):
+    """HTTP/1.1 keep-alive, P pipelined GET /v1/routes/{topic}; answers come in order."""
+
+    def __init__(
+        self,
+        spec: LoadSpec,
+        result: LoadResult,
+        window: _Window,
+        rng: random.Random,
+        done: asyncio.Future[None],
+    ) -> None:
+        self.spec, self.result, self.window, self.rng, self.done = spec, result, window, rng, done
+        self.buf = bytearray()
+        self.started: list[float] = []
+        self.transport: asyncio.Transport | None = None
+        host = f"{spec.host}:{spec.port}".encode()
+        self.requests = [
+            b"GET /v1/routes/" + t.encode() + b" HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
+            for t in spec.topics
+        ]
+
+    def _request(self) -> bytes:
+        self.started.append(time.perf_counter())
+        return self.requests[self.rng.randrange(len(self.requests))]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        transport.write(b"".join(self._request() for _ in range(self.spec.pipeline)))
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        now = time.perf_counter()
+        measuring = self.window.measuring(now)
+        out = []
+        while True:
+            head_end = self.buf.find(b"\r\n\r\n")
+            if head_end < 0:
+                break
+            head = bytes(self.buf[:head_end]).lower()
+            i = head.find(b"content-length:")
+            length = (
+                int(head[i + 15 : head.find(b"\r\n", i) if head.find(b"\r\n", i) > 0 else None])
+                if i >= 0
+                else 0
+            )
+            if len(self.buf) < head_end + 4 + length:
+                break
+            status = int(head[9:12])
+            body = bytes(self.buf[head_end + 4 : head_end + 4 + length])
+            del self.buf[: head_end + 4 + length]
+            started = self.started.pop(0)
+            if measuring and self.window.measuring(started):
+                if status != 200:
+                    self.result.errors[f"http_{status}"] += 1
+                elif not _valid_route(body, self.spec.validate):
+                    self.result.errors["invalid_body"] += 1
+                else:
+                    self.result.ok += 1
+                    self.result.latencies_us.append(int((now - started) * 1e6))
+            if now < self.window.end:
+                out.append(self._request())
+        if out:
+            assert self.transport is not None
+            self.transport.write(b"".join(out))
+        elif not self.started:
+            self._finish()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if time.perf_counter() < self.window.end:
+            self.result.errors["disconnect"] += 1
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def _run(spec: LoadSpec) -> LoadResult:
+    result = LoadResult()
+    window = _Window(spec.warmup_s, spec.duration_s)
+    loop = asyncio.get_running_loop()
+    proto_cls = _HttpRoutes if spec.protocol == "http" else _RemotingRoutes
+    dones = []
+    for i in range(spec.connections):
+        done: asyncio.Future[None] = loop.create_future()
+        rng = random.Random(spec.seed * 1000 + i)
+        await loop.create_connection(
+            lambda rng=rng, done=done: proto_cls(spec, result, window, rng, done),  # type: ignore[misc]
+            spec.host,
+            spec.port,
+        )
+        dones.append(done)
+    cpu0 = self_cpu_s()
+    await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
+    cpu_start = self_cpu_s()
+    await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
+    result.cpu_s = self_cpu_s() - cpu_start
+    del cpu0
+    result.window_s = spec.duration_s
+    await asyncio.wait(dones, timeout=10)
+    return result
+
+
+def run_route_load(spec: LoadSpec) -> dict[str, Any]:
+    """Entry point of one generator process (picklable result)."""
+    if spec.cpu is not None:
+        os.sched_setaffinity(0, {spec.cpu})
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(_run(spec)).to_dict()
+
+
+def merge(results: list[dict[str, Any]]) -> LoadResult:
+    merged = LoadResult()
+    for r in results:
+        merged.ok += r["ok"]
+        merged.errors.update(r["errors"])
+        lat = array("I")
+        lat.frombytes(r["latencies"])
+        merged.latencies_us.extend(lat)
+        merged.cpu_s += r["cpu_s"]
+        merged.window_s = max(merged.window_s, r["window_s"])
+    return merged

@@ -1,0 +1,476 @@
+"""The HTTP/JSON tier: routes, clusters, topics, KV config, admin, watches, health, metrics and
+the address server. No business rule lives here: every answer comes from the route store
+(or the pod's route cache) exactly as the remoting front end gets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from namesrv_redis.config import Settings
+from namesrv_redis.events import RouteEvents
+from namesrv_redis.metrics import REGISTRY, REQUEST_LATENCY, REQUESTS, set_table_sizes
+from namesrv_redis.pods import live_pod_addresses
+from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.store import RouteStore
+
+log = logging.getLogger(__name__)
+
+MAX_WAIT_S = 600.0
+DEFAULT_WAIT_S = 300.0
+KEEPALIVE_S = 15.0
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, detail: str = "") -> None:
+        super().__init__(detail or error)
+        self.status, self.error, self.detail = status, error, detail
+
+
+# ------------------------------------------------------------------------------ models
+
+
+class QueueDataModel(BaseModel):
+    brokerName: str
+    perm: int
+    readQueueNums: int
+    topicSysFlag: int
+    writeQueueNums: int
+
+
+class BrokerDataModel(BaseModel):
+    brokerAddrs: dict[str, str]
+    brokerName: str
+    cluster: str
+    enableActingMaster: bool | None = None
+    zoneName: str | None = None
+
+
+class RouteModel(BaseModel):
+    brokerDatas: list[BrokerDataModel]
+    filterServerTable: dict[str, list[str]]
+    orderTopicConf: str | None = None
+    queueDatas: list[QueueDataModel]
+
+
+class Liveness(BaseModel):
+    lastUpdateTimestamp: int | None = None
+    secondsLeft: float | None = None
+    dataVersion: dict[str, Any] | None = None
+    haServerAddr: str | None = None
+
+
+class BrokerAddress(BaseModel):
+    id: int
+    address: str
+    alive: bool
+    liveness: Liveness | None = None
+
+
+class BrokerModel(BaseModel):
+    brokerName: str
+    cluster: str
+    addresses: list[BrokerAddress]
+
+
+class ClusterModel(BaseModel):
+    name: str
+    brokerNames: list[str]
+    brokers: list[BrokerModel]
+
+
+class ClustersModel(BaseModel):
+    version: int
+    clusters: list[ClusterModel]
+
+
+class TopicsModel(BaseModel):
+    topics: list[str]
+
+
+class KvValue(BaseModel):
+    value: str
+
+
+class KvEntry(BaseModel):
+    namespace: str
+    key: str
+    value: str
+
+
+class KvTable(BaseModel):
+    namespace: str
+    table: dict[str, str]
+
+
+class WritePermRequest(BaseModel):
+    enabled: bool
+
+
+class WritePermResult(BaseModel):
+    brokerName: str
+    enabled: bool
+    topicCount: int
+
+
+class DeleteTopicResult(BaseModel):
+    topic: str
+    cluster: str | None
+    removedQueueDatas: int
+
+
+class ErrorModel(BaseModel):
+    error: str
+    detail: str = ""
+
+
+class StatusModel(BaseModel):
+    status: str
+    reason: str | None = None
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def parse_wait(text: str | None) -> float:
+    """Consul-style durations: ``500ms``, ``10s``, ``2m``; a bare number is seconds."""
+    if text is None or text == "":
+        return DEFAULT_WAIT_S
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*", text)
+    if not m:
+        raise ApiError(400, "bad_wait", f"cannot parse wait={text!r} (use e.g. 500ms, 10s, 1m)")
+    value = float(m.group(1))
+    unit = m.group(2) or "s"
+    seconds = value / 1000 if unit == "ms" else value * 60 if unit == "m" else value
+    return min(seconds, MAX_WAIT_S)
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def warn_if_unprotected(settings: Settings, logger: logging.Logger) -> bool:
+    """Warn when admin calls are reachable from other machines without a token."""
+    if settings.admin_token is None and not is_loopback(settings.http_host):
+        logger.warning(
+            "HTTP admin endpoints on %s:%d are not protected: set --admin-token "
+            "(NAMESRV_ADMIN_TOKEN) or bind --http-host 127.0.0.1",
+            settings.http_host,
+            settings.http_port,
+        )
+        return True
+    return False
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+# ------------------------------------------------------------------------------ app
+
+
+def create_app(
+    store: RouteStore,
+    *,
+    events: RouteEvents,
+    settings_provider: Callable[[], Settings],
+    readiness: Callable[[], Awaitable[str | None]],
+    routes: RouteReader | None = None,
+) -> FastAPI:
+    """The FastAPI application of one pod."""
+    reader = routes or RouteReader(store, enabled=False)
+    app = FastAPI(
+        title="namesrv-redis",
+        version="0.1.0",
+        description="RocketMQ name server routes and admin over HTTP/JSON.",
+        responses={503: {"model": ErrorModel}},
+    )
+
+    # ---------------------------------------------------------------- errors and metrics
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {
+                "error": "not_found" if exc.status_code == 404 else "http_error",
+                "detail": str(exc.detail),
+            },
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(
+            f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return JSONResponse({"error": "bad_request", "detail": detail}, status_code=422)
+
+    @app.exception_handler(RedisError)
+    async def _redis_error(request: Request, exc: RedisError) -> JSONResponse:
+        return JSONResponse(
+            {"error": "redis_unavailable", "detail": f"{type(exc).__name__}: {exc}"},
+            status_code=503,
+        )
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("HTTP %s %s failed", request.method, request.url.path)
+        return JSONResponse(
+            {"error": "internal_error", "detail": type(exc).__name__}, status_code=500
+        )
+
+    @app.middleware("http")
+    async def _count(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        label = f"{request.method} {getattr(route, 'path', 'unmatched')}"
+        REQUESTS.labels("http", label).inc()
+        REQUEST_LATENCY.labels("http", label).observe(time.perf_counter() - started)
+        return response
+
+    def require_admin(authorization: str | None = Header(default=None)) -> None:
+        token = settings_provider().admin_token
+        if token is None:
+            return
+        if not authorization or not authorization.startswith("Bearer "):
+            raise ApiError(401, "unauthorized", "admin calls need Authorization: Bearer <token>")
+        if not hmac.compare_digest(authorization[7:].encode(), token.get_secret_value().encode()):
+            raise ApiError(403, "forbidden", "wrong admin token")
+
+    # ---------------------------------------------------------------- routes
+
+    @app.get(
+        "/v1/routes/{topic}",
+        response_model=RouteModel,
+        response_model_exclude_none=True,
+        responses={404: {"model": ErrorModel}},
+        summary="A topic's route (blocking query with ?index=N&wait=30s)",
+    )
+    async def get_route(
+        topic: str,
+        index: int | None = Query(
+            default=None, ge=0, description="return once the route version passes this"
+        ),
+        wait: str | None = Query(default=None, description="longest wait, e.g. 30s (default 5m)"),
+    ) -> Response:
+        if index is not None:
+            await events.wait_for_version(index, parse_wait(wait))
+        version = max(events.latest_version, await store.route_version())
+        body = await reader.route_body(topic, standard=True)
+        headers = {"X-Namesrv-Index": str(version)}
+        if body is None:
+            return JSONResponse(
+                {
+                    "error": "topic_not_found",
+                    "detail": f"No topic route info in name server for the topic: {topic}",
+                },
+                status_code=404,
+                headers=headers,
+            )
+        return Response(body, media_type="application/json", headers=headers)
+
+    @app.get("/v1/events", summary="Server-Sent Events of route changes")
+    async def get_events(topic: list[str] | None = Query(default=None)) -> StreamingResponse:
+        wanted = set(topic) if topic else None
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield b": connected\n\n"
+            it = events.subscribe(wanted).__aiter__()
+            while True:
+                try:
+                    event = await asyncio.wait_for(it.__anext__(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                yield b"event: route\ndata: " + orjson.dumps(event.to_json()) + b"\n\n"
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+
+    # ---------------------------------------------------------------- clusters and topics
+
+    @app.get("/v1/clusters", response_model=ClustersModel, response_model_exclude_none=True)
+    async def get_clusters() -> ClustersModel:
+        info = await store.get_cluster_info()
+        clusters = []
+        for cname, names in sorted(info.cluster_addr_table.items()):
+            brokers = []
+            for name in names:
+                bd = info.broker_addr_table.get(name)
+                if bd is None:
+                    continue
+                addresses = []
+                for bid, addr in sorted(bd.broker_addrs.items()):
+                    live = await store.live_info(bd.cluster, addr)
+                    liveness = None
+                    if live is not None:
+                        pttl = int(live.get("pttl", "-1"))
+                        liveness = Liveness(
+                            lastUpdateTimestamp=int(live["last"]) if live.get("last") else None,
+                            secondsLeft=round(pttl / 1000, 3) if pttl >= 0 else None,
+                            dataVersion=orjson.loads(live["dv"]) if live.get("dv") else None,
+                            haServerAddr=live.get("ha") or None,
+                        )
+                    addresses.append(
+                        BrokerAddress(
+                            id=bid, address=addr, alive=live is not None, liveness=liveness
+                        )
+                    )
+                brokers.append(
+                    BrokerModel(brokerName=name, cluster=bd.cluster, addresses=addresses)
+                )
+            clusters.append(ClusterModel(name=cname, brokerNames=names, brokers=brokers))
+        return ClustersModel(version=info.version, clusters=clusters)
+
+    @app.get("/v1/topics", response_model=TopicsModel)
+    async def get_topics(
+        cluster: str | None = None,
+        flag: str | None = Query(default=None, pattern="^(unit|unit_sub|unit_sub_ununit|system)$"),
+    ) -> TopicsModel:
+        if flag == "system":
+            topics, _ = await store.system_topics()
+        elif flag == "unit":
+            topics = await store.unit_topics()
+        elif flag == "unit_sub":
+            topics = await store.has_unit_sub_topics()
+        elif flag == "unit_sub_ununit":
+            topics = await store.has_unit_sub_ununit_topics()
+        else:
+            topics = await store.all_topics()
+        if cluster is not None:
+            of_cluster = set(await store.topics_of_cluster(cluster))
+            topics = [t for t in topics if t in of_cluster]
+        return TopicsModel(topics=sorted(topics))
+
+    # ---------------------------------------------------------------- KV config
+
+    @app.get("/v1/kv/{namespace}", response_model=KvTable, responses={404: {"model": ErrorModel}})
+    async def get_kv_table(namespace: str) -> KvTable:
+        table = await store.list_kv(namespace)
+        if table is None:
+            raise ApiError(404, "namespace_not_found", f"No config item, Namespace: {namespace}")
+        return KvTable(namespace=namespace, table=table)
+
+    @app.get(
+        "/v1/kv/{namespace}/{key}", response_model=KvEntry, responses={404: {"model": ErrorModel}}
+    )
+    async def get_kv(namespace: str, key: str) -> KvEntry:
+        value = await store.get_kv(namespace, key)
+        if value is None:
+            raise ApiError(
+                404, "key_not_found", f"No config item, Namespace: {namespace} Key: {key}"
+            )
+        return KvEntry(namespace=namespace, key=key, value=value)
+
+    @app.put(
+        "/v1/kv/{namespace}/{key}",
+        response_model=KvEntry,
+        dependencies=[Depends(require_admin)],
+        responses={401: {"model": ErrorModel}, 403: {"model": ErrorModel}},
+    )
+    async def put_kv(namespace: str, key: str, body: KvValue) -> KvEntry:
+        await store.put_kv(namespace, key, body.value)
+        return KvEntry(namespace=namespace, key=key, value=body.value)
+
+    @app.delete(
+        "/v1/kv/{namespace}/{key}",
+        status_code=204,
+        dependencies=[Depends(require_admin)],
+        responses={401: {"model": ErrorModel}, 403: {"model": ErrorModel}},
+    )
+    async def delete_kv(namespace: str, key: str) -> Response:
+        await store.delete_kv(namespace, key)
+        return Response(status_code=204)
+
+    # ---------------------------------------------------------------- admin
+
+    @app.post(
+        "/v1/brokers/{brokerName}/write-permission",
+        response_model=WritePermResult,
+        dependencies=[Depends(require_admin)],
+        responses={401: {"model": ErrorModel}, 403: {"model": ErrorModel}},
+    )
+    async def write_permission(brokerName: str, body: WritePermRequest) -> WritePermResult:
+        if body.enabled:
+            count = await store.add_write_perm(brokerName)
+        else:
+            count = await store.wipe_write_perm(brokerName)
+        return WritePermResult(brokerName=brokerName, enabled=body.enabled, topicCount=count)
+
+    @app.delete(
+        "/v1/topics/{topic}",
+        response_model=DeleteTopicResult,
+        dependencies=[Depends(require_admin)],
+        responses={401: {"model": ErrorModel}, 403: {"model": ErrorModel}},
+    )
+    async def delete_topic(topic: str, cluster: str | None = None) -> DeleteTopicResult:
+        removed = await store.delete_topic(topic, cluster)
+        return DeleteTopicResult(topic=topic, cluster=cluster, removedQueueDatas=removed)
+
+    # ---------------------------------------------------------------- address server
+
+    @app.get(
+        "/rocketmq/{subgroup}",
+        response_class=PlainTextResponse,
+        summary="Name-server addresses in the form RocketMQ clients poll (host:port;…)",
+    )
+    async def nsaddr(subgroup: str) -> PlainTextResponse:
+        return PlainTextResponse(";".join(await live_pod_addresses(store.redis, store.keys)))
+
+    # ---------------------------------------------------------------- health and metrics
+
+    @app.get("/healthz", response_model=StatusModel, response_model_exclude_none=True)
+    async def healthz() -> StatusModel:
+        return StatusModel(status="ok")
+
+    @app.get("/readyz", response_model=StatusModel, response_model_exclude_none=True)
+    async def readyz() -> Response:
+        reason = await readiness()
+        if reason is None:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not_ready", "reason": reason}, status_code=503)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        try:
+            async with store.redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(store.keys.deadlines)
+                pipe.scard(store.keys.clusters)
+                pipe.scard(store.keys.topics)
+                brokers, clusters, topics = await pipe.execute()
+            set_table_sizes(int(brokers), int(clusters), int(topics))
+        except RedisError:
+            pass  # the gauges keep their last value; redis errors are counted elsewhere
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return app

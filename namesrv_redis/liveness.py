@@ -1,0 +1,190 @@
+"""Broker liveness: an expired-key cleaner and a deadline sweeper (DESIGN.md, Liveness).
+
+A broker's live info is a key whose TTL is its heartbeat timeout. When Redis deletes it, it
+publishes an ``expired`` keyspace event carrying the key's name (cluster and address); the
+:class:`ExpiryCleaner` runs the idempotent remove script for it at once. Pub/sub is
+fire-and-forget (events are lost while disconnected, and Redis fires them when it actually
+deletes the key), so the :class:`Sweeper` also reads the deadline index every
+``scanNotActiveBrokerInterval`` — O(log n + expired), never a scan of all brokers — and
+removes whatever is past its deadline. Several pods may do both at once: the remove script
+removes a broker exactly once and answers ``removed=0`` to everyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from namesrv_redis.keys import split_ident
+from namesrv_redis.metrics import EXPIRY_EVENTS, REDIS_ERRORS, REMOVALS, SWEEPS
+from namesrv_redis.redis_client import ensure_keyspace_events
+from namesrv_redis.store import RemovalReason, RouteStore
+
+log = logging.getLogger(__name__)
+
+
+async def remove_expired(store: RouteStore, cluster: str, addr: str, source: str) -> bool:
+    """Remove one broker process whose liveness key is gone; log and count it once."""
+    result = await store.remove_broker(RemovalReason.EXPIRED, cluster, addr)
+    if result.removed:
+        REMOVALS.labels("expired").inc()
+        log.info(
+            "broker removed: reason=expired cluster=%s addr=%s name=%s (found by %s)",
+            cluster,
+            addr,
+            result.broker_name,
+            source,
+        )
+    return result.removed
+
+
+def _db_of(redis: Any) -> int:
+    try:
+        return int(redis.connection_pool.connection_kwargs.get("db", 0) or 0)
+    except AttributeError:
+        return 0
+
+
+class ExpiryCleaner:
+    """Subscribes to expired-key events and removes the brokers whose liveness key expired."""
+
+    def __init__(
+        self,
+        store: RouteStore,
+        redis: Any,
+        *,
+        on_reconnect: Callable[[], Any] | None = None,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.redis = redis
+        self.on_reconnect = on_reconnect
+        self.max_backoff_s = max_backoff_s
+        self.subscribed = False
+        self.notifications = False
+        """True when Redis emits expired-key events; False means the sweeper works alone."""
+        self.reconnects = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def channel(self) -> str:
+        return f"__keyevent@{_db_of(self.redis)}__:expired"
+
+    async def run(self) -> None:
+        delay = 0.1
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                self.notifications = await ensure_keyspace_events(self.redis)
+                await pubsub.subscribe(self.channel)
+                self.subscribed = True
+                self.reconnects += 1
+                delay = 0.1
+                if self.on_reconnect is not None:
+                    r = self.on_reconnect()
+                    if asyncio.iscoroutine(r):
+                        await r
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    data = message["data"]
+                    key = data.decode() if isinstance(data, bytes) else str(data)
+                    ident = self.store.keys.ident_of_live_key(key)
+                    if ident is None:
+                        continue
+                    EXPIRY_EVENTS.inc()
+                    cluster, addr = split_ident(ident)
+                    try:
+                        await remove_expired(self.store, cluster, addr, "expiry event")
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        REDIS_ERRORS.labels("cleaner").inc()
+                        log.exception("removing expired broker %s failed", ident)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                REDIS_ERRORS.labels("cleaner").inc()
+                log.warning("expiry subscription lost (%s); reconnecting in %.1fs", e, delay)
+            finally:
+                self.subscribed = False
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(self.max_backoff_s, delay * 2)
+
+
+class Sweeper:
+    """Every ``interval_ms``, removes every broker past its deadline in the index."""
+
+    def __init__(self, store: RouteStore, *, interval_ms: int = 5000, batch: int = 256) -> None:
+        self.store = store
+        self.interval_ms = interval_ms
+        self.batch = batch
+        self.wake = asyncio.Event()
+
+    async def sweep_once(self) -> int:
+        SWEEPS.inc()
+        removed = 0
+        seen: set[tuple[str, str]] = set()
+        while True:
+            candidates = [
+                c for c in await self.store.expired_candidates(limit=self.batch) if c not in seen
+            ]
+            if not candidates:
+                return removed
+            for cluster, addr in candidates:
+                seen.add((cluster, addr))
+                if await remove_expired(self.store, cluster, addr, "sweeper"):
+                    removed += 1
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.interval_ms / 1000)
+            self.wake.clear()
+            try:
+                await self.sweep_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                REDIS_ERRORS.labels("sweeper").inc()
+                log.warning("sweep failed (%s); retrying next interval", e)
+
+
+class Liveness:
+    """The cleaner and the sweeper of one pod, as background tasks."""
+
+    def __init__(
+        self,
+        store: RouteStore,
+        redis: Any,
+        *,
+        scan_interval_ms: int = 5000,
+        on_reconnect: Callable[[], Any] | None = None,
+    ) -> None:
+        self.sweeper = Sweeper(store, interval_ms=scan_interval_ms)
+
+        def reconnected() -> Any:
+            self.sweeper.wake.set()  # catch up on what expired while we were away
+            return on_reconnect() if on_reconnect is not None else None
+
+        self.cleaner = ExpiryCleaner(store, redis, on_reconnect=reconnected)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.cleaner.run(), name="expiry-cleaner"),
+            asyncio.create_task(self.sweeper.run(), name="sweeper"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks = []
