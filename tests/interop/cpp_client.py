@@ -31,7 +31,7 @@ def main() -> int:
         result = producer.send_sync(msg)
         out = {
             "ok": True,
-            "status": str(result.status),
+            "status": result.status.name,
             "msg_id": result.msg_id,
             "offset": result.offset,
         }
