@@ -9,7 +9,6 @@ persistence unless asked for, and dies with its parent.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import ctypes
 import os
@@ -157,7 +156,9 @@ class EmbeddedRedis:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.start_sync)
+        # In this thread on purpose: the server is bound to die with the thread that started
+        # it (PR_SET_PDEATHSIG), and an executor thread may end long before the process.
+        self.start_sync()
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self.stop_sync)
+        self.stop_sync()

@@ -77,11 +77,11 @@ class RouteEvents:
         self._poll_task = asyncio.create_task(self._poll_version(), name="route-version-poll")
 
     async def stop(self) -> None:
-        for t in (self._task, self._poll_task):
-            if t is not None:
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+        tasks = [t for t in (self._task, self._poll_task) if t is not None]
+        for t in tasks:
+            t.cancel()
+        if tasks:  # bounded: shutdown never hangs on a half-closed connection
+            await asyncio.wait(tasks, timeout=2.0)
 
     def _deliver(self, event: RouteEvent) -> None:
         if event.version > self.latest_version:
@@ -127,7 +127,7 @@ class RouteEvents:
             finally:
                 self.connected = False
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await asyncio.wait_for(pubsub.aclose(), 1.0)
             await asyncio.sleep(delay)
             delay = min(5.0, delay * 2)
 

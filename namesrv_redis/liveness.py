@@ -112,7 +112,7 @@ class ExpiryCleaner:
             finally:
                 self.subscribed = False
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await asyncio.wait_for(pubsub.aclose(), 1.0)
             await asyncio.sleep(delay)
             delay = min(self.max_backoff_s, delay * 2)
 
@@ -184,7 +184,6 @@ class Liveness:
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if self._tasks:  # bounded: shutdown never hangs on a half-closed connection
+            await asyncio.wait(self._tasks, timeout=2.0)
         self._tasks = []

@@ -197,6 +197,7 @@ def create_app(
     settings_provider: Callable[[], Settings],
     readiness: Callable[[], Awaitable[str | None]],
     routes: RouteReader | None = None,
+    max_wait_s: float = MAX_WAIT_S,
 ) -> FastAPI:
     """The FastAPI application of one pod."""
     reader = routes or RouteReader(store, enabled=False)
@@ -283,7 +284,7 @@ def create_app(
         wait: str | None = Query(default=None, description="longest wait, e.g. 30s (default 5m)"),
     ) -> Response:
         if index is not None:
-            await events.wait_for_version(index, parse_wait(wait))
+            await events.wait_for_version(index, min(parse_wait(wait), max_wait_s))
         version = max(events.latest_version, await store.route_version())
         body = await reader.route_body(topic, standard=True)
         headers = {"X-Namesrv-Index": str(version)}
