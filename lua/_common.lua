@@ -173,8 +173,10 @@ local function remove_broker_process(cluster, addr, broker_name)
   removed = (redis.call('ZREM', K.deadlines, ident) == 1) or removed
   local stored_name = redis.call('HGET', K.addr_names, ident)
   redis.call('HDEL', K.addr_names, ident)
-  if broker_name == nil or broker_name == '' then broker_name = stored_name end
-  if not broker_name then return '', removed end
+  -- The name this process registered under wins over the one a request names: an address
+  -- left in another group would never expire.
+  if stored_name then broker_name = stored_name end
+  if not broker_name or broker_name == '' then return '', removed end
   if redis.call('HDEL', K.filters, ident) == 1 then touch_broker(broker_name); removed = true end
   local bd = get_broker(broker_name)
   if not bd then return broker_name, removed end
@@ -186,9 +188,13 @@ local function remove_broker_process(cluster, addr, broker_name)
   touch_broker(broker_name)
   if next(bd.brokerAddrs) == nil then
     redis.call('HDEL', K.brokers, broker_name)
-    local ck = k_cluster(cluster)
-    redis.call('SREM', ck, broker_name)
-    if redis.call('EXISTS', ck) == 0 then redis.call('SREM', K.clusters, cluster) end
+    -- the group leaves every cluster that lists it (a misconfigured estate may register one
+    -- broker name from several clusters; there are few clusters)
+    for _, c in ipairs(redis.call('SMEMBERS', K.clusters)) do
+      local ck = k_cluster(c)
+      redis.call('SREM', ck, broker_name)
+      if redis.call('EXISTS', ck) == 0 then redis.call('SREM', K.clusters, c) end
+    end
     for _, t in ipairs(redis.call('SMEMBERS', k_broker_topics(broker_name))) do
       drop_queue_data(t, broker_name)
     end

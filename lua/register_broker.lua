@@ -62,17 +62,22 @@ if old_addr and old_addr ~= addr then
   end
 end
 
-if lite and (register_first or old_addr ~= addr or dv_changed) then
+-- The same broker process registering under another broker name leaves its old group
+-- (RocketMQ only notices when the connection closes; here the address is never orphaned).
+local prev_name = redis.call('HGET', K.addr_names, ident)
+local renamed = prev_name and prev_name ~= name
+
+if lite and (register_first or old_addr ~= addr or dv_changed or renamed) then
   return { 'need_topics', '', '', 0, 0 }
 end
 
 -- RocketMQ 5: a broker id's first registration must be a full one.
 if old_addr == nil and n == 1 then return { 'refused', '', '', 0, 0 } end
 
--- The same broker process registering under another broker name leaves its old group
--- (RocketMQ only notices when the connection closes; here the address is never orphaned).
-local prev_name = redis.call('HGET', K.addr_names, ident)
-if prev_name and prev_name ~= name then remove_broker_process(cluster, addr, prev_name) end
+if renamed then
+  remove_broker_process(cluster, addr, prev_name)
+  dv_changed = true -- its data version described the old group's topics
+end
 
 bd.brokerAddrs[sid] = addr
 register_first = register_first or old_addr == nil or old_addr == ''

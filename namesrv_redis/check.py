@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from namesrv_redis.keys import Keys, broker_ident
+from namesrv_redis.keys import Keys, split_ident
 from namesrv_redis.model import BrokerData, QueueData
 
 
@@ -73,16 +73,22 @@ async def check_namespace(redis: Any, namespace: str) -> list[Problem]:
         report("live_without_deadline", f"live broker {ident!r} is not in the deadline index")
     for ident in sorted(deadlines - addr_names.keys()):
         report("deadline_without_broker", f"deadline of {ident!r} names no broker")
+    # every address in a group is some registered process (cluster@addr) of that group, so
+    # liveness can remove it (a group's cluster may differ from a process's on misconfigured
+    # estates: the same broker name in two clusters)
+    tracked: dict[tuple[str, str], list[str]] = {}
+    for ident, name in addr_names.items():
+        tracked.setdefault((name, split_ident(ident)[1]), []).append(ident)
     for name, bd in sorted(brokers.items()):
         for bid, addr in sorted(bd.broker_addrs.items()):
-            ident = broker_ident(bd.cluster, addr)
-            if addr_names.get(ident) != name:
+            idents = tracked.get((name, addr))
+            if not idents:
                 report(
                     "untracked_address",
                     f"broker {name!r} id {bid} at {addr} has no liveness record",
                 )
-            elif ident not in deadlines:
-                report("address_without_deadline", f"{ident!r} can never expire")
+            elif not any(i in deadlines for i in idents):
+                report("address_without_deadline", f"{idents[0]!r} can never expire")
     for ident in sorted({_s(f) for f in await redis.hkeys(keys.filters)} - addr_names.keys()):
         report("orphan_filter_servers", f"filter servers of unknown broker {ident!r}")
 

@@ -1,0 +1,170 @@
+"""Model-based test: random sequences of registrations (master and slave, changed and
+unchanged data versions, growing and shrinking topic sets), unregistrations, expiries, write
+permission changes and topic deletions, run against the Redis store and against the
+reference model (tests/reference_model.py); after every step every route and the cluster
+info agree, and the consistency checker finds nothing. On fakeredis and on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import fakeredis
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from namesrv_redis.check import check_namespace
+from namesrv_redis.model import QueueConfig
+from namesrv_redis.store import BrokerRegistration, RegisterStatus, RemovalReason, RouteStore
+from tests.conftest import RedisServerProcess
+from tests.reference_model import RouteModel
+
+CLUSTERS = ["C1", "C2"]
+NAMES = ["a", "b", "c"]
+ADDRS = ["10.0.0.1:10911", "10.0.0.2:10911", "10.0.0.3:10911", "10.0.0.4:10911"]
+TOPICS = ["T1", "T2", "T3", "T4", "T5"]
+
+topic_sets = st.lists(
+    st.tuples(
+        st.sampled_from(TOPICS), st.integers(1, 4), st.integers(1, 4), st.sampled_from([2, 4, 6, 7])
+    ),
+    min_size=1,
+    max_size=5,
+    unique_by=lambda t: t[0],
+)
+_namespaces = itertools.count()
+
+
+def make_machine(client_factory: Any) -> type[RuleBasedStateMachine]:
+    class StoreVsModel(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.loop = asyncio.new_event_loop()
+            self.client = client_factory()
+            self.namespace = f"model-{next(_namespaces)}"
+            self.store = RouteStore(self.client, self.namespace)
+            self.run(self.store.load_scripts())
+            self.model = RouteModel()
+            self.counter = 0
+
+        def run(self, coro: Any) -> Any:
+            return self.loop.run_until_complete(coro)
+
+        def teardown(self) -> None:
+            self.run(self.client.aclose())
+            self.loop.close()
+
+        @rule(
+            cluster=st.sampled_from(CLUSTERS),
+            name=st.sampled_from(NAMES),
+            addr=st.sampled_from(ADDRS),
+            broker_id=st.sampled_from([0, 0, 1]),
+            topics=topic_sets,
+            bump=st.booleans(),
+        )
+        def register(
+            self,
+            cluster: str,
+            name: str,
+            addr: str,
+            broker_id: int,
+            topics: list[tuple[str, int, int, int]],
+            bump: bool,
+        ) -> None:
+            if bump:
+                self.counter += 1
+            dv = f'{{"counter":{self.counter},"timestamp":1}}'
+            result = self.run(
+                self.store.register_broker(
+                    BrokerRegistration(
+                        cluster=cluster,
+                        broker_addr=addr,
+                        broker_name=name,
+                        broker_id=broker_id,
+                        data_version=dv,
+                        topics=[QueueConfig(t, r, w, p) for t, r, w, p in topics],
+                    )
+                )
+            )
+            expected = self.model.register(
+                cluster, addr, name, broker_id, dv, [(t, r, w, p, 0) for t, r, w, p in topics]
+            )
+            assert result.status == RegisterStatus(expected)
+
+        @rule(
+            cluster=st.sampled_from(CLUSTERS),
+            addr=st.sampled_from(ADDRS),
+            name=st.sampled_from(NAMES),
+        )
+        def unregister(self, cluster: str, addr: str, name: str) -> None:
+            self.run(self.store.unregister_broker(cluster, addr, name))
+            self.model.remove(cluster, addr, name)
+
+        @rule(cluster=st.sampled_from(CLUSTERS), addr=st.sampled_from(ADDRS))
+        def expire(self, cluster: str, addr: str) -> None:
+            self.run(self.client.delete(self.store.keys.live(cluster, addr)))
+            removed = self.run(
+                self.store.remove_broker(RemovalReason.EXPIRED, cluster, addr)
+            ).removed
+            assert removed == self.model.remove(cluster, addr)
+
+        @rule(name=st.sampled_from(NAMES), enabled=st.booleans())
+        def write_perm(self, name: str, enabled: bool) -> None:
+            count = self.run(
+                self.store.add_write_perm(name) if enabled else self.store.wipe_write_perm(name)
+            )
+            assert count == self.model.write_perm(name, enabled)
+
+        @rule(topic=st.sampled_from(TOPICS), cluster=st.sampled_from([None, *CLUSTERS]))
+        def delete_topic(self, topic: str, cluster: str | None) -> None:
+            self.run(self.store.delete_topic(topic, cluster))
+            self.model.delete_topic(topic, cluster)
+
+        @invariant()
+        def agree(self) -> None:
+            for topic in TOPICS:
+                route = self.run(self.store.get_route(topic))
+                got = route.to_wire() if route is not None else None
+                assert got == self.model.route(topic), topic
+            assert self.run(self.store.get_cluster_info()).to_wire() == self.model.cluster_info()
+            assert self.run(self.store.all_topics()) == sorted(self.model.topics)
+            problems = self.run(check_namespace(self.client, self.namespace))
+            assert problems == [], problems
+
+    return StoreVsModel
+
+
+def test_store_matches_model_on_fakeredis() -> None:
+    server = fakeredis.FakeServer()
+    machine = make_machine(lambda: fakeredis.FakeAsyncRedis(server=server))
+    machine.TestCase.settings = settings(
+        max_examples=40,
+        stateful_step_count=20,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+    )
+    machine.TestCase().runTest()
+
+
+@pytest.mark.real_redis
+def test_store_matches_model_on_real_redis() -> None:
+    server = RedisServerProcess().start()
+    try:
+        machine = make_machine(lambda: aioredis.Redis.from_url(server.url))
+        machine.TestCase.settings = settings(
+            max_examples=40,
+            stateful_step_count=20,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.generate],
+        )
+        machine.TestCase().runTest()
+    finally:
+        server.stop()
