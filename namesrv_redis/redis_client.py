@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 log = logging.getLogger(__name__)
 
 CLIENT_NAME = "namesrv-redis"
+MAX_CONNECTIONS = 64
 
 
 def _common(kw: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +89,16 @@ def create_redis(url: str, *, decode_responses: bool = False, **kw: Any) -> Any:
         )
     if scheme not in ("redis", "rediss", "unix"):
         raise ValueError(f"unsupported Redis URL scheme {scheme!r}")
-    return Redis.from_url(url, decode_responses=decode_responses, **_common(kw))
+    # Under a burst, requests wait for a free connection instead of failing.
+    opts = _common(kw)
+    pool = BlockingConnectionPool.from_url(
+        url,
+        decode_responses=decode_responses,
+        max_connections=opts.pop("max_connections", MAX_CONNECTIONS),
+        timeout=opts.pop("pool_timeout", 10.0),
+        **opts,
+    )
+    return Redis(connection_pool=pool)
 
 
 def describe_url(url: str) -> str:
