@@ -62,7 +62,7 @@ async def test_many_tasks_end_consistent(real_redis: Any, namespace: str) -> Non
     # the state still answers like the last writes imply: re-register everything, then
     # unregister everything, and nothing is left
     for name in NAMES:
-        for i, addr in enumerate(ADDRS):
+        for addr in ADDRS:
             for cluster in ("C1", "C2"):
                 await stores[0].unregister_broker(cluster, addr, name)
     assert await check_namespace(real_redis, namespace) == []
