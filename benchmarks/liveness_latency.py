@@ -22,14 +22,16 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from namesrv_redis.bench.stats import summarize_us  # noqa: E402
-from namesrv_redis.liveness import Liveness  # noqa: E402
-from namesrv_redis.model import QueueConfig  # noqa: E402
-from namesrv_redis.store import BrokerRegistration, RouteStore  # noqa: E402
-from tests.conftest import RedisServerProcess  # noqa: E402
+from namesrv_redis.bench.stats import summarize_us
+from namesrv_redis.liveness import Liveness
+from namesrv_redis.model import QueueConfig
+from namesrv_redis.store import BrokerRegistration, RouteStore
+from tests.conftest import RedisServerProcess
 
 
-async def measure(url: str, namespace: str, brokers: int, timeout_ms: int, scan_ms: int) -> list[int]:
+async def measure(
+    url: str, namespace: str, brokers: int, timeout_ms: int, scan_ms: int
+) -> list[int]:
     client = aioredis.Redis.from_url(url)
     store = RouteStore(client, namespace)
     await store.load_scripts()
@@ -40,12 +42,17 @@ async def measure(url: str, namespace: str, brokers: int, timeout_ms: int, scan_
     last_beat: dict[str, float] = {}
     for i in range(brokers):  # staggered: each broker's last heartbeat is its registration
         topic = f"Topic-{i}"
-        await store.register_broker(BrokerRegistration(
-            "BenchCluster", f"127.0.0.1:{20000 + i}", f"bench-broker-{i}", 0,
-            data_version='{"counter":1,"timestamp":1}',
-            topics=[QueueConfig(topic, 4, 4, 6), QueueConfig("SELF_TEST_TOPIC", 1, 1, 6)],
-            heartbeat_timeout_ms=timeout_ms,
-        ))
+        await store.register_broker(
+            BrokerRegistration(
+                "BenchCluster",
+                f"127.0.0.1:{20000 + i}",
+                f"bench-broker-{i}",
+                0,
+                data_version='{"counter":1,"timestamp":1}',
+                topics=[QueueConfig(topic, 4, 4, 6), QueueConfig("SELF_TEST_TOPIC", 1, 1, 6)],
+                heartbeat_timeout_ms=timeout_ms,
+            )
+        )
         last_beat[topic] = time.monotonic()
         await asyncio.sleep(0.013)
     pending = set(last_beat)
@@ -71,23 +78,37 @@ def main() -> int:
     ap.add_argument("--timeout-ms", type=int, default=2000)
     ap.add_argument("--scan-ms", type=int, default=5000, help="scanNotActiveBrokerInterval")
     args = ap.parse_args()
-    results: dict[str, Any] = {"brokers": args.brokers, "timeout_ms": args.timeout_ms,
-                               "scan_interval_ms": args.scan_ms}
+    results: dict[str, Any] = {
+        "brokers": args.brokers,
+        "timeout_ms": args.timeout_ms,
+        "scan_interval_ms": args.scan_ms,
+    }
     with_events = RedisServerProcess().start()
     try:
-        lat = asyncio.run(measure(with_events.url, "bench-on", args.brokers, args.timeout_ms, args.scan_ms))
+        lat = asyncio.run(
+            measure(with_events.url, "bench-on", args.brokers, args.timeout_ms, args.scan_ms)
+        )
         results["notifications"] = summarize_us(lat)
     finally:
         with_events.stop()
-    sweeper_only = RedisServerProcess("--notify-keyspace-events", "", "--rename-command", "CONFIG", "").start()
+    sweeper_only = RedisServerProcess(
+        "--notify-keyspace-events", "", "--rename-command", "CONFIG", ""
+    ).start()
     try:
-        lat = asyncio.run(measure(sweeper_only.url, "bench-off", args.brokers, args.timeout_ms, args.scan_ms))
+        lat = asyncio.run(
+            measure(sweeper_only.url, "bench-off", args.brokers, args.timeout_ms, args.scan_ms)
+        )
         results["sweeper_only"] = summarize_us(lat)
     finally:
         sweeper_only.stop()
-    results["java_worst_case_ms"] = {"scan_interval": args.scan_ms, "rocketmq_4_9_fixed_10s_scan": 10_000}
-    print(f"detection latency after timeout ({args.brokers} brokers, timeout {args.timeout_ms} ms, "
-          f"scan {args.scan_ms} ms), milliseconds")
+    results["java_worst_case_ms"] = {
+        "scan_interval": args.scan_ms,
+        "rocketmq_4_9_fixed_10s_scan": 10_000,
+    }
+    print(
+        f"detection latency after timeout ({args.brokers} brokers, timeout {args.timeout_ms} ms, "
+        f"scan {args.scan_ms} ms), milliseconds"
+    )
     print(f"{'mode':<28}{'p50':>9}{'p99':>9}{'max':>9}")
     for mode in ("notifications", "sweeper_only"):
         s = results[mode]

@@ -1,4 +1,4 @@
-"""The ``namesrv-redis`` command: ``serve`` and ``check``.
+"""The ``namesrv-redis`` command: ``serve``, ``check`` and ``bench``.
 
 Options also come from the environment (``NAMESRV_<OPTION>``) and from ``--config FILE``
 (RocketMQ ``.properties`` names, or TOML/JSON); the command line wins.
@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="report broken invariants of a namespace")
     _common_options(check)
+
+    bench = sub.add_parser("bench", help="benchmark a name server (docs/benchmarks.md)")
+    from namesrv_redis.bench.cli import add_bench_options
+
+    add_bench_options(bench)
     return parser
 
 
@@ -115,6 +120,11 @@ def cmd_check(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        from namesrv_redis.bench.cli import run_bench
+
+        configure_logging("WARNING")
+        return run_bench(args)
     try:
         settings = settings_from_args(args)
     except ValueError as e:

@@ -95,6 +95,7 @@ class Pod:
             order_message_enable=lambda: self._current().order_message_enable,
             support_acting_master=lambda: self._current().support_acting_master,
             max_age_s=s.route_cache_max_age_ms / 1000,
+            enabled=s.route_cache_max_age_ms > 0,
         )
         self.processor = NamesrvProcessor(store, self.settings, self.routes)
         self.events = RouteEvents(self.redis, store.keys, store=store)

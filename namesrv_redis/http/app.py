@@ -285,7 +285,7 @@ def create_app(
     ) -> Response:
         if index is not None:
             await events.wait_for_version(index, min(parse_wait(wait), max_wait_s))
-        version = max(events.latest_version, await store.route_version())
+        version = events.latest_version  # kept current by the event subscription
         body = await reader.route_body(topic, standard=True)
         headers = {"X-Namesrv-Index": str(version)}
         if body is None:

@@ -1,0 +1,350 @@
+"""``namesrv-redis bench``: start (or target) a name server, register B brokers x K topics
+over the wire, and measure route throughput and latency over remoting (with the pod cache,
+and straight from Redis as the baseline, in the same run), over HTTP, registration latency
+for 100 / 1,000 / 10,000 topics (first, changed, unchanged data version), and memory.
+Prints a table per measurement and, last, one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import redis
+
+from namesrv_redis.bench.loadgen import LoadSpec, merge, run_route_load
+from namesrv_redis.bench.stats import ProcessTree, summarize_us
+from namesrv_redis.broker_sim import SimBroker
+from namesrv_redis.embedded import EmbeddedRedis
+from namesrv_redis.remoting.client import RemotingClient
+
+
+def add_bench_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", help="host:port of a running name server (default: start one)")
+    p.add_argument("--http-target", help="host:port of its HTTP tier")
+    p.add_argument("--redis-url", help="Redis for the servers the bench starts (default: its own)")
+    p.add_argument("--brokers", type=int, default=10)
+    p.add_argument("--topics", type=int, default=1000, help="topics per broker")
+    p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--pipeline", type=int, default=16)
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--procs", type=int, default=2, help="load generator processes")
+    p.add_argument("--workers", type=int, default=1, help="server --workers")
+    p.add_argument("--pin", action="store_true", help="server on CPU 1, generators on CPU 0")
+    p.add_argument("--register-sizes", default="100,1000,10000")
+    p.add_argument("--skip", default="", help="comma list of: baseline,http,register")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def start_server(
+    redis_url: str, namespace: str, *, workers: int, cache: bool, pin: bool
+) -> Iterator[dict[str, Any]]:
+    port, http_port = _free_port(), _free_port()
+    env = {**os.environ, "NAMESRV_LOG_LEVEL": "WARNING"}
+    if not cache:
+        env["NAMESRV_ROUTE_CACHE_MAX_AGE_MS"] = "0"
+    cmd = [
+        sys.executable,
+        "-m",
+        "namesrv_redis.cli",
+        "serve",
+        "--redis-url",
+        redis_url,
+        "--namespace",
+        namespace,
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        str(port),
+        "--http-host",
+        "127.0.0.1",
+        "--http-port",
+        str(http_port),
+        "--workers",
+        str(workers),
+    ]
+    if pin:
+        cmd = ["taskset", "-c", "1", *cmd]
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        import socket
+
+        while time.monotonic() < deadline:
+            try:
+                with (
+                    socket.create_connection(("127.0.0.1", port), 0.2),
+                    socket.create_connection(("127.0.0.1", http_port), 0.2),
+                ):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("name server did not start")
+        yield {"host": "127.0.0.1", "port": port, "http_port": http_port, "pid": proc.pid}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.asynccontextmanager
+async def registered(host: str, port: int, brokers: int, topics: int) -> AsyncIterator[list[str]]:
+    """B brokers x K topics registered over the wire and kept alive (re-registered every 20 s)."""
+    sims, clients = [], []
+    for b in range(brokers):
+        sim = SimBroker("BenchCluster", f"bench-broker-{b}", f"127.0.0.1:{20000 + b}")
+        sim.add_topics([f"bench-topic-{t}" for t in range(topics)])
+        client = await RemotingClient.connect(host, port)
+        resp = await sim.register(client, timeout=60)
+        if resp.code != 0:
+            raise RuntimeError(f"registration failed: {resp.code} {resp.remark}")
+        sims.append(sim)
+        clients.append(client)
+
+    async def keep_alive() -> None:
+        while True:
+            await asyncio.sleep(20)
+            for sim, client in zip(sims, clients, strict=True):
+                await sim.register(client, timeout=60)
+
+    task = asyncio.create_task(keep_alive())
+    try:
+        yield [f"bench-topic-{t}" for t in range(topics)]
+    finally:
+        task.cancel()
+        for c in clients:
+            await c.close()
+
+
+def route_load(
+    args: argparse.Namespace,
+    host: str,
+    port: int,
+    topics: list[str],
+    protocol: str,
+    server_pid: int | None,
+) -> dict[str, Any]:
+    per = max(1, args.connections // args.procs)
+    specs = [
+        LoadSpec(
+            host,
+            port,
+            topics,
+            per,
+            args.pipeline,
+            args.duration,
+            args.warmup,
+            protocol=protocol,
+            seed=i,
+            cpu=0 if args.pin else None,
+        )
+        for i in range(args.procs)
+    ]
+    tree = ProcessTree(server_pid) if server_pid else None
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(args.procs) as pool:
+        pending = pool.map_async(run_route_load, specs)
+        time.sleep(args.warmup + 0.3)
+        cpu0 = tree.cpu_s() if tree else 0.0
+        t0 = time.monotonic()
+        time.sleep(max(0.0, args.duration - 0.6))
+        cpu1 = tree.cpu_s() if tree else 0.0
+        window = time.monotonic() - t0
+        results = pending.get(args.warmup + args.duration + 60)
+    merged = merge(results)
+    rps = merged.ok / merged.window_s if merged.window_s else 0.0
+    out: dict[str, Any] = {
+        "protocol": protocol,
+        "throughput_rps": round(rps),
+        "latency_us": summarize_us(merged.latencies_us),
+        "errors": dict(merged.errors),
+        "generator_cpu_us_per_req": round(merged.cpu_s / max(1, merged.ok) * 1e6, 1),
+    }
+    if tree:
+        server_cpu = cpu1 - cpu0
+        out["server_cpu_us_per_req"] = round(server_cpu / max(1.0, rps * window) * 1e6, 1)
+        out["server_rss_mib"] = round(tree.rss_mib(), 1)
+    return out
+
+
+async def registration_latency(host: str, port: int, size: int, reps: int = 10) -> dict[str, Any]:
+    client = await RemotingClient.connect(host, port)
+    sim = SimBroker("RegCluster", f"reg-broker-{size}", f"127.0.0.1:{30000 + size % 1000}")
+    sim.add_topics([f"reg-topic-{size}-{t}" for t in range(size)])
+    timings: dict[str, list[int]] = {"first": [], "changed": [], "unchanged": []}
+    t = time.perf_counter()
+    await sim.register(client, timeout=120)
+    timings["first"].append(int((time.perf_counter() - t) * 1e6))
+    for i in range(reps):
+        sim.add_topics([f"reg-extra-{size}-{i}"])  # a topic created: data version bumped
+        t = time.perf_counter()
+        await sim.register(client, timeout=120)
+        timings["changed"].append(int((time.perf_counter() - t) * 1e6))
+        t = time.perf_counter()
+        await sim.register(client, timeout=120)  # the periodic re-registration
+        timings["unchanged"].append(int((time.perf_counter() - t) * 1e6))
+    await sim.unregister(client)
+    await client.close()
+    return {"topics": size, **{k: summarize_us(v) for k, v in timings.items()}}
+
+
+def _print_route(name: str, r: dict[str, Any]) -> None:
+    lat = r["latency_us"]
+    print(
+        f"{name:<26}{r['throughput_rps']:>10}{lat['p50']:>9.0f}{lat['p90']:>9.0f}"
+        f"{lat['p99']:>9.0f}{lat['p999']:>9.0f}{r.get('server_cpu_us_per_req', 0):>10}"
+        f"{r['generator_cpu_us_per_req']:>10}{sum(r['errors'].values()):>7}"
+    )
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    result: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "settings": {
+            k: getattr(args, k)
+            for k in (
+                "brokers",
+                "topics",
+                "connections",
+                "pipeline",
+                "duration",
+                "warmup",
+                "procs",
+                "workers",
+                "pin",
+            )
+        },
+    }
+    embedded = None
+    with contextlib.ExitStack() as stack:
+        if args.target:
+            host, port = args.target.rsplit(":", 1)
+            servers = {
+                "cached": {
+                    "host": host,
+                    "port": int(port),
+                    "pid": None,
+                    "http_port": int(args.http_target.rsplit(":", 1)[1])
+                    if args.http_target
+                    else None,
+                }
+            }
+        else:
+            redis_url = args.redis_url
+            if not redis_url:
+                embedded = EmbeddedRedis(port=_free_port())
+                embedded.start_sync()
+                stack.callback(embedded.stop_sync)
+                redis_url = embedded.url
+            servers = {
+                "cached": stack.enter_context(
+                    start_server(redis_url, "bench", workers=args.workers, cache=True, pin=args.pin)
+                )
+            }
+            if "baseline" not in skip:
+                servers["uncached"] = stack.enter_context(
+                    start_server(
+                        redis_url, "bench", workers=args.workers, cache=False, pin=args.pin
+                    )
+                )
+        main = servers["cached"]
+
+        async def scenario() -> None:
+            async with registered(main["host"], main["port"], args.brokers, args.topics) as topics:
+                print(
+                    f"{'route load':<26}{'req/s':>10}{'p50 us':>9}{'p90':>9}{'p99':>9}"
+                    f"{'p99.9':>9}{'srv us/r':>10}{'gen us/r':>10}{'errs':>7}"
+                )
+                routes: dict[str, Any] = {}
+                for name, srv in servers.items():
+                    r = await asyncio.to_thread(
+                        route_load, args, srv["host"], srv["port"], topics, "remoting", srv["pid"]
+                    )
+                    routes[f"remoting_{name}"] = r
+                    _print_route(f"remoting ({name})", r)
+                if "http" not in skip and main.get("http_port"):
+                    r = await asyncio.to_thread(
+                        route_load,
+                        args,
+                        main["host"],
+                        main["http_port"],
+                        topics,
+                        "http",
+                        main["pid"],
+                    )
+                    routes["http_cached"] = r
+                    _print_route("http (cached)", r)
+                if "remoting_uncached" in routes:
+                    routes["cache_speedup"] = round(
+                        routes["remoting_cached"]["throughput_rps"]
+                        / max(1, routes["remoting_uncached"]["throughput_rps"]),
+                        2,
+                    )
+                    print(
+                        f"cache speed-up (throughput, cached / straight from Redis): "
+                        f"{routes['cache_speedup']}x"
+                    )
+                result["routes"] = routes
+                if main["pid"]:
+                    result["memory"] = {
+                        "server_rss_mib": round(ProcessTree(main["pid"]).rss_mib(), 1),
+                        "topics": args.brokers * args.topics,
+                    }
+                    if embedded is not None:
+                        info = redis.Redis.from_url(embedded.url).info("memory")
+                        used = int(info["used_memory"])
+                        result["memory"]["redis_used_memory_mib"] = round(used / 2**20, 1)
+                        result["memory"]["redis_bytes_per_topic_broker"] = round(
+                            used / max(1, args.brokers * args.topics)
+                        )
+                    print(
+                        f"memory: server RSS {result['memory']['server_rss_mib']} MiB, "
+                        f"redis {result['memory'].get('redis_used_memory_mib', '?')} MiB for "
+                        f"{args.brokers * args.topics} topic-broker entries"
+                    )
+            if "register" not in skip:
+                print(
+                    f"{'registration':<14}{'first p50 ms':>14}{'changed p50':>13}{'p99':>8}"
+                    f"{'unchanged p50':>15}{'p99':>8}"
+                )
+                regs = []
+                for size in (int(s) for s in args.register_sizes.split(",") if s):
+                    r = await registration_latency(main["host"], main["port"], size)
+                    regs.append(r)
+                    print(
+                        f"{size:<14}{r['first']['p50'] / 1000:>14.2f}"
+                        f"{r['changed']['p50'] / 1000:>13.2f}{r['changed']['p99'] / 1000:>8.2f}"
+                        f"{r['unchanged']['p50'] / 1000:>15.2f}{r['unchanged']['p99'] / 1000:>8.2f}"
+                    )
+                result["registration"] = regs
+
+        asyncio.run(scenario())
+    print(json.dumps(result))
+    return 0
