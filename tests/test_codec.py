@@ -55,7 +55,7 @@ def captured_frame(f: dict[str, Any]) -> bytes:
 
 def test_byte_exact_json_response() -> None:
     frame = encode_response(17, 5, JSON, remark="no")
-    header = b'{"code":17,"flag":1,"language":"JAVA","opaque":5,"remark":"no","serializeTypeCurrentRPC":"JSON","version":409}'
+    header = b'{"code":17,"flag":1,"language":"JAVA","opaque":5,"remark":"no","serializeTypeCurrentRPC":"JSON","version":409}'  # noqa: E501
     assert frame == (
         struct.pack(">i", 4 + len(header))  # length of everything after this field
         + struct.pack(">i", (0 << 24) | len(header))  # serialize type JSON, header length
@@ -228,7 +228,7 @@ def test_malformed_frames_raise_frame_error(data: bytes) -> None:
 
 
 def test_ext_values_sent_as_numbers_and_booleans_become_strings() -> None:
-    header = b'{"code":105,"extFields":{"topic":"T","n":5,"b":true},"flag":0,"language":"NODE_JS","opaque":1,"version":121}'
+    header = b'{"code":105,"extFields":{"topic":"T","n":5,"b":true},"flag":0,"language":"NODE_JS","opaque":1,"version":121}'  # noqa: E501
     [cmd] = FrameDecoder().feed(struct.pack(">ii", 4 + len(header), len(header)) + header)
     assert cmd.ext_fields == {"topic": "T", "n": "5", "b": "true"}
     assert cmd.language == "NODE_JS"
