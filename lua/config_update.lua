@@ -5,9 +5,12 @@
 -- KEYS[1]  namespace prefix
 -- ARGV     option name, value, option name, value, … (RocketMQ's camelCase names)
 --
--- Returns the route version.
+-- Returns the route version (0 when no option changed: running it twice equals once).
 
-if #ARGV == 0 then return 0 end
-redis.call('HSET', K.config, (unpack or table.unpack)(ARGV))
-touch_all()
+for i = 1, #ARGV - 1, 2 do
+  if redis.call('HGET', K.config, ARGV[i]) ~= ARGV[i + 1] then
+    redis.call('HSET', K.config, ARGV[i], ARGV[i + 1])
+    touch_all()
+  end
+end
 return publish_changes('config')

@@ -21,7 +21,8 @@
 --   'refused'      first registration of this broker id listing exactly one topic (RocketMQ 5
 --                  refuses it: "register broker failed");
 --   'stale_state'  another address holds this broker id with a newer state version (5.x);
---                  this address's live info is dropped, as RocketMQ does.
+--                  nothing is written (RocketMQ would also drop this address's live info and
+--                  its other ids; here a refused registration changes nothing at all).
 -- Atomic and idempotent: running it twice equals once (the second run changes nothing).
 
 local cluster, addr, name = ARGV[1], ARGV[2], ARGV[3]
@@ -56,8 +57,8 @@ local old_addr = bd.brokerAddrs[sid]
 if old_addr and old_addr ~= addr then
   local old_sv = redis.call('HGET', k_live(ident_of(cluster, old_addr)), 'sv')
   if old_sv and tonumber(old_sv) > sv then
-    redis.call('DEL', live_key)
-    redis.call('ZREM', K.deadlines, ident)
+    -- all or nothing: deleting this address's live info here would leave it in the group
+    -- (under another id) with nothing left to ever expire it
     return { 'stale_state', '', '', 0, 0 }
   end
 end
@@ -92,12 +93,16 @@ if after ~= before then
   touch_broker(name)
 end
 
--- Topic queue data: from the master, or from the prime slave (smallest id) of a 5.x group.
+-- Topic queue data: from the master, or from the prime slave (smallest id) of a 5.x group;
+-- all of it when the data version changed (or first registration), otherwise (RocketMQ 5's
+-- isTopicConfigChanged) only the topics holding no queue data of this broker yet, so that
+-- split registrations (several requests with one data version) all land.
 local is_master = id == 0
 local is_prime_slave = acting ~= '' and not is_master and id == min_broker_id(bd)
 local written = 0
-if (is_master or is_prime_slave) and (dv_changed or register_first) then
-  if delete_missing then
+local rewrite_all = dv_changed or register_first
+if is_master or is_prime_slave then
+  if delete_missing and rewrite_all then
     local reported = {}
     for i = 0, n - 1 do reported[ARGV[FIRST + i * 5]] = true end
     for _, t in ipairs(redis.call('SMEMBERS', k_broker_topics(name))) do
@@ -106,11 +111,14 @@ if (is_master or is_prime_slave) and (dv_changed or register_first) then
   end
   for i = 0, n - 1 do
     local base = FIRST + i * 5
-    local perm = tonumber(ARGV[base + 3])
-    if is_prime_slave then perm = without_write(perm) end
-    local value = qd_format(tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), perm,
-      tonumber(ARGV[base + 4]))
-    if put_queue_data(ARGV[base], name, value) then written = written + 1 end
+    if rewrite_all or redis.call('HEXISTS', k_topic(ARGV[base]), name) == 0 then
+      local perm = tonumber(ARGV[base + 3])
+      -- only a group in acting-master mode shows its prime slave read-only (RocketMQ 5)
+      if is_prime_slave and acting == 'true' then perm = without_write(perm) end
+      local value = qd_format(tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), perm,
+        tonumber(ARGV[base + 4]))
+      if put_queue_data(ARGV[base], name, value) then written = written + 1 end
+    end
   end
 end
 

@@ -276,3 +276,30 @@ async def _failing_script(*args: Any, **kwargs: Any) -> Any:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     raise RedisConnectionError("Redis is down")
+
+
+async def test_unchanged_reregistration_skips_the_body(running: Running) -> None:
+    """The periodic re-registration of an unchanged body refreshes liveness through the lite
+    script; if the stored data version moved meanwhile, the full registration runs."""
+    c = await running.client()
+    b = broker(topics=5)
+    assert (await b.register(c)).code == 0
+    calls: list[bool] = []
+    original = running.store.register_broker
+
+    async def spy(reg: Any, now: Any = None) -> Any:
+        calls.append(reg.lite)
+        return await original(reg, now)
+
+    running.store.register_broker = spy  # type: ignore[method-assign]
+    assert (await b.register(c)).code == 0
+    assert calls == [True]
+    # another pod (or a Redis restart) changed what is stored: lite is refused, full runs
+    await running.store.redis.hset(running.store.keys.live("C1", b.addr), "dv", "{}")
+    assert (await b.register(c)).code == 0
+    assert calls == [True, True, False]
+    b.add_topics(["Fresh"])  # a changed body never takes the lite path
+    assert (await b.register(c)).code == 0
+    assert calls == [True, True, False, False]
+    assert await running.store.get_route("Fresh") is not None
+    await c.close()

@@ -47,6 +47,7 @@ from namesrv_redis.store import (
 log = logging.getLogger(__name__)
 
 V4_9_4 = 401
+MAX_REMEMBERED_BODIES = 100_000
 FAQ_APPLY_TOPIC = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
 
 
@@ -103,6 +104,13 @@ class NamesrvProcessor:
         self.routes = routes
         self.started_at = time.monotonic()
         self._route_served = False
+        self.last_bodies: dict[tuple[Any, ...], tuple[int, str, int]] = {}
+        """Per broker process: (body CRC, data version, state version) last stored."""
+
+    def remember_body(self, identity: tuple[Any, ...], seen: tuple[int, str, int]) -> None:
+        if len(self.last_bodies) >= MAX_REMEMBERED_BODIES:
+            self.last_bodies.clear()
+        self.last_bodies[identity] = seen
 
     async def process(self, cmd: RemotingCommand, conn: Connection) -> Response:
         handler = HANDLERS.get(cmd.code)
@@ -191,40 +199,53 @@ async def get_kv_list(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connectio
 @handles(RequestCode.REGISTER_BROKER)
 async def register_broker(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
     h = RegisterBrokerHeader.parse(cmd.ext_fields)
-    if h.body_crc32 != 0 and crc32_masked(cmd.body or b"") != h.body_crc32:
+    crc = crc32_masked(cmd.body or b"")
+    if h.body_crc32 != 0 and crc != h.body_crc32:
         log.warning("registerBroker from %s: crc32 not match", conn.remote_addr)
         REGISTRATIONS.labels("crc_mismatch").inc()
         return Response(ResponseCode.SYSTEM_ERROR, "crc32 not match")
-    try:
-        body = decode_register_body(cmd.body, h.compressed, cmd.version)
-    except BodyError as e:
-        raise BadRequest(f"Failed to decode RegisterBrokerBody: {e}") from e
-    reg = BrokerRegistration(
-        cluster=h.cluster_name,
-        broker_addr=h.broker_addr,
-        broker_name=h.broker_name,
-        broker_id=h.broker_id,
-        ha_server_addr=h.ha_server_addr,
-        data_version=canonical_data_version(body.data_version),
-        state_version=state_version(body.data_version),
-        topics=[
-            QueueConfig(
-                tc.topic_name,
-                tc.read_queue_nums,
-                tc.write_queue_nums,
-                tc.perm,
-                tc.topic_sys_flag,
+    identity = (h.cluster_name, h.broker_addr, h.broker_name, h.broker_id, h.compressed)
+    seen = p.last_bodies.get(identity)
+    result = None
+    if seen is not None and seen[0] == crc and cmd.body:
+        # The periodic re-registration: the very body this pod last stored for this broker.
+        # Refresh liveness without parsing it; the script refuses if the stored data version
+        # moved meanwhile (another pod, a Redis restart), and then the full path runs.
+        result = await p.store.register_broker(
+            _registration(p, h, conn, data_version=seen[1], state_version=seen[2], lite=True)
+        )
+        if result.status is RegisterStatus.NEED_TOPICS:
+            result = None
+    if result is None:
+        try:
+            body = decode_register_body(cmd.body, h.compressed, cmd.version)
+        except BodyError as e:
+            raise BadRequest(f"Failed to decode RegisterBrokerBody: {e}") from e
+        dv = canonical_data_version(body.data_version)
+        sv = state_version(body.data_version)
+        result = await p.store.register_broker(
+            _registration(
+                p,
+                h,
+                conn,
+                data_version=dv,
+                state_version=sv,
+                topics=[
+                    QueueConfig(
+                        tc.topic_name,
+                        tc.read_queue_nums,
+                        tc.write_queue_nums,
+                        tc.perm,
+                        tc.topic_sys_flag,
+                    )
+                    for tc in body.topic_configs.values()
+                ],
+                filter_servers=body.filter_server_list,
+                has_static_topic_mappings=bool(body.topic_queue_mapping_info),
             )
-            for tc in body.topic_configs.values()
-        ],
-        filter_servers=body.filter_server_list,
-        heartbeat_timeout_ms=h.heartbeat_timeout_millis or p.settings.broker_timeout_ms,
-        zone_name=h.zone_name,
-        enable_acting_master=h.enable_acting_master,
-        has_static_topic_mappings=bool(body.topic_queue_mapping_info),
-        conn_id=conn.conn_id,
-    )
-    result = await p.store.register_broker(reg)
+        )
+        if result.status is RegisterStatus.OK:
+            p.remember_body(identity, (crc, dv, sv))
     REGISTRATIONS.labels(result.status.value).inc()
     if result.status is not RegisterStatus.OK:
         return Response(ResponseCode.SYSTEM_ERROR, "register broker failed")
@@ -240,6 +261,23 @@ async def register_broker(p: NamesrvProcessor, cmd: RemotingCommand, conn: Conne
         if table is not None:
             response_body = kv_table_body(table)
     return Response(ext_fields=ext, body=response_body)
+
+
+def _registration(
+    p: NamesrvProcessor, h: RegisterBrokerHeader, conn: Connection, **fields: Any
+) -> BrokerRegistration:
+    return BrokerRegistration(
+        cluster=h.cluster_name,
+        broker_addr=h.broker_addr,
+        broker_name=h.broker_name,
+        broker_id=h.broker_id,
+        ha_server_addr=h.ha_server_addr,
+        heartbeat_timeout_ms=h.heartbeat_timeout_millis or p.settings.broker_timeout_ms,
+        zone_name=h.zone_name,
+        enable_acting_master=h.enable_acting_master,
+        conn_id=conn.conn_id,
+        **fields,
+    )
 
 
 @handles(RequestCode.UNREGISTER_BROKER)
