@@ -1,5 +1,6 @@
 -- query_data_version.lua — QUERY_DATA_VERSION: compare the broker's data version with the
--- stored one; when unchanged, refresh its liveness (as RocketMQ refreshes lastUpdateTimestamp).
+-- stored one and refresh its liveness whatever the answer, as RocketMQ 5 does (4.9 refreshed
+-- only when unchanged; 5.x brokers in acting-master mode send this request as their heartbeat).
 --
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  cluster name   ARGV[2]  broker address
@@ -9,8 +10,6 @@
 
 local ident = ident_of(ARGV[1], ARGV[2])
 local stored = redis.call('HGET', k_live(ident), 'dv')
-if stored == ARGV[3] then
-  refresh_liveness(ident, tonumber(ARGV[4]))
-  return { 0, stored }
-end
+refresh_liveness(ident, tonumber(ARGV[4]))
+if stored == ARGV[3] then return { 0, stored } end
 return { 1, stored or '' }

@@ -19,6 +19,7 @@ from namesrv_redis.keys import ORDER_TOPIC_CONFIG, Keys, split_ident
 from namesrv_redis.model import (
     FLAG_UNIT,
     FLAG_UNIT_SUB,
+    PERM_WRITE,
     BrokerData,
     ClusterInfo,
     QueueConfig,
@@ -28,6 +29,8 @@ from namesrv_redis.model import (
 from namesrv_redis.scripts import Scripts, preload, register_scripts
 
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 120_000
+SYNC_BROKER_MEMBER_GROUP_PREFIX = "rmq_sys_SYNC_BROKER_MEMBER_"
+"""RocketMQ 5's TopicValidator prefix of topics whose routes never show an acting master."""
 
 
 def now_ms() -> int:
@@ -192,7 +195,7 @@ class RouteStore:
     async def query_data_version(
         self, cluster: str, broker_addr: str, data_version: str, now: int | None = None
     ) -> tuple[bool, str | None]:
-        """(changed, stored data version JSON or None); refreshes liveness when unchanged."""
+        """(changed, stored data version JSON or None); refreshes liveness (RocketMQ 5)."""
         changed, stored = await self.scripts.query_data_version(
             keys=self._k,
             args=[cluster, broker_addr, data_version, now if now is not None else now_ms()],
@@ -267,11 +270,22 @@ class RouteStore:
         self, topic: str, *, with_order_conf: bool = False, support_acting_master: bool = False
     ) -> TopicRoute | None:
         """The route as RocketMQ answers it. With ``support_acting_master`` (RocketMQ 5), an
-        acting-master group with no master shows its smallest-id broker as id 0."""
+        acting-master group with no master whose queue data of the topic is read-only shows its
+        smallest-id broker as id 0 (never for the broker member group sync topics)."""
         route = await self.get_route_raw(topic, with_order_conf=with_order_conf)
-        if route is not None and support_acting_master:
+        if (
+            route is not None
+            and support_acting_master
+            and not topic.startswith(SYNC_BROKER_MEMBER_GROUP_PREFIX)
+        ):
+            read_only = {q.broker_name for q in route.queue_datas if not q.perm & PERM_WRITE}
             for bd in route.broker_datas:
-                if bd.enable_acting_master and bd.broker_addrs and 0 not in bd.broker_addrs:
+                if (
+                    bd.enable_acting_master
+                    and bd.broker_addrs
+                    and 0 not in bd.broker_addrs
+                    and bd.broker_name in read_only
+                ):
                     smallest = min(bd.broker_addrs)
                     bd.broker_addrs = dict(bd.broker_addrs)
                     bd.broker_addrs[0] = bd.broker_addrs.pop(smallest)
