@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from namesrv_redis.keys import split_ident
-from namesrv_redis.metrics import EXPIRY_EVENTS, REDIS_ERRORS, REMOVALS, SWEEPS
+from namesrv_redis.metrics import EXPIRY_EVENTS, REDIS_ERRORS, SWEEPS
 from namesrv_redis.redis_client import ensure_keyspace_events
-from namesrv_redis.store import RemovalReason, RouteStore
+from namesrv_redis.store import RemovalReason, RouteStore, record_removal
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +29,7 @@ log = logging.getLogger(__name__)
 async def remove_expired(store: RouteStore, cluster: str, addr: str, source: str) -> bool:
     """Remove one broker process whose liveness key is gone; log and count it once."""
     result = await store.remove_broker(RemovalReason.EXPIRED, cluster, addr)
-    if result.removed:
-        REMOVALS.labels("expired").inc()
-        log.info(
-            "broker removed: reason=expired cluster=%s addr=%s name=%s (found by %s)",
-            cluster,
-            addr,
-            result.broker_name,
-            source,
-        )
-    return result.removed
+    return record_removal(result, RemovalReason.EXPIRED, cluster, addr, f"found by {source}")
 
 
 def _db_of(redis: Any) -> int:

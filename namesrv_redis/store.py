@@ -7,6 +7,7 @@ their requests into these calls and encode what comes back.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 
 from namesrv_redis.keys import ORDER_TOPIC_CONFIG, Keys, split_ident
+from namesrv_redis.metrics import REMOVALS
 from namesrv_redis.model import (
     FLAG_UNIT,
     FLAG_UNIT_SUB,
@@ -29,6 +31,7 @@ from namesrv_redis.model import (
 from namesrv_redis.scripts import Scripts, preload, register_scripts
 
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 120_000
+log = logging.getLogger(__name__)
 SYNC_BROKER_MEMBER_GROUP_PREFIX = "rmq_sys_SYNC_BROKER_MEMBER_"
 """RocketMQ 5's TopicValidator prefix of topics whose routes never show an acting master."""
 
@@ -91,6 +94,23 @@ class RemovalResult:
     removed: bool
     broker_name: str
     version: int
+
+
+def record_removal(
+    result: RemovalResult, reason: RemovalReason, cluster: str, addr: str, detail: str = ""
+) -> bool:
+    """Log and count a removal once: only the call that actually removed the broker does."""
+    if result.removed:
+        REMOVALS.labels(reason.value).inc()
+        log.info(
+            "broker removed: reason=%s cluster=%s addr=%s name=%s%s",
+            reason.value,
+            cluster,
+            addr,
+            result.broker_name,
+            f" ({detail})" if detail else "",
+        )
+    return result.removed
 
 
 class RouteStore:

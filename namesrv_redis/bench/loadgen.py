@@ -82,7 +82,9 @@ def _valid_route(body: bytes | None, mode: str) -> bool:
     return b'"queueDatas":[{' in body and b'"brokerAddrs":{' in body
 
 
-class _RemotingRoutes(asyncio.Protocol):
+class _RouteLoad(asyncio.Protocol):
+    """What both protocols share: the window, validation, accounting and shutdown."""
+
     def __init__(
         self,
         spec: LoadSpec,
@@ -92,10 +94,59 @@ class _RemotingRoutes(asyncio.Protocol):
         done: asyncio.Future[None],
     ) -> None:
         self.spec, self.result, self.window, self.rng, self.done = spec, result, window, rng, done
+        self.transport: asyncio.Transport | None = None
+
+    def _request(self) -> bytes:
+        raise NotImplementedError  # each protocol builds its own requests
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.write(b"".join(self._request() for _ in range(self.spec.pipeline)))
+
+    def _record(self, now: float, started: float, error: str | None, body: bytes | None) -> None:
+        """Account one answer (only those whose request and answer fall in the window)."""
+        if not (self.window.measuring(now) and self.window.measuring(started)):
+            return
+        if error is not None:
+            self.result.errors[error] += 1
+        elif not _valid_route(body, self.spec.validate):
+            self.result.errors["invalid_body"] += 1
+        else:
+            self.result.ok += 1
+            self.result.latencies_us.append(int((now - started) * 1e6))
+
+    def _send(self, out: list[bytes], idle: bool) -> None:
+        if out:
+            assert self.transport is not None
+            self.transport.write(b"".join(out))
+        elif idle:
+            self._finish()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if time.perf_counter() < self.window.end:
+            self.result.errors["disconnect"] += 1
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _RemotingRoutes(_RouteLoad):
+    def __init__(
+        self,
+        spec: LoadSpec,
+        result: LoadResult,
+        window: _Window,
+        rng: random.Random,
+        done: asyncio.Future[None],
+    ) -> None:
+        super().__init__(spec, result, window, rng, done)
         self.decoder = FrameDecoder()
         self.inflight: dict[int, float] = {}
         self.opaque = 0
-        self.transport: asyncio.Transport | None = None
         self.requests = [
             (
                 b'{"code":105,"extFields":{"topic":' + orjson.dumps(t) + b'},"flag":0,'
@@ -111,10 +162,6 @@ class _RemotingRoutes(asyncio.Protocol):
         header = pre + str(self.opaque).encode() + post
         self.inflight[self.opaque] = time.perf_counter()
         return _PREFIX.pack(4 + len(header), len(header)) + header
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        transport.write(b"".join(self._request() for _ in range(self.spec.pipeline)))
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -132,35 +179,13 @@ class _RemotingRoutes(asyncio.Protocol):
                 if measuring:
                     self.result.errors["unmatched_opaque"] += 1
                 continue
-            if measuring and self.window.measuring(started):
-                if cmd.code != 0:
-                    self.result.errors[f"code_{cmd.code}"] += 1
-                elif not _valid_route(cmd.body, self.spec.validate):
-                    self.result.errors["invalid_body"] += 1
-                else:
-                    self.result.ok += 1
-                    self.result.latencies_us.append(int((now - started) * 1e6))
+            self._record(now, started, f"code_{cmd.code}" if cmd.code else None, cmd.body)
             if now < self.window.end:
                 out.append(self._request())
-        if out:
-            assert self.transport is not None
-            self.transport.write(b"".join(out))
-        elif not self.inflight:
-            self._finish()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if time.perf_counter() < self.window.end:
-            self.result.errors["disconnect"] += 1
-        self._finish()
-
-    def _finish(self) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
-        if self.transport is not None:
-            self.transport.close()
+        self._send(out, idle=not self.inflight)
 
 
-class _HttpRoutes(asyncio.Protocol):
+class _HttpRoutes(_RouteLoad):
     """HTTP/1.1 keep-alive, P pipelined GET /v1/routes/{topic}; answers come in order."""
 
     def __init__(
@@ -171,10 +196,9 @@ class _HttpRoutes(asyncio.Protocol):
         rng: random.Random,
         done: asyncio.Future[None],
     ) -> None:
-        self.spec, self.result, self.window, self.rng, self.done = spec, result, window, rng, done
+        super().__init__(spec, result, window, rng, done)
         self.buf = bytearray()
         self.started: list[float] = []
-        self.transport: asyncio.Transport | None = None
         host = f"{spec.host}:{spec.port}".encode()
         self.requests = [
             b"GET /v1/routes/" + t.encode() + b" HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
@@ -185,14 +209,9 @@ class _HttpRoutes(asyncio.Protocol):
         self.started.append(time.perf_counter())
         return self.requests[self.rng.randrange(len(self.requests))]
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        transport.write(b"".join(self._request() for _ in range(self.spec.pipeline)))
-
     def data_received(self, data: bytes) -> None:
         self.buf += data
         now = time.perf_counter()
-        measuring = self.window.measuring(now)
         out = []
         while True:
             head_end = self.buf.find(b"\r\n\r\n")
@@ -211,32 +230,10 @@ class _HttpRoutes(asyncio.Protocol):
             body = bytes(self.buf[head_end + 4 : head_end + 4 + length])
             del self.buf[: head_end + 4 + length]
             started = self.started.pop(0)
-            if measuring and self.window.measuring(started):
-                if status != 200:
-                    self.result.errors[f"http_{status}"] += 1
-                elif not _valid_route(body, self.spec.validate):
-                    self.result.errors["invalid_body"] += 1
-                else:
-                    self.result.ok += 1
-                    self.result.latencies_us.append(int((now - started) * 1e6))
+            self._record(now, started, f"http_{status}" if status != 200 else None, body)
             if now < self.window.end:
                 out.append(self._request())
-        if out:
-            assert self.transport is not None
-            self.transport.write(b"".join(out))
-        elif not self.started:
-            self._finish()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if time.perf_counter() < self.window.end:
-            self.result.errors["disconnect"] += 1
-        self._finish()
-
-    def _finish(self) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
-        if self.transport is not None:
-            self.transport.close()
+        self._send(out, idle=not self.started)
 
 
 async def _run(spec: LoadSpec) -> LoadResult:

@@ -23,7 +23,7 @@ from namesrv_redis.config import (
     to_properties_text,
 )
 from namesrv_redis.keys import ORDER_TOPIC_CONFIG
-from namesrv_redis.metrics import REGISTRATIONS, REMOVALS
+from namesrv_redis.metrics import REGISTRATIONS
 from namesrv_redis.model import QueueConfig, QueueData, canonical_data_version, state_version
 from namesrv_redis.remoting.codec import RemotingCommand
 from namesrv_redis.remoting.codes import RequestCode, ResponseCode
@@ -42,6 +42,7 @@ from namesrv_redis.store import (
     RegisterStatus,
     RemovalReason,
     RouteStore,
+    record_removal,
 )
 
 log = logging.getLogger(__name__)
@@ -142,14 +143,7 @@ class NamesrvProcessor:
             result = await self.store.remove_broker(
                 RemovalReason.CONNECTION_CLOSED, cluster, addr, name, conn_id=conn.conn_id
             )
-            if result.removed:
-                REMOVALS.labels("conn").inc()
-                log.info(
-                    "broker removed: reason=conn cluster=%s addr=%s name=%s",
-                    cluster,
-                    addr,
-                    result.broker_name,
-                )
+            record_removal(result, RemovalReason.CONNECTION_CLOSED, cluster, addr)
 
 
 # ------------------------------------------------------------------ KV config
@@ -287,14 +281,7 @@ async def unregister_broker(
     h = BrokerAddrHeader.parse(cmd.ext_fields)
     result = await p.store.unregister_broker(h.cluster_name, h.broker_addr, h.broker_name)
     conn.brokers.discard((h.cluster_name, h.broker_addr, h.broker_name))
-    if result.removed:
-        REMOVALS.labels("unregister").inc()
-        log.info(
-            "broker removed: reason=unregister cluster=%s addr=%s name=%s",
-            h.cluster_name,
-            h.broker_addr,
-            h.broker_name,
-        )
+    record_removal(result, RemovalReason.UNREGISTERED, h.cluster_name, h.broker_addr)
     return Response()
 
 
