@@ -18,10 +18,10 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from namesrv_redis.liveness import Sweeper  # noqa: E402
-from namesrv_redis.model import QueueConfig  # noqa: E402
-from namesrv_redis.store import BrokerRegistration, RouteStore  # noqa: E402
-from tests.conftest import RedisServerProcess  # noqa: E402
+from namesrv_redis.liveness import Sweeper
+from namesrv_redis.model import QueueConfig
+from namesrv_redis.store import BrokerRegistration, RouteStore
+from tests.conftest import RedisServerProcess
 
 
 class CountingStore(RouteStore):
