@@ -63,7 +63,7 @@ def create_redis(url: str, *, decode_responses: bool = False, **kw: Any) -> Any:
         if not path:
             raise ValueError("a Sentinel URL names its service: redis+sentinel://h:p/service")
         db = int(path[1]) if len(path) > 1 else 0
-        sentinel = Sentinel(
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
             hosts,
             sentinel_kwargs={"password": password} if password else None,
             socket_connect_timeout=3.0,

@@ -262,7 +262,7 @@ def encode_binary_header(cmd: RemotingCommand) -> bytes:
     parts += (_I32.pack(len(remark)), remark)
     ext = b""
     if cmd.ext_fields:
-        items = []
+        items: list[bytes] = []
         for k, v in cmd.ext_fields.items():
             kb, vb = k.encode("utf-8"), v.encode("utf-8")
             items += (_I16.pack(len(kb)), kb, _I32.pack(len(vb)), vb)

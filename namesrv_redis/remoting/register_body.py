@@ -245,7 +245,7 @@ def encode_register_body(
                 },
             }
         )
-    parts = []
+    parts: list[bytes] = []
     dv = orjson.dumps(data_version)
     parts += (_I32.pack(len(dv)), dv, _I32.pack(len(topics)))
     for t in topics:

@@ -169,7 +169,7 @@ class RemotingProtocol(asyncio.Protocol):
                 remote,
                 len(self.server.connections),
             )
-            transport.abort()
+            self.transport.abort()
             self.closed = True
             return
         self.server.connections.add(self)
