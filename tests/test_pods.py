@@ -183,3 +183,39 @@ async def test_pods_ride_out_a_redis_restart(namespace: str) -> None:
             await b.stop()
         pod.stop()
         server.stop()
+
+
+async def test_two_workers_share_the_ports(
+    redis_server: RedisServerProcess, namespace: str
+) -> None:
+    import psutil
+
+    pod = NamesrvProcess(redis_server.url, namespace, "--workers", "2").start()
+    try:
+        assert pod.proc is not None
+        for _ in range(100):
+            workers = [
+                c
+                for c in psutil.Process(pod.proc.pid).children()
+                if "spawn_main" in " ".join(c.cmdline())
+            ]
+            if len(workers) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert len(workers) == 2
+        broker = Broker(0, pod)
+        broker.start()
+        await wait_for(lambda: _all_routes([pod], 1, 0), 10)
+        # new connections land on either worker; every one answers the same route
+        for _ in range(20):
+            assert await route_code(pod, "Topic-0") == 0
+        async with httpx.AsyncClient() as http:
+            for _ in range(10):
+                assert (
+                    await http.get(f"http://127.0.0.1:{pod.http_port}/v1/routes/Topic-0")
+                ).status_code == 200
+        await broker.stop()
+    finally:
+        pod.stop()
+    assert pod.proc.returncode == 0
+    assert all(not w.is_running() or w.status() == psutil.STATUS_ZOMBIE for w in workers)
