@@ -44,7 +44,7 @@ place is marked ``OURS:`` below. In short:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -465,14 +465,6 @@ class RouteModel:
     def processes(self) -> list[tuple[str, str]]:
         """Every live (cluster, address), sorted."""
         return sorted(self.live)
-
-    def visible(self, topics: Iterable[str]) -> tuple[Any, ...]:
-        """Everything a route query (with order conf) or a cluster-info query can show."""
-        return (
-            tuple(self.route(t, with_order_conf=True) is not None for t in topics),
-            [self.route(t, with_order_conf=True) for t in topics],
-            self.cluster_info(),
-        )
 
 
 def _broker_wire(name: str, g: Group, addrs: dict[int, str]) -> dict[str, Any]:

@@ -246,18 +246,6 @@ def create_app(
             {"error": "internal_error", "detail": type(exc).__name__}, status_code=500
         )
 
-    @app.middleware("http")
-    async def _count(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        label = f"{request.method} {getattr(route, 'path', 'unmatched')}"
-        REQUESTS.labels("http", label).inc()
-        REQUEST_LATENCY.labels("http", label).observe(time.perf_counter() - started)
-        return response
-
     def require_admin(authorization: str | None = Header(default=None)) -> None:
         token = settings_provider().admin_token
         if token is None:
@@ -474,4 +462,33 @@ def create_app(
             pass  # the gauges keep their last value; redis errors are counted elsewhere
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(RequestMetrics)
     return app
+
+
+class RequestMetrics:
+    """Counts and times every request by route template (a plain ASGI middleware: Starlette's
+    BaseHTTPMiddleware costs a task group per request)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._children: dict[str, tuple[Any, Any]] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            label = f"{scope['method']} {getattr(route, 'path', 'unmatched')}"
+            children = self._children.get(label)
+            if children is None:
+                children = self._children[label] = (
+                    REQUESTS.labels("http", label),
+                    REQUEST_LATENCY.labels("http", label),
+                )
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
