@@ -241,3 +241,16 @@ async def test_events_are_published(real_redis: Any, namespace: str) -> None:
         "topics": ["T1", "T2"],
         "brokers": [],
     }
+
+
+async def test_deleted_topic_comes_back_with_the_next_registration(
+    redis: Any, namespace: str
+) -> None:
+    s = await store_of(redis, namespace)
+    await s.register_broker(reg())
+    assert await s.delete_topic("T1") == 1
+    assert await s.get_route("T1") is None
+    # the unchanged periodic re-registration cannot take the body-less path any more
+    assert (await s.register_broker(reg(lite=True))).status is RegisterStatus.NEED_TOPICS
+    assert (await s.register_broker(reg())).status is RegisterStatus.OK
+    assert await s.get_route("T1") is not None
