@@ -18,6 +18,7 @@ local K = {
   kvns = P .. 'kvns',
   config = P .. 'config',
   events = P .. 'events',
+  tables = P .. 'tables',
 }
 local function k_cluster(c) return P .. 'cluster:' .. c end
 local function k_topic(t) return P .. 'topic:' .. t end
@@ -75,10 +76,23 @@ local function without_write(perm)
   return perm
 end
 
+-- ---------------------------------------------------------------- table tokens
+-- K.tables maps a broker name to the token of the registration body whose topic table its
+-- queue data equals (see register_broker.lua). Any other change to that queue data forgets
+-- the token, so a registration can only be applied as a diff on top of exactly that table.
+local forgotten = {}
+local function forget_table(broker_name)
+  if not forgotten[broker_name] then
+    forgotten[broker_name] = true
+    redis.call('HDEL', K.tables, broker_name)
+  end
+end
+
 -- Write one broker's queue data of a topic; true when it changed.
 local function put_queue_data(topic, broker_name, value)
   local key = k_topic(topic)
   if redis.call('HGET', key, broker_name) == value then return false end
+  forget_table(broker_name)
   redis.call('HSET', key, broker_name, value)
   redis.call('SADD', K.topics, topic)
   redis.call('SADD', k_broker_topics(broker_name), topic)
@@ -90,6 +104,7 @@ end
 local function drop_queue_data(topic, broker_name)
   local key = k_topic(topic)
   if redis.call('HDEL', key, broker_name) == 1 then
+    forget_table(broker_name)
     touch_topic(topic)
     if redis.call('EXISTS', key) == 0 then redis.call('SREM', K.topics, topic) end
   end
@@ -106,6 +121,7 @@ local function set_write_perm(broker_name, mode)
       if mode == 'wipe' then perm = without_write(perm) else perm = PERM_READ + PERM_WRITE end
       local nv = qd_format(r, w, perm, flag)
       if nv ~= v then
+        forget_table(broker_name)
         redis.call('HSET', k_topic(t), broker_name, nv)
         touch_topic(t)
       end
@@ -199,6 +215,7 @@ local function remove_broker_process(cluster, addr, broker_name)
       drop_queue_data(t, broker_name)
     end
     redis.call('DEL', k_broker_topics(broker_name))
+    forget_table(broker_name)
   else
     redis.call('HSET', K.brokers, broker_name, encode_broker(bd))
     -- RocketMQ 5: an acting-master group that lost its master loses write permission.

@@ -13,21 +13,14 @@ if cluster == '' then
 else
   names = redis.call('SMEMBERS', k_cluster(cluster))
 end
-local removed, dropped = 0, {}
+local removed = 0
 for _, b in ipairs(names) do
   if redis.call('HEXISTS', k_topic(topic), b) == 1 then
     removed = removed + 1
-    dropped[b] = true
   end
   drop_queue_data(topic, b)
 end
--- The brokers still report the topic: forget their stored data version, so that their next
--- registration is a full one and restores it (RocketMQ 5 rewrites a reported topic that has
--- no queue data of the broker; without this, an unchanged re-registration would skip it).
-if removed > 0 then
-  local idents = redis.call('HGETALL', K.addr_names)
-  for i = 1, #idents, 2 do
-    if dropped[idents[i + 1]] then redis.call('HDEL', k_live(idents[i]), 'dv') end
-  end
-end
+-- The brokers still report the topic: dropping queue data forgets their table tokens (see
+-- _common.lua), so their next registration, even an unchanged one, cannot take the lite path
+-- and restores it (RocketMQ 5 rewrites a reported topic holding no queue data of the broker).
 return { removed, publish_changes('delete_topic') }

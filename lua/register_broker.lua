@@ -10,14 +10,25 @@
 -- ARGV[12] zone name ('' = none)   ARGV[13] enableActingMaster: '' (4.x broker), 'true', 'false'
 -- ARGV[14] '1' = deleteTopicWithBrokerRegistration
 -- ARGV[15] '1' = the broker sent static-topic mappings (then nothing is deleted)
--- ARGV[16] mode: 'full' (topics follow) or 'lite' (no topics sent: only valid when the stored
---          data version equals ARGV[8]; otherwise nothing is written and 'need_topics' returned)
--- ARGV[17] N = number of topics;  then N groups of 5: topic, readQueueNums, writeQueueNums,
---          perm, topicSysFlag
+-- ARGV[16] mode: 'full' — every topic of the body follows;
+--               'lite' — no topics sent: only valid while the stored data version equals ARGV[8];
+--               'diff' — only the topics that differ from the table whose token is ARGV[18]
+--                        (and, after them, the topics that left it): valid only while the
+--                        broker name's stored table token is ARGV[18], or already ARGV[17];
+--          an invalid lite or diff request writes nothing and returns 'need_topics'.
+-- ARGV[17] token of this body's topic table ('' = none): stored per broker name in K.tables
+--          (prefixed with the broker id and delete mode) when the queue data equals the table
+-- ARGV[18] diff mode: the token of the table the diff was computed against
+-- ARGV[19] KV namespace whose table to return (RocketMQ's ORDER_TOPIC_CONFIG, sent back to the
+--          broker when returnOrderTopicConfigToBroker); '' = none
+-- ARGV[20] N = number of topics;  then N groups of 5: topic, readQueueNums, writeQueueNums,
+--          perm, topicSysFlag;  then M = number of removed topics (diff mode) and M topic names
 --
--- Returns {status, masterAddr, masterHaAddr, topicsWritten, routeVersion}; status is
+-- Returns {status, masterAddr, masterHaAddr, topicsWritten, routeVersion, kvTable}: kvTable is
+-- the flat HGETALL of ARGV[19]'s table, or 0 when that namespace does not exist; status is
 --   'ok'           registered;
---   'need_topics'  lite mode but the data version changed or the broker is new: resend full;
+--   'need_topics'  lite/diff mode does not apply (data version or table token moved, new
+--                  broker, renamed, …): nothing written, resend in full mode;
 --   'refused'      first registration of this broker id listing exactly one topic (RocketMQ 5
 --                  refuses it: "register broker failed");
 --   'stale_state'  another address holds this broker id with a newer state version (5.x);
@@ -32,9 +43,9 @@ local ha, now, timeout = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local dv, sv, conn, filters = ARGV[8], tonumber(ARGV[9]), ARGV[10], ARGV[11]
 local zone, acting = ARGV[12], ARGV[13]
 local delete_missing = ARGV[14] == '1' and ARGV[15] ~= '1'
-local lite = ARGV[16] == 'lite'
-local n = tonumber(ARGV[17])
-local FIRST = 18
+local mode = ARGV[16]
+local n = tonumber(ARGV[20])
+local FIRST = 21
 
 local ident = ident_of(cluster, addr)
 local live_key = k_live(ident)
@@ -68,7 +79,33 @@ end
 local prev_name = redis.call('HGET', K.addr_names, ident)
 local renamed = prev_name and prev_name ~= name
 
-if lite and (register_first or old_addr ~= addr or dv_changed or renamed) then
+if mode ~= 'full' and (register_first or old_addr ~= addr or renamed) then
+  return { 'need_topics', '', '', 0, 0 }
+end
+-- Topic queue data comes from the master, or from the prime slave (smallest id) of a 5.x group.
+local is_master = id == 0
+local is_prime_slave
+if acting ~= '' and not is_master then
+  local others = { [sid] = addr }
+  for k, a in pairs(bd.brokerAddrs) do others[k] = a end
+  is_prime_slave = id == min_broker_id({ brokerAddrs = others })
+else
+  is_prime_slave = false
+end
+local writes_topics = is_master or is_prime_slave
+
+-- The table token: which body (and which writer, and delete mode) the stored queue data of
+-- this broker name equals.
+local function table_token(t) return sid .. (delete_missing and ':d:' or ':k:') .. t end
+local stored_token = redis.call('HGET', K.tables, name)
+local already_applied = ARGV[17] ~= '' and stored_token == table_token(ARGV[17])
+-- lite: nothing to write only if the data version is the stored one and (for a topic writer)
+-- the stored table is this very body's (a deleted topic or a wiped perm must be restored)
+if mode == 'lite' and (dv_changed or (writes_topics and not already_applied)) then
+  return { 'need_topics', '', '', 0, 0 }
+end
+if mode == 'diff' and writes_topics and not already_applied and
+    (not dv_changed or ARGV[18] == '' or stored_token ~= table_token(ARGV[18])) then
   return { 'need_topics', '', '', 0, 0 }
 end
 
@@ -93,32 +130,52 @@ if after ~= before then
   touch_broker(name)
 end
 
--- Topic queue data: from the master, or from the prime slave (smallest id) of a 5.x group;
--- all of it when the data version changed (or first registration), otherwise (RocketMQ 5's
--- isTopicConfigChanged) only the topics holding no queue data of this broker yet, so that
--- split registrations (several requests with one data version) all land.
-local is_master = id == 0
-local is_prime_slave = acting ~= '' and not is_master and id == min_broker_id(bd)
+-- Topic queue data: all of it when the data version changed (or first registration),
+-- otherwise (RocketMQ 5's isTopicConfigChanged) only the topics holding no queue data of this
+-- broker yet, so that split registrations (several requests with one data version) all land.
+-- A diff carries only the topics that changed; a body whose table is already stored, none.
 local written = 0
 local rewrite_all = dv_changed or register_first
-if is_master or is_prime_slave then
+if writes_topics and mode ~= 'lite' and not already_applied then
   if delete_missing and rewrite_all then
-    local reported = {}
-    for i = 0, n - 1 do reported[ARGV[FIRST + i * 5]] = true end
-    for _, t in ipairs(redis.call('SMEMBERS', k_broker_topics(name))) do
-      if not reported[t] then drop_queue_data(t, name) end
+    if mode == 'diff' then
+      local m = tonumber(ARGV[FIRST + n * 5])
+      for i = 1, m do drop_queue_data(ARGV[FIRST + n * 5 + i], name) end
+    else
+      local reported = {}
+      for i = 0, n - 1 do reported[ARGV[FIRST + i * 5]] = true end
+      for _, t in ipairs(redis.call('SMEMBERS', k_broker_topics(name))) do
+        if not reported[t] then drop_queue_data(t, name) end
+      end
     end
   end
+  local matches = true -- every topic sent already holds exactly this queue data
   for i = 0, n - 1 do
     local base = FIRST + i * 5
-    if rewrite_all or redis.call('HEXISTS', k_topic(ARGV[base]), name) == 0 then
-      local perm = tonumber(ARGV[base + 3])
-      -- only a group in acting-master mode shows its prime slave read-only (RocketMQ 5)
-      if is_prime_slave and acting == 'true' then perm = without_write(perm) end
-      local value = qd_format(tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), perm,
-        tonumber(ARGV[base + 4]))
+    local perm = tonumber(ARGV[base + 3])
+    -- only a group in acting-master mode shows its prime slave read-only (RocketMQ 5)
+    if is_prime_slave and acting == 'true' then perm = without_write(perm) end
+    local value = qd_format(tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), perm,
+      tonumber(ARGV[base + 4]))
+    if rewrite_all then
       if put_queue_data(ARGV[base], name, value) then written = written + 1 end
+    else
+      local stored = redis.call('HGET', k_topic(ARGV[base]), name)
+      if not stored then
+        put_queue_data(ARGV[base], name, value)
+        written = written + 1
+      elseif stored ~= value then
+        matches = false
+      end
     end
+  end
+  -- The stored queue data now equals the body's table: after a full rewrite (topics it does not
+  -- list stay only when not deleting, which the token's delete mode records), after a diff on
+  -- top of the table it was computed against, or when it already did (then a lite re-register
+  -- becomes possible again, e.g. after an upgrade).
+  if ARGV[17] ~= '' and (rewrite_all or (mode == 'full' and matches and
+      (not delete_missing or redis.call('SCARD', k_broker_topics(name)) == n))) then
+    redis.call('HSET', K.tables, name, table_token(ARGV[17]))
   end
 end
 
@@ -148,4 +205,9 @@ if not is_master then
   end
 end
 
-return { 'ok', master_addr, master_ha, written, publish_changes('register') }
+local kv_table = 0
+if ARGV[19] ~= '' and redis.call('SISMEMBER', K.kvns, ARGV[19]) == 1 then
+  kv_table = redis.call('HGETALL', k_kv(ARGV[19]))
+end
+
+return { 'ok', master_addr, master_ha, written, publish_changes('register'), kv_table }

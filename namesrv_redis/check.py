@@ -91,6 +91,8 @@ async def check_namespace(redis: Any, namespace: str) -> list[Problem]:
                 report("address_without_deadline", f"{idents[0]!r} can never expire")
     for ident in sorted({_s(f) for f in await redis.hkeys(keys.filters)} - addr_names.keys()):
         report("orphan_filter_servers", f"filter servers of unknown broker {ident!r}")
+    for name in sorted({_s(b) for b in await redis.hkeys(keys.tables)} - brokers.keys()):
+        report("orphan_table_token", f"table token of unknown broker {name!r}")
 
     # --- topic tables and the reverse index
     topics = {_s(t) for t in await redis.smembers(keys.topics)}

@@ -27,6 +27,10 @@ key (after the prefix)          type   contents
 ``deadlines``                   zset   ``<cluster>@<addr>`` -> deadline (ms): the sweeper's index
 ``addr-names``                  hash   ``<cluster>@<addr>`` -> broker name (survives expiry)
 ``filters``                     hash   ``<cluster>@<addr>`` -> filter server list JSON
+``tables``                      hash   broker name -> table token ``<id>:<k|d>:<body token>``:
+                                       the registration body whose topic table that broker's
+                                       queue data equals; any other queue-data write deletes
+                                       it (lets a changed registration send only its diff)
 ``kvns``                        set    KV-config namespaces that exist (even when emptied)
 ``kv:<namespace>``              hash   KV config of that namespace
 ``config``                      hash   name-server options changed by UPDATE_NAMESRV_CONFIG
@@ -123,6 +127,10 @@ class Keys:
     @property
     def filters(self) -> str:
         return self.prefix + "filters"
+
+    @property
+    def tables(self) -> str:
+        return self.prefix + "tables"
 
     @property
     def kv_namespaces(self) -> str:

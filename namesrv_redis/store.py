@@ -44,6 +44,16 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+class RegisterMode(StrEnum):
+    FULL = "full"
+    """Every topic of the body is sent."""
+    LITE = "lite"
+    """No topics: valid only while the stored data version equals ``data_version``."""
+    DIFF = "diff"
+    """Only the topics that differ from the table ``base_token`` names: valid only while the
+    broker name's stored table token is ``base_token`` (or already ``table_token``)."""
+
+
 @dataclass(slots=True)
 class BrokerRegistration:
     """One REGISTER_BROKER request, decoded."""
@@ -63,8 +73,15 @@ class BrokerRegistration:
     enable_acting_master: bool | None = None
     has_static_topic_mappings: bool = False
     conn_id: str = ""
-    lite: bool = False
-    """Send no topics: valid only while the stored data version equals ``data_version``."""
+    mode: RegisterMode = RegisterMode.FULL
+    table_token: str = ""
+    """Identifies this body's topic table (see ``lua/register_broker.lua``); '' = none."""
+    base_token: str = ""
+    """Diff mode: the token of the table ``topics`` and ``removed_topics`` are relative to."""
+    removed_topics: Sequence[str] = ()
+    """Diff mode: topics of the base table that this body no longer lists."""
+    return_kv_namespace: str = ""
+    """A KV namespace whose table to read in the same round trip (ORDER_TOPIC_CONFIG)."""
 
 
 class RegisterStatus(StrEnum):
@@ -81,6 +98,8 @@ class RegisterResult:
     ha_server_addr: str | None
     topics_written: int
     version: int
+    kv_table: dict[str, str] | None = None
+    """The table of ``return_kv_namespace`` (None: not asked, or no such namespace)."""
 
 
 class RemovalReason(StrEnum):
@@ -154,23 +173,31 @@ class RouteStore:
             "" if reg.enable_acting_master is None else str(reg.enable_acting_master).lower(),
             "1" if self.delete_topic_with_broker_registration else "0",
             "1" if reg.has_static_topic_mappings else "0",
-            "lite" if reg.lite else "full",
+            reg.mode.value,
+            reg.table_token,
+            reg.base_token,
+            reg.return_kv_namespace,
         ]
-        if reg.lite:
-            args.append(0)
-        else:
-            args.append(len(reg.topics))
-            for t in reg.topics:
-                args += (t.topic, t.read_queue_nums, t.write_queue_nums, t.perm, t.topic_sys_flag)
-        status, master, ha, written, version = await self.scripts.register_broker(
+        topics = () if reg.mode is RegisterMode.LITE else reg.topics
+        args.append(len(topics))
+        for t in topics:
+            args += (t.topic, t.read_queue_nums, t.write_queue_nums, t.perm, t.topic_sys_flag)
+        if reg.mode is RegisterMode.DIFF:
+            args.append(len(reg.removed_topics))
+            args += reg.removed_topics
+        status, master, ha, written, version, *rest = await self.scripts.register_broker(
             keys=self._k, args=args
         )
+        kv = rest[0] if rest else 0
         return RegisterResult(
             RegisterStatus(_s(status)),
             _s(master) or None,
             _s(ha) or None,
             int(written),
             int(version),
+            {_s(kv[i]): _s(kv[i + 1]) for i in range(0, len(kv), 2)}
+            if isinstance(kv, list)
+            else None,
         )
 
     async def remove_broker(

@@ -16,12 +16,14 @@ from hypothesis import strategies as st
 
 from namesrv_redis import fastjson
 from namesrv_redis.remoting.codec import (
+    BIG_FRAME,
     JSON,
     ROCKETMQ,
     FrameDecoder,
     FrameError,
     RemotingCommand,
     encode,
+    encode_request,
     encode_response,
 )
 from namesrv_redis.remoting.codes import LANGUAGES
@@ -232,3 +234,32 @@ def test_ext_values_sent_as_numbers_and_booleans_become_strings() -> None:
     [cmd] = FrameDecoder().feed(struct.pack(">ii", 4 + len(header), len(header)) + header)
     assert cmd.ext_fields == {"topic": "T", "n": "5", "b": "true"}
     assert cmd.language == "NODE_JS"
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096, 65536, 10**7])
+def test_big_frames_are_received_in_place_in_any_chunking(chunk: int) -> None:
+    """A frame past BIG_FRAME is received into one buffer of its final size; frames before and
+    after it in the same stream decode as usual, whatever the read sizes."""
+    big_body = bytes(range(256)) * (BIG_FRAME // 256 + 3)
+    stream = b"".join(
+        encode_request(code, code, {"k": str(code)}, body)
+        for code, body in ((1, b"small"), (2, big_body), (3, None), (4, big_body[:100]))
+    )
+    decoder = FrameDecoder()
+    got = []
+    for i in range(0, len(stream), chunk):
+        got += decoder.feed(stream[i : i + chunk])
+    assert [c.opaque for c in got] == [1, 2, 3, 4]
+    assert [bytes(c.body) if c.body else None for c in got] == [
+        b"small",
+        big_body,
+        None,
+        big_body[:100],
+    ]
+    assert decoder.buffered == 0
+
+
+def test_big_frame_with_a_bad_header_is_refused() -> None:
+    bad = struct.pack(">ii", BIG_FRAME + 10, (9 << 24) | 2) + b"{}" + b"x" * 100
+    with pytest.raises(FrameError):
+        FrameDecoder().feed(bad)

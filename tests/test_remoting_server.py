@@ -280,26 +280,33 @@ async def _failing_script(*args: Any, **kwargs: Any) -> Any:
 
 async def test_unchanged_reregistration_skips_the_body(running: Running) -> None:
     """The periodic re-registration of an unchanged body refreshes liveness through the lite
-    script; if the stored data version moved meanwhile, the full registration runs."""
+    script; if the stored data version moved meanwhile, the body is parsed and (its table
+    being the stored one) nothing but the live info is written; a changed body sends a diff."""
     c = await running.client()
     b = broker(topics=5)
     assert (await b.register(c)).code == 0
-    calls: list[bool] = []
+    calls: list[str] = []
     original = running.store.register_broker
 
     async def spy(reg: Any, now: Any = None) -> Any:
-        calls.append(reg.lite)
+        calls.append(f"{reg.mode}:{len(reg.topics)}")
         return await original(reg, now)
 
     running.store.register_broker = spy  # type: ignore[method-assign]
     assert (await b.register(c)).code == 0
-    assert calls == [True]
-    # another pod (or a Redis restart) changed what is stored: lite is refused, full runs
+    assert calls == ["lite:0"]
+    # another pod (or a Redis restart) changed what is stored: lite is refused
     await running.store.redis.hset(running.store.keys.live("C1", b.addr), "dv", "{}")
     assert (await b.register(c)).code == 0
-    assert calls == [True, True, False]
-    b.add_topics(["Fresh"])  # a changed body never takes the lite path
+    assert calls == ["lite:0", "lite:0", "diff:0"]
+    b.add_topics(["Fresh"])  # a changed body never takes the lite path: only the new topic
     assert (await b.register(c)).code == 0
-    assert calls == [True, True, False, False]
+    assert calls == ["lite:0", "lite:0", "diff:0", "diff:1"]
+    assert await running.store.get_route("Fresh") is not None
+    # something else changed the stored table: the diff is refused and everything is sent
+    assert await running.store.delete_topic("Fresh") == 1
+    b.add_topics(["Fresher"])
+    assert (await b.register(c)).code == 0
+    assert calls[4:] == ["diff:1", "full:7"]
     assert await running.store.get_route("Fresh") is not None
     await c.close()

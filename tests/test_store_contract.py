@@ -12,7 +12,7 @@ import orjson
 from namesrv_redis.keys import ORDER_TOPIC_CONFIG
 from namesrv_redis.model import QueueConfig, QueueData
 from namesrv_redis.scripts import lua_dir, script_names
-from namesrv_redis.store import BrokerRegistration, RegisterStatus, RouteStore
+from namesrv_redis.store import BrokerRegistration, RegisterMode, RegisterStatus, RouteStore
 
 DV1 = '{"counter":1,"timestamp":1}'
 
@@ -122,11 +122,34 @@ async def test_single_topic_first_registration_refused(redis: Any, namespace: st
 
 async def test_lite_registration(redis: Any, namespace: str) -> None:
     s = await store_of(redis, namespace)
-    assert (await s.register_broker(reg(lite=True))).status is RegisterStatus.NEED_TOPICS
-    await s.register_broker(reg())
-    assert (await s.register_broker(reg(lite=True))).status is RegisterStatus.OK
-    changed = reg(lite=True, dv='{"counter":2,"timestamp":1}')
+    lite = reg(mode=RegisterMode.LITE, table_token="tA")
+    assert (await s.register_broker(lite)).status is RegisterStatus.NEED_TOPICS
+    await s.register_broker(reg(table_token="tA"))
+    assert (await s.register_broker(lite)).status is RegisterStatus.OK
+    changed = reg(mode=RegisterMode.LITE, table_token="tA", dv='{"counter":2,"timestamp":1}')
     assert (await s.register_broker(changed)).status is RegisterStatus.NEED_TOPICS
+    # a master's lite registration also needs the stored table to be this body's
+    other_body = reg(mode=RegisterMode.LITE, table_token="tB")
+    assert (await s.register_broker(other_body)).status is RegisterStatus.NEED_TOPICS
+    await s.wipe_write_perm("a")
+    assert (await s.register_broker(lite)).status is RegisterStatus.NEED_TOPICS
+
+
+async def test_full_registration_that_matches_restores_the_token(
+    redis: Any, namespace: str
+) -> None:
+    s = await store_of(redis, namespace)
+    await s.register_broker(reg())  # stored without a token (as before an upgrade)
+    assert not await redis.hexists(s.keys.tables, "a")
+    r = await s.register_broker(reg(table_token="tA"))  # same data version, same table
+    assert (r.status, r.topics_written) == (RegisterStatus.OK, 0)
+    assert await redis.hget(s.keys.tables, "a") == b"0:k:tA"
+    # same data version but a different perm: RocketMQ keeps the stored one; no token
+    await redis.hdel(s.keys.tables, "a")
+    other = reg(table_token="tB")
+    other.topics = [QueueConfig("T1", 4, 4, 2), QueueConfig("T2", 4, 4, 6)]
+    assert (await s.register_broker(other)).topics_written == 0
+    assert not await redis.hexists(s.keys.tables, "a")
 
 
 async def test_kv_config(redis: Any, namespace: str) -> None:
@@ -247,10 +270,104 @@ async def test_deleted_topic_comes_back_with_the_next_registration(
     redis: Any, namespace: str
 ) -> None:
     s = await store_of(redis, namespace)
-    await s.register_broker(reg())
+    await s.register_broker(reg(table_token="tA"))
     assert await s.delete_topic("T1") == 1
     assert await s.get_route("T1") is None
     # the unchanged periodic re-registration cannot take the body-less path any more
-    assert (await s.register_broker(reg(lite=True))).status is RegisterStatus.NEED_TOPICS
-    assert (await s.register_broker(reg())).status is RegisterStatus.OK
+    lite = reg(mode=RegisterMode.LITE, table_token="tA")
+    assert (await s.register_broker(lite)).status is RegisterStatus.NEED_TOPICS
+    assert (await s.register_broker(reg(table_token="tA"))).status is RegisterStatus.OK
     assert await s.get_route("T1") is not None
+
+
+DV2 = '{"counter":2,"timestamp":1}'
+DV3 = '{"counter":3,"timestamp":1}'
+
+
+def diff(
+    base: str, token: str, topics: tuple[str, ...], removed: tuple[str, ...] = (), **kw: Any
+) -> BrokerRegistration:
+    return reg(
+        mode=RegisterMode.DIFF,
+        base_token=base,
+        table_token=token,
+        topics=topics,
+        removed_topics=list(removed),
+        **kw,
+    )
+
+
+async def test_diff_registration_writes_only_what_changed(redis: Any, namespace: str) -> None:
+    s = await store_of(redis, namespace)
+    assert (await s.register_broker(reg(table_token="tA"))).status is RegisterStatus.OK
+    assert await redis.hget(s.keys.tables, "a") == b"0:k:tA"
+    # a new data version whose table adds T3 only
+    r = await s.register_broker(diff("tA", "tB", ("T3",), dv=DV2))
+    assert (r.status, r.topics_written) == (RegisterStatus.OK, 1)
+    assert await s.all_topics() == ["T1", "T2", "T3"]
+    assert await redis.hget(s.keys.tables, "a") == b"0:k:tB"
+    # the same body again (another pod got it too): already stored, nothing to write
+    r = await s.register_broker(diff("tA", "tB", ("T3",), dv=DV2))
+    assert (r.status, r.topics_written, r.version) == (RegisterStatus.OK, 0, 0)
+
+
+async def test_diff_refused_unless_the_stored_table_is_its_base(redis: Any, namespace: str) -> None:
+    s = await store_of(redis, namespace)
+    # nothing registered yet
+    assert (await s.register_broker(diff("", "tA", ()))).status is RegisterStatus.NEED_TOPICS
+    await s.register_broker(reg(table_token="tA"))
+    before = await dump(redis, s.keys.prefix)
+    for refused in (
+        diff("tX", "tB", ("T3",), dv=DV2),  # computed against another table
+        diff("", "tB", ("T3",), dv=DV2),  # against none
+        diff("tA", "tB", ("T3",)),  # same data version: RocketMQ would write new topics only
+        diff("tA", "tB", ("T3",), dv=DV2, addr="10.0.0.9:10911"),  # another process
+        diff("tA", "tB", ("T3",), dv=DV2, name="z"),  # renamed
+    ):
+        assert (await s.register_broker(refused)).status is RegisterStatus.NEED_TOPICS
+    assert await dump(redis, s.keys.prefix) == before
+
+
+async def test_other_queue_data_writes_forget_the_table(redis: Any, namespace: str) -> None:
+    s = await store_of(redis, namespace)
+    changes = [
+        lambda: s.wipe_write_perm("a"),
+        lambda: s.delete_topic("T1"),
+        lambda: s.register_topic("T9", [QueueData("a", 1, 1, 6)]),
+    ]
+    for i, change in enumerate(changes):
+        dv = f'{{"counter":{10 + i},"timestamp":1}}'
+        await s.register_broker(reg(table_token=f"t{i}", dv=dv))
+        assert await redis.hexists(s.keys.tables, "a")
+        await change()
+        assert not await redis.hexists(s.keys.tables, "a"), i
+        refused = diff(f"t{i}", f"n{i}", (), dv=DV3)
+        assert (await s.register_broker(refused)).status is RegisterStatus.NEED_TOPICS
+    # the group leaving takes its token with it
+    await s.register_broker(reg(table_token="tZ", dv=DV2))
+    await s.unregister_broker("C", "10.0.0.1:10911", "a")
+    assert await redis.hlen(s.keys.tables) == 0
+
+
+async def test_diff_drops_removed_topics_only_when_deleting(redis: Any, namespace: str) -> None:
+    s = RouteStore(redis, namespace, delete_topic_with_broker_registration=True)
+    await s.load_scripts()
+    await s.register_broker(reg(topics=("T1", "T2", "T3"), table_token="tA"))
+    assert await redis.hget(s.keys.tables, "a") == b"0:d:tA"
+    r = await s.register_broker(diff("tA", "tB", (), ("T2",), dv=DV2))
+    assert r.status is RegisterStatus.OK
+    assert await s.all_topics() == ["T1", "T3"]
+    # a pod configured to keep missing topics does not match this table's token
+    keeping = await store_of(redis, namespace)
+    refused = diff("tB", "tC", (), ("T3",), dv=DV3)
+    assert (await keeping.register_broker(refused)).status is RegisterStatus.NEED_TOPICS
+
+
+async def test_slave_diff_needs_no_table(redis: Any, namespace: str) -> None:
+    s = await store_of(redis, namespace)
+    await s.register_broker(reg(table_token="tA"))
+    slave = dict(addr="10.0.0.2:10911", broker_id=1)
+    await s.register_broker(reg(table_token="tS", **slave))
+    assert await redis.hget(s.keys.tables, "a") == b"0:k:tA"  # a 4.x slave writes no topics
+    r = await s.register_broker(diff("", "tS2", (), dv=DV2, **slave))
+    assert (r.status, r.master_addr) == (RegisterStatus.OK, "10.0.0.1:10911")

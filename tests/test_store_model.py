@@ -1,5 +1,6 @@
 """Model-based test: random sequences of registrations (master and slave, changed and
-unchanged data versions, growing and shrinking topic sets), unregistrations, expiries, write
+unchanged data versions, growing and shrinking topic sets; stored in full, or as two pods'
+front ends store them: lite, diff, full), unregistrations, expiries, write
 permission changes and topic deletions, run against the Redis store and against the
 reference model (tests/reference_model.py); after every step every route and the cluster
 info agree, and the consistency checker finds nothing. On fakeredis and on a real Redis."""
@@ -7,6 +8,7 @@ info agree, and the consistency checker finds nothing. On fakeredis and on a rea
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 from typing import Any
 
@@ -15,10 +17,12 @@ import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from namesrv_redis.check import check_namespace
-from namesrv_redis.model import QueueConfig
+from namesrv_redis.model import QueueConfig, canonical_data_version
+from namesrv_redis.remoting.register_body import QueueNums, RegisterTable
+from namesrv_redis.remoting.registrations import RememberedRegistrations, store_registration
 from namesrv_redis.store import BrokerRegistration, RegisterStatus, RemovalReason, RouteStore
 from tests.conftest import RedisServerProcess
 from tests.reference_model import RouteModel
@@ -36,6 +40,14 @@ topic_sets = st.lists(
     max_size=5,
     unique_by=lambda t: t[0],
 )
+registration_args: dict[str, Any] = {
+    "cluster": st.sampled_from(CLUSTERS),
+    "name": st.sampled_from(NAMES),
+    "addr": st.sampled_from(ADDRS),
+    "broker_id": st.sampled_from([0, 0, 1]),
+    "topics": topic_sets,
+    "bump": st.booleans(),
+}
 _namespaces = itertools.count()
 
 
@@ -50,6 +62,8 @@ def make_machine(client_factory: Any) -> type[RuleBasedStateMachine]:
             self.run(self.store.load_scripts())
             self.model = RouteModel()
             self.counter = 0
+            self.pods = [RememberedRegistrations(), RememberedRegistrations()]
+            self.sent: list[tuple[str, str, str, int, list[tuple[str, int, int, int]]]] = []
 
         def run(self, coro: Any) -> Any:
             return self.loop.run_until_complete(coro)
@@ -58,16 +72,10 @@ def make_machine(client_factory: Any) -> type[RuleBasedStateMachine]:
             self.run(self.client.aclose())
             self.loop.close()
 
-        @rule(
-            cluster=st.sampled_from(CLUSTERS),
-            name=st.sampled_from(NAMES),
-            addr=st.sampled_from(ADDRS),
-            broker_id=st.sampled_from([0, 0, 1]),
-            topics=topic_sets,
-            bump=st.booleans(),
-        )
+        @rule(via=st.sampled_from([None, 0, 1]), **registration_args)
         def register(
             self,
+            via: int | None,
             cluster: str,
             name: str,
             addr: str,
@@ -75,25 +83,73 @@ def make_machine(client_factory: Any) -> type[RuleBasedStateMachine]:
             topics: list[tuple[str, int, int, int]],
             bump: bool,
         ) -> None:
+            """Stored in full (via None), or the way the remoting front end of one of two pods
+            sharing the Redis stores it (lite when the body is the one that pod last stored,
+            else a diff against the table it remembers, else everything): which must be
+            indistinguishable from storing it in full."""
             if bump:
                 self.counter += 1
-            dv = f'{{"counter":{self.counter},"timestamp":1}}'
-            result = self.run(
-                self.store.register_broker(
-                    BrokerRegistration(
-                        cluster=cluster,
-                        broker_addr=addr,
-                        broker_name=name,
-                        broker_id=broker_id,
-                        data_version=dv,
+            dv = {"counter": self.counter, "timestamp": 1}
+            nums = {t: QueueNums(r, w, p, 0) for t, r, w, p in topics}
+
+            def registration(**fields: Any) -> BrokerRegistration:
+                return BrokerRegistration(cluster, addr, name, broker_id, **fields)
+
+            if via is None:
+                stored = self.store.register_broker(
+                    registration(
+                        data_version=canonical_data_version(dv),
                         topics=[QueueConfig(t, r, w, p) for t, r, w, p in topics],
                     )
                 )
-            )
+            else:
+                table = RegisterTable(dv, nums, None, False)
+                token = hashlib.sha1(repr((dv, nums)).encode()).hexdigest()
+                stored = store_registration(
+                    self.store,
+                    self.pods[via],
+                    (cluster, addr, name, broker_id),
+                    token,
+                    lambda: table,
+                    registration,
+                )
+            result = self.run(stored)
             expected = self.model.register(
-                cluster, addr, name, broker_id, dv, [(t, r, w, p, 0) for t, r, w, p in topics]
+                cluster,
+                addr,
+                name,
+                broker_id,
+                canonical_data_version(dv),
+                [(t, r, w, p, 0) for t, r, w, p in topics],
             )
             assert result.status == RegisterStatus(expected)
+            self.sent.append((cluster, name, addr, broker_id, topics))
+
+        @precondition(lambda self: self.sent)
+        @rule(
+            pod=st.sampled_from([0, 1]),
+            pick=st.one_of(st.just(-1), st.integers(0, 1000)),  # -1: the latest
+            bump=st.booleans(),
+            tweak=st.sampled_from([None, "perm", "drop", "add"]),
+        )
+        def reregister_through_pod(
+            self, pod: int, pick: int, bump: bool, tweak: str | None
+        ) -> None:
+            """A broker sending what it sent before (the periodic re-registration), or with one
+            topic changed, added or gone."""
+            index = pick if pick < 0 else pick % len(self.sent)
+            cluster, name, addr, broker_id, topics = self.sent[index]
+            topics = list(topics)
+            if tweak == "perm":
+                t, r, w, p = topics[0]
+                topics[0] = (t, r, w, 6 if p != 6 else 4)
+            elif tweak == "drop" and len(topics) > 1:
+                topics.pop()
+            elif tweak == "add":
+                spare = [t for t in TOPICS if t not in {x[0] for x in topics}]
+                if spare:
+                    topics.append((spare[0], 2, 2, 6))
+            self.register(pod, cluster, name, addr, broker_id, topics, bump)
 
         @rule(
             cluster=st.sampled_from(CLUSTERS),

@@ -71,7 +71,7 @@ class _Window:
         return self.start <= t < self.end
 
 
-def _valid_route(body: bytes | None, mode: str) -> bool:
+def _valid_route(body: bytes | bytearray | None, mode: str) -> bool:
     if not body:
         return False
     if mode == "full":
@@ -103,7 +103,9 @@ class _RouteLoad(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport.write(b"".join(self._request() for _ in range(self.spec.pipeline)))
 
-    def _record(self, now: float, started: float, error: str | None, body: bytes | None) -> None:
+    def _record(
+        self, now: float, started: float, error: str | None, body: bytes | bytearray | None
+    ) -> None:
         """Account one answer (only those whose request and answer fall in the window)."""
         if not (self.window.measuring(now) and self.window.measuring(started)):
             return

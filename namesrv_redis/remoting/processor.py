@@ -24,7 +24,7 @@ from namesrv_redis.config import (
 )
 from namesrv_redis.keys import ORDER_TOPIC_CONFIG
 from namesrv_redis.metrics import REGISTRATIONS
-from namesrv_redis.model import QueueConfig, QueueData, canonical_data_version, state_version
+from namesrv_redis.model import QueueData, canonical_data_version
 from namesrv_redis.remoting.codec import RemotingCommand
 from namesrv_redis.remoting.codes import RequestCode, ResponseCode
 from namesrv_redis.remoting.errors import BadRequest
@@ -35,7 +35,14 @@ from namesrv_redis.remoting.headers import (
     opt_str,
     req_str,
 )
-from namesrv_redis.remoting.register_body import BodyError, crc32_masked, decode_register_body
+from namesrv_redis.remoting.register_body import (
+    BodyError,
+    RegisterTable,
+    body_token,
+    crc32_masked,
+    decode_register_table,
+)
+from namesrv_redis.remoting.registrations import RememberedRegistrations, store_registration
 from namesrv_redis.route_reader import RouteReader
 from namesrv_redis.store import (
     BrokerRegistration,
@@ -48,7 +55,6 @@ from namesrv_redis.store import (
 log = logging.getLogger(__name__)
 
 V4_9_4 = 401
-MAX_REMEMBERED_BODIES = 100_000
 FAQ_APPLY_TOPIC = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
 
 
@@ -105,13 +111,8 @@ class NamesrvProcessor:
         self.routes = routes
         self.started_at = time.monotonic()
         self._route_served = False
-        self.last_bodies: dict[tuple[Any, ...], tuple[int, str, int]] = {}
-        """Per broker process: (body CRC, data version, state version) last stored."""
-
-    def remember_body(self, identity: tuple[Any, ...], seen: tuple[int, str, int]) -> None:
-        if len(self.last_bodies) >= MAX_REMEMBERED_BODIES:
-            self.last_bodies.clear()
-        self.last_bodies[identity] = seen
+        self.registrations = RememberedRegistrations()
+        """Per broker process: the last registration this pod stored."""
 
     async def process(self, cmd: RemotingCommand, conn: Connection) -> Response:
         handler = HANDLERS.get(cmd.code)
@@ -198,48 +199,30 @@ async def register_broker(p: NamesrvProcessor, cmd: RemotingCommand, conn: Conne
         log.warning("registerBroker from %s: crc32 not match", conn.remote_addr)
         REGISTRATIONS.labels("crc_mismatch").inc()
         return Response(ResponseCode.SYSTEM_ERROR, "crc32 not match")
-    identity = (h.cluster_name, h.broker_addr, h.broker_name, h.broker_id, h.compressed)
-    seen = p.last_bodies.get(identity)
-    result = None
-    if seen is not None and seen[0] == crc and cmd.body:
-        # The periodic re-registration: the very body this pod last stored for this broker.
-        # Refresh liveness without parsing it; the script refuses if the stored data version
-        # moved meanwhile (another pod, a Redis restart), and then the full path runs.
-        result = await p.store.register_broker(
-            _registration(p, h, conn, data_version=seen[1], state_version=seen[2], lite=True)
-        )
-        if result.status is RegisterStatus.NEED_TOPICS:
-            result = None
-    if result is None:
+    body = cmd.body or b""
+
+    def parse() -> RegisterTable:
         try:
-            body = decode_register_body(cmd.body, h.compressed, cmd.version)
+            return decode_register_table(body, h.compressed, cmd.version)
         except BodyError as e:
             raise BadRequest(f"Failed to decode RegisterBrokerBody: {e}") from e
-        dv = canonical_data_version(body.data_version)
-        sv = state_version(body.data_version)
-        result = await p.store.register_broker(
-            _registration(
-                p,
-                h,
-                conn,
-                data_version=dv,
-                state_version=sv,
-                topics=[
-                    QueueConfig(
-                        tc.topic_name,
-                        tc.read_queue_nums,
-                        tc.write_queue_nums,
-                        tc.perm,
-                        tc.topic_sys_flag,
-                    )
-                    for tc in body.topic_configs.values()
-                ],
-                filter_servers=body.filter_server_list,
-                has_static_topic_mappings=bool(body.topic_queue_mapping_info),
-            )
-        )
-        if result.status is RegisterStatus.OK:
-            p.remember_body(identity, (crc, dv, sv))
+
+    result = await store_registration(
+        p.store,
+        p.registrations,
+        (h.cluster_name, h.broker_addr, h.broker_name, h.broker_id, h.compressed),
+        body_token(body, crc) if body else "",
+        parse,
+        lambda **fields: _registration(
+            p,
+            h,
+            conn,
+            return_kv_namespace=ORDER_TOPIC_CONFIG
+            if p.settings.return_order_topic_config_to_broker
+            else "",
+            **fields,
+        ),
+    )
     REGISTRATIONS.labels(result.status.value).inc()
     if result.status is not RegisterStatus.OK:
         return Response(ResponseCode.SYSTEM_ERROR, "register broker failed")
@@ -249,12 +232,10 @@ async def register_broker(p: NamesrvProcessor, cmd: RemotingCommand, conn: Conne
         ext["haServerAddr"] = result.ha_server_addr
     if result.master_addr is not None:
         ext["masterAddr"] = result.master_addr
-    response_body = None
-    if p.settings.return_order_topic_config_to_broker:
-        table = await p.store.list_kv(ORDER_TOPIC_CONFIG)
-        if table is not None:
-            response_body = kv_table_body(table)
-    return Response(ext_fields=ext, body=response_body)
+    order_topics = result.kv_table  # asked for when returnOrderTopicConfigToBroker
+    return Response(
+        ext_fields=ext, body=kv_table_body(order_topics) if order_topics is not None else None
+    )
 
 
 def _registration(
