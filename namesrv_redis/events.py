@@ -4,6 +4,14 @@ Every write script publishes ``{"v": version, "kind": …, "topics": […], "bro
 (or ``"all": true``) on the namespace's channel. The pod's route cache listens here; HTTP
 watches (blocking queries, Server-Sent Events) subscribe here. On every (re)connect a
 synthetic "all" event is delivered, because events published meanwhile are lost.
+
+Pub/sub can also lose a message without the connection dropping (a full output buffer, a
+half-open socket). Every version bump publishes exactly one event, so a gap is visible: the
+route version is polled every ``poll_interval_s``, and when the events received have still
+not reached the version read at the previous poll, the missing ones are declared lost and a
+synthetic "all" event is delivered. A change whose event is lost is therefore seen by every
+listener within two poll intervals (the route cache's maximum staleness), and an event
+merely in flight at one poll never causes a spurious flush.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from namesrv_redis.metrics import REDIS_ERRORS
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 1024
-VERSION_POLL_S = 1.0
+DEFAULT_POLL_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +65,18 @@ def parse_event(data: bytes | str) -> RouteEvent:
 class RouteEvents:
     """The pod's subscription to its namespace's route events."""
 
-    def __init__(self, redis: Any, keys: Keys, *, store: Any = None) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        *,
+        store: Any = None,
+        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.store = store
+        self.poll_interval_s = poll_interval_s
         self.latest_version = 0
         self.connected = False
         self._listeners: list[Callable[[RouteEvent], None]] = []
@@ -132,18 +148,26 @@ class RouteEvents:
             delay = min(5.0, delay * 2)
 
     async def _poll_version(self) -> None:
-        """A lost event must not stall a watcher forever: poll the version now and then."""
+        """Detect lost events (see the module doc): one GET of the route version per interval."""
+        expected: int | None = None  # the version read at the previous poll
         while True:
-            await asyncio.sleep(VERSION_POLL_S)
+            await asyncio.sleep(self.poll_interval_s)
             try:
-                v = await self.redis.get(self.keys.version)
+                v = int(await self.redis.get(self.keys.version) or 0)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                expected = None  # Redis unreachable: nothing to compare (stale answers stay)
                 continue
-            v = int(v or 0)
-            if v > self.latest_version:
-                self._deliver(RouteEvent(v, "poll", None))
+            if v < self.latest_version:  # the namespace was reset (FLUSHALL, a new Redis)
+                self.latest_version = 0
+                self._deliver(RouteEvent(v, "reset", None))
+            elif expected is not None and self.latest_version < expected:
+                log.warning(
+                    "route events up to version %d never arrived: assuming all changed", expected
+                )
+                self._deliver(RouteEvent(v, "lost", None))
+            expected = v
 
     async def wait_for_version(self, after: int, timeout: float) -> int:
         """Return as soon as the route version passes ``after``, else at the deadline."""

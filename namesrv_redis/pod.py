@@ -94,11 +94,12 @@ class Pod:
             store,
             order_message_enable=lambda: self._current().order_message_enable,
             support_acting_master=lambda: self._current().support_acting_master,
-            max_age_s=s.route_cache_max_age_ms / 1000,
             enabled=s.route_cache_max_age_ms > 0,
         )
         self.processor = NamesrvProcessor(store, self.settings, self.routes)
-        self.events = RouteEvents(self.redis, store.keys, store=store)
+        # a lost event is noticed within two polls: the cache's staleness bound
+        poll_s = s.route_cache_max_age_ms / 2000 if s.route_cache_max_age_ms > 0 else 0.5
+        self.events = RouteEvents(self.redis, store.keys, store=store, poll_interval_s=poll_s)
         self.events.add_listener(self._on_route_event)
         await self.events.start()
 

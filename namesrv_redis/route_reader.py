@@ -1,24 +1,34 @@
 """Route answers for the front ends, through a per-pod cache of encoded bodies.
 
 A route query is the name server's hot path. The reader keeps, per topic, the encoded answer
-in each JSON flavour asked for (fastjson or standard), filled on a miss with one Redis round
-trip (:meth:`RouteStore.get_route`). Entries are dropped by route events (the topics and
-broker names a write touched), all of them on a (re)connect of the event subscription, and
-every entry has a short maximum age, so staleness stays bounded even if an event is lost.
-Concurrent misses of one topic share a single Redis read. An unknown topic is cached too
-(as "no route"), so floods of queries for missing topics do not reach Redis either.
+in both JSON flavours (fastjson and standard), filled on a miss with one Redis round trip
+(:meth:`RouteStore.get_route`). Entries are dropped by route events (the topics and broker
+names a write touched), and all of them on a (re)connect of the event subscription or when
+:class:`~namesrv_redis.events.RouteEvents` finds an event lost (its version poll, every half
+maximum age): so staleness stays bounded by the maximum age (default 1 s) even when an event
+is lost, while an answer that did not change is never read again — a busy pod makes no Redis
+reads at all in steady state. Concurrent misses of one topic share a single Redis read. An
+unknown topic is cached too (as "no route"), so floods of queries for missing topics do not
+reach Redis either.
+
+Memory: an answer names brokers, never its topic, so the many topics that live on the same
+brokers with the same queue numbers have byte-identical answers; the reader keeps one entry
+(both bodies) per distinct answer, shared by all those topics. A cached topic then costs
+its name and a dict slot (about 110 bytes), whatever its answer's size. Broker events do not
+look topics up: they mark the shared broker set of the affected entries stale, so no
+per-broker index is kept.
 
 When Redis is unreachable, the last known answer is served (stale but available), as
-DESIGN.md asks.
+DESIGN.md asks. Zone-filtered answers (RocketMQ 5's zone mode) are read from Redis each time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+import msgspec
 
 from namesrv_redis import fastjson
 from namesrv_redis.metrics import CACHE
@@ -31,25 +41,36 @@ _HIT = CACHE.labels("hit")
 _MISS = CACHE.labels("miss")
 _STALE = CACHE.labels("stale")
 
-DEFAULT_MAX_AGE_S = 1.0
-DEFAULT_MAX_ENTRIES = 200_000
+DEFAULT_MAX_ENTRIES = 1_000_000
 
 
-@dataclass(slots=True)
-class _Entry:
-    route: TopicRoute | None
-    expires: float
-    bodies: dict[bool, bytes] = field(default_factory=dict)
-    """Encoded answer by flavour: True = standard JSON, False = fastjson."""
+class _BrokerSet:
+    """The broker names that cached answers name; shared by every such answer. An event about
+    one of these brokers marks it stale, and with it every entry that points to it."""
+
+    __slots__ = ("names", "valid")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.valid = True
+
+
+class _Entry(msgspec.Struct, gc=False):
+    """One topic's cached answer (no GC header: 40 bytes)."""
+
+    standard: bytes | None
+    """The answer in standard JSON; None = the topic has no route."""
+    fastjson: bytes | None
+    brokers: _BrokerSet | None
+
+    def fresh(self) -> bool:
+        return self.brokers is None or self.brokers.valid
 
     def body(self, standard: bool) -> bytes | None:
-        if self.route is None:
-            return None
-        b = self.bodies.get(standard)
-        if b is None:
-            b = encode_route(self.route, standard)
-            self.bodies[standard] = b
-        return b
+        return self.standard if standard else self.fastjson
+
+
+_NO_ROUTE = _Entry(None, None, None)
 
 
 def encode_route(route: TopicRoute, standard: bool) -> bytes:
@@ -81,48 +102,49 @@ class RouteReader:
         *,
         order_message_enable: Callable[[], bool] = lambda: False,
         support_acting_master: Callable[[], bool] = lambda: False,
-        max_age_s: float = DEFAULT_MAX_AGE_S,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         enabled: bool = True,
     ) -> None:
         self.store = store
         self.order_message_enable = order_message_enable
         self.support_acting_master = support_acting_master
-        self.max_age_s = max_age_s
         self.max_entries = max_entries
         self.enabled = enabled
         self._entries: dict[str, _Entry] = {}
-        self._by_broker: dict[str, set[str]] = {}
+        self._shared: dict[bytes, _Entry] = {}
+        """One entry per distinct answer (by its standard-JSON body), shared by its topics."""
+        self._broker_sets: dict[tuple[str, ...], _BrokerSet] = {}
+        self._sets_by_broker: dict[str, list[_BrokerSet]] = {}
         self._inflight: dict[str, asyncio.Future[TopicRoute | None]] = {}
         self._generation = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def route(self, topic: str) -> TopicRoute | None:
-        """The topic's route (decoded), through the cache."""
-        return (await self._entry(topic)).route
+    @property
+    def distinct_answers(self) -> int:
+        return len(self._shared)
 
     async def route_body(
         self, topic: str, *, standard: bool, zone: str | None = None
     ) -> bytes | None:
         """The encoded answer for GET_ROUTEINFO_BY_TOPIC, or None when the topic has none."""
-        entry = await self._entry(topic)
-        if zone is not None and entry.route is not None:
-            return encode_route(filter_by_zone(entry.route, zone), standard)
-        return entry.body(standard)
+        if zone is not None:
+            route = await self._load(topic, cache=False)
+            return encode_route(filter_by_zone(route, zone), standard) if route else None
+        return (await self._entry(topic)).body(standard)
 
     def cached_body(self, topic: str, *, standard: bool) -> tuple[bool, bytes | None]:
         """(hit, body) from the cache alone, without awaiting: the remoting hot path."""
         entry = self._entries.get(topic)
-        if entry is None or entry.expires <= time.monotonic():
+        if entry is None or not entry.fresh():
             return False, None
         _HIT.inc()
-        return True, entry.body(standard)
+        return True, entry.standard if standard else entry.fastjson
 
     async def _entry(self, topic: str) -> _Entry:
         entry = self._entries.get(topic)
-        if entry is not None and entry.expires > time.monotonic():
+        if entry is not None and entry.fresh():
             _HIT.inc()
             return entry
         _MISS.inc()
@@ -135,11 +157,11 @@ class RouteReader:
                 return entry
             raise
         cached = self._entries.get(topic)
-        if cached is not None and cached.route is route:
+        if cached is not None and cached.fresh():
             return cached
-        return _Entry(route, 0.0)
+        return self._make_entry(route)  # not cached (an event raced the read): as read
 
-    async def _load(self, topic: str) -> TopicRoute | None:
+    async def _load(self, topic: str, *, cache: bool = True) -> TopicRoute | None:
         """One Redis read per topic however many callers miss at once."""
         pending = self._inflight.get(topic)
         if pending is not None:
@@ -160,31 +182,42 @@ class RouteReader:
         else:
             fut.set_result(route)
             # An event that arrived during the read may describe a write the read missed.
-            if self.enabled and generation == self._generation:
+            if cache and self.enabled and generation == self._generation:
                 self._store(topic, route)
             return route
         finally:
             del self._inflight[topic]
 
-    def _store(self, topic: str, route: TopicRoute | None) -> None:
-        if topic not in self._entries and len(self._entries) >= self.max_entries:
-            oldest = next(iter(self._entries))
-            self._drop(oldest)
-        self._drop(topic)
-        self._entries[topic] = _Entry(route, time.monotonic() + self.max_age_s)
-        if route is not None:
-            for b in route.broker_datas:
-                self._by_broker.setdefault(b.broker_name, set()).add(topic)
+    def _broker_set(self, names: tuple[str, ...]) -> _BrokerSet:
+        found = self._broker_sets.get(names)
+        if found is None:
+            found = self._broker_sets[names] = _BrokerSet(names)
+            for name in names:
+                self._sets_by_broker.setdefault(name, []).append(found)
+        return found
 
-    def _drop(self, topic: str) -> None:
-        entry = self._entries.pop(topic, None)
-        if entry is not None and entry.route is not None:
-            for b in entry.route.broker_datas:
-                topics = self._by_broker.get(b.broker_name)
-                if topics is not None:
-                    topics.discard(topic)
-                    if not topics:
-                        del self._by_broker[b.broker_name]
+    def _make_entry(self, route: TopicRoute | None) -> _Entry:
+        """The entry for an answer, shared with every cached topic that has the same one."""
+        if route is None:
+            return _NO_ROUTE
+        standard = encode_route(route, True)
+        shared = self._shared.get(standard)
+        if shared is not None and shared.fresh():
+            return shared
+        if len(self._shared) >= self.max_entries:
+            self._shared.clear()  # only sharing is lost; cached topics keep their entries
+        names = tuple(sorted({b.broker_name for b in route.broker_datas}))
+        entry = _Entry(standard, encode_route(route, False), self._broker_set(names))
+        self._shared[standard] = entry
+        return entry
+
+    def _store(self, topic: str, route: TopicRoute | None) -> None:
+        entries = self._entries
+        if topic in entries:
+            del entries[topic]  # re-inserted last: eviction goes oldest-filled first
+        elif len(entries) >= self.max_entries:
+            del entries[next(iter(entries))]
+        entries[topic] = self._make_entry(route)
 
     # ------------------------------------------------------------------ invalidation
 
@@ -197,12 +230,24 @@ class RouteReader:
             self.clear()
             return
         for t in topics:
-            self._drop(t)
+            self._entries.pop(t, None)
         for b in brokers:
-            for t in list(self._by_broker.get(b, ())):
-                self._drop(t)
+            for stale in self._sets_by_broker.pop(b, ()):
+                stale.valid = False
+                self._broker_sets.pop(stale.names, None)
+                for other in stale.names:
+                    sets = self._sets_by_broker.get(other)
+                    if sets is not None and stale in sets:
+                        sets.remove(stale)
+                        if not sets:
+                            del self._sets_by_broker[other]
 
     def clear(self) -> None:
         self._generation += 1
         self._entries.clear()
-        self._by_broker.clear()
+        self._shared.clear()
+        for sets in self._sets_by_broker.values():
+            for s in sets:
+                s.valid = False
+        self._broker_sets.clear()
+        self._sets_by_broker.clear()

@@ -134,3 +134,22 @@ async def real_redis(redis_server: RedisServerProcess) -> AsyncIterator[Any]:
     client = aioredis.Redis.from_url(redis_server.url)
     yield client
     await client.aclose()
+
+
+async def cached_routes(redis: Any, store: Any, *, poll_interval_s: float = 0.1) -> tuple[Any, Any]:
+    """A route cache kept current by the namespace's route events, wired as a pod wires it
+    (events started and subscribed). Stop the events when done."""
+    import asyncio
+
+    from namesrv_redis.events import RouteEvents
+    from namesrv_redis.route_reader import RouteReader
+
+    routes = RouteReader(store)
+    events = RouteEvents(redis, store.keys, store=store, poll_interval_s=poll_interval_s)
+    events.add_listener(lambda e: routes.invalidate(e.topics, e.brokers))
+    await events.start()
+    for _ in range(250):
+        if events.connected:
+            break
+        await asyncio.sleep(0.02)
+    return routes, events

@@ -27,9 +27,8 @@ from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codes import RequestCode
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
-from namesrv_redis.route_reader import RouteReader
 from namesrv_redis.store import RouteStore
-from tests.conftest import free_port
+from tests.conftest import cached_routes, free_port
 
 TOKEN = "s3cret-admin-token"
 
@@ -64,10 +63,7 @@ async def tier(real_redis: Any, namespace: str) -> AsyncIterator[Tier]:
     store = RouteStore(real_redis, namespace)
     await store.load_scripts()
     settings = Settings(admin_token=SecretStr(TOKEN), http_host="127.0.0.1")
-    routes = RouteReader(store, max_age_s=5)
-    events = RouteEvents(real_redis, store.keys, store=store)
-    events.add_listener(lambda e: routes.invalidate(e.topics, e.brokers))
-    await events.start()
+    routes, events = await cached_routes(real_redis, store)
     remoting = RemotingServer(NamesrvProcessor(store, settings, routes), host="127.0.0.1", port=0)
     await remoting.start()
     holder: dict[str, Tier] = {}

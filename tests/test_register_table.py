@@ -146,3 +146,16 @@ def test_remembered_registrations_are_bounded_by_topic_entries() -> None:
     assert memory.get(2) is None and memory.get(1) is not None
     memory.put(4, Remembered("t4", "{}", 0, {f"T{i}": QueueNums() for i in range(11)}))
     assert memory.get(4) is None  # larger than the bound: not remembered at all
+
+
+def test_remembered_tables_share_queue_nums() -> None:
+    from namesrv_redis.remoting.registrations import patched, shared_nums
+
+    first = shared_nums({f"T{i}": QueueNums(8, 8, 6, 0) for i in range(100)})
+    assert len({id(n) for n in first.values()}) == 1
+    new = {f"T{i}": QueueNums(8, 8, 6, 0) for i in range(1, 101)}
+    new["T5"] = QueueNums(8, 8, 2, 0)
+    changed, removed = diff_tables(first, new)
+    table = patched(first, new, changed, removed)
+    assert table == new
+    assert table["T7"] is first["T7"] and table["T5"] is new["T5"]

@@ -24,8 +24,8 @@ from namesrv_redis.remoting.codec import ROCKETMQ, encode_request
 from namesrv_redis.remoting.codes import RequestCode, ResponseCode
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
-from namesrv_redis.route_reader import RouteReader
 from namesrv_redis.store import RouteStore
+from tests.conftest import cached_routes
 
 
 class Running:
@@ -55,11 +55,13 @@ async def running(real_redis: Any, namespace: str) -> AsyncIterator[Running]:
     store = RouteStore(real_redis, namespace)
     await store.load_scripts()
     settings = Settings(server_channel_max_idle_time_seconds=2)
-    processor = NamesrvProcessor(store, settings, RouteReader(store, max_age_s=0.2))
+    routes, events = await cached_routes(real_redis, store)
+    processor = NamesrvProcessor(store, settings, routes)
     server = RemotingServer(processor, host="127.0.0.1", port=0, idle_timeout_s=2.0)
     await server.start()
     yield Running(server, store)
     await server.stop(grace_s=1)
+    await events.stop()
 
 
 def broker(topics: int = 3, **kw: Any) -> SimBroker:

@@ -150,5 +150,29 @@ async def store_registration(
             registration(topics=queue_configs_of(table.topics), **common)
         )
     if result.status is RegisterStatus.OK:
-        memory.put(identity, Remembered(token, dv, sv, table.topics))
+        topics = (
+            patched(seen.topics, table.topics, changed, removed)
+            if seen
+            else shared_nums(table.topics)
+        )
+        memory.put(identity, Remembered(token, dv, sv, topics))
     return result
+
+
+def shared_nums(table: TopicTable) -> TopicTable:
+    """The table with one QueueNums object per distinct value (most topics share a few)."""
+    shared: dict[QueueNums, QueueNums] = {}
+    return {t: shared.setdefault(n, n) for t, n in table.items()}
+
+
+def patched(
+    old: TopicTable, new: TopicTable, changed: list[QueueConfig], removed: list[str]
+) -> TopicTable:
+    """``new`` built from a copy of ``old`` and the diff between them: the unchanged topics
+    keep the old (shared) QueueNums objects, so remembering ``new`` costs no more than ``old``."""
+    table = dict(old)
+    for q in changed:
+        table[q.topic] = new[q.topic]
+    for t in removed:
+        del table[t]
+    return table
