@@ -19,6 +19,7 @@ from namesrv_redis.config import Settings, apply_namesrv_config_update
 from namesrv_redis.embedded import EmbeddedRedis
 from namesrv_redis.events import RouteEvent, RouteEvents
 from namesrv_redis.http import create_app, warn_if_unprotected
+from namesrv_redis.http.fast_routes import RouteFastPath
 from namesrv_redis.liveness import Liveness
 from namesrv_redis.pods import PodAdvertiser
 from namesrv_redis.redis_client import create_redis, describe_url
@@ -130,14 +131,18 @@ class Pod:
 
     async def _start_http(self) -> None:
         s = self.settings
-        assert self.store is not None and self.events is not None
+        assert self.store is not None and self.events is not None and self.routes is not None
         warn_if_unprotected(s, log)
-        app = create_app(
-            self.store,
-            events=self.events,
-            settings_provider=self._current,
-            readiness=self.readiness,
-            routes=self.routes,
+        app = RouteFastPath(
+            create_app(
+                self.store,
+                events=self.events,
+                settings_provider=self._current,
+                readiness=self.readiness,
+                routes=self.routes,
+            ),
+            self.routes,
+            self.events,
         )
         config = uvicorn.Config(
             app, log_level=s.log_level.lower(), access_log=False, lifespan="off"

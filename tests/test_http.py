@@ -117,6 +117,13 @@ async def test_route_equals_remoting_answer(tier: Tier) -> None:
         missing = await http.get("/v1/routes/nope")
         assert missing.status_code == 404
         assert missing.json()["error"] == "topic_not_found"
+        # both front ends answer from the pod's one cache (it was empty when the app was made)
+        routes = tier.remoting.processor.routes
+        cached = len(routes)
+        assert cached >= 2
+        body = (await http.get("/v1/routes/T2")).content
+        assert len(routes) == cached + 1
+        assert routes.cached_body("T2", standard=True) == (True, body)
     await c.close()
 
 
@@ -382,3 +389,33 @@ async def test_schemathesis_finds_no_server_error(tier: Tier) -> None:
             await asyncio.to_thread(check)
     await c.close()
     assert failures == []
+
+
+async def test_route_fast_path_answers_like_the_application(tier: Tier) -> None:
+    """Cache hits skip FastAPI with the very same answer; misses, unknown topics, blocking
+    queries and other paths still reach the application."""
+    from namesrv_redis.http.fast_routes import RouteFastPath
+
+    c = await register(tier, sim_broker())
+    routes = tier.remoting.processor.routes
+    fast = RouteFastPath(tier.app, routes, tier.events)
+    calls: list[str] = []
+
+    async def spy(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(scope["path"])
+        await tier.app(scope, receive, send)
+
+    fast.app = spy
+    transport = httpx.ASGITransport(app=fast)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        first = await http.get("/v1/routes/T1")  # a miss: FastAPI fills the cache
+        again = await http.get("/v1/routes/T1")  # a hit: answered in front of it
+        assert calls == ["/v1/routes/T1"]
+        assert (again.status_code, again.content) == (first.status_code, first.content)
+        assert again.headers["content-type"] == first.headers["content-type"]
+        assert again.headers["x-namesrv-index"] == first.headers["x-namesrv-index"]
+        assert (await http.get("/v1/routes/nope")).status_code == 404
+        assert (await http.get("/v1/routes/T1?index=0&wait=1s")).status_code == 200
+        assert (await http.get("/healthz")).status_code in (200, 503)
+        assert calls[1:] == ["/v1/routes/nope", "/v1/routes/T1", "/healthz"]
+    await c.close()

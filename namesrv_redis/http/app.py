@@ -200,7 +200,7 @@ def create_app(
     max_wait_s: float = MAX_WAIT_S,
 ) -> FastAPI:
     """The FastAPI application of one pod."""
-    reader = routes or RouteReader(store, enabled=False)
+    reader = routes if routes is not None else RouteReader(store, enabled=False)
     app = FastAPI(
         title="namesrv-redis",
         version="0.1.0",

@@ -1,0 +1,61 @@
+"""The HTTP tier's hot path: ``GET /v1/routes/{topic}`` answered from the pod's route cache
+as a plain ASGI application in front of FastAPI.
+
+A cached answer is already encoded; FastAPI's routing, dependency solving and middleware
+stack would cost about 100 µs of CPU around it. This layer answers a cache hit itself (the
+same status, body and headers FastAPI would send) and passes everything else — a miss, an
+unknown topic, a blocking query (``?index=``), any other path — to the application.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from namesrv_redis.events import RouteEvents
+from namesrv_redis.metrics import REQUEST_LATENCY, REQUESTS
+from namesrv_redis.route_reader import RouteReader
+
+PREFIX = "/v1/routes/"
+LABEL = "GET /v1/routes/{topic}"
+"""The same metric label as FastAPI's route template (see RequestMetrics)."""
+
+
+class RouteFastPath:
+    """ASGI: cached route answers directly, everything else through ``app``."""
+
+    def __init__(self, app: Any, routes: RouteReader, events: RouteEvents) -> None:
+        self.app = app
+        self.routes = routes
+        self.events = events
+        self._count = REQUESTS.labels("http", LABEL)
+        self._latency = REQUEST_LATENCY.labels("http", LABEL)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and not scope.get("query_string")
+            and scope["path"].startswith(PREFIX)
+        ):
+            started = time.perf_counter()
+            topic = scope["path"][len(PREFIX) :]
+            if topic and "/" not in topic:
+                hit, body = self.routes.cached_body(topic, standard=True)
+                if hit and body is not None:
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 200,
+                            "headers": [
+                                (b"content-length", str(len(body)).encode()),
+                                (b"content-type", b"application/json"),
+                                (b"x-namesrv-index", str(self.events.latest_version).encode()),
+                            ],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": body})
+                    self._count.inc()
+                    self._latency.observe(time.perf_counter() - started)
+                    return
+        await self.app(scope, receive, send)
