@@ -13,7 +13,8 @@
 -- ARGV[16] mode: 'full' — every topic of the body follows;
 --               'lite' — no topics sent: only valid while the stored data version equals ARGV[8];
 --               'diff' — only the topics that differ from the table whose token is ARGV[18]
---                        (and, after them, the topics that left it): valid only while the
+--                        (none left it, or none is deleted: the topics a body stops listing
+--                        are only deleted by a full registration): valid only while the
 --                        broker name's stored table token is ARGV[18], or already ARGV[17];
 --          an invalid lite or diff request writes nothing and returns 'need_topics'.
 -- ARGV[17] token of this body's topic table ('' = none): stored per broker name in K.tables
@@ -22,7 +23,7 @@
 -- ARGV[19] KV namespace whose table to return (RocketMQ's ORDER_TOPIC_CONFIG, sent back to the
 --          broker when returnOrderTopicConfigToBroker); '' = none
 -- ARGV[20] N = number of topics;  then N groups of 5: topic, readQueueNums, writeQueueNums,
---          perm, topicSysFlag;  then M = number of removed topics (diff mode) and M topic names
+--          perm, topicSysFlag
 --
 -- Returns {status, masterAddr, masterHaAddr, topicsWritten, routeVersion, kvTable}: kvTable is
 -- the flat HGETALL of ARGV[19]'s table, or 0 when that namespace does not exist; status is
@@ -137,16 +138,11 @@ end
 local written = 0
 local rewrite_all = dv_changed or register_first
 if writes_topics and mode ~= 'lite' and not already_applied then
-  if delete_missing and rewrite_all then
-    if mode == 'diff' then
-      local m = tonumber(ARGV[FIRST + n * 5])
-      for i = 1, m do drop_queue_data(ARGV[FIRST + n * 5 + i], name) end
-    else
-      local reported = {}
-      for i = 0, n - 1 do reported[ARGV[FIRST + i * 5]] = true end
-      for _, t in ipairs(redis.call('SMEMBERS', k_broker_topics(name))) do
-        if not reported[t] then drop_queue_data(t, name) end
-      end
+  if delete_missing and rewrite_all and mode == 'full' then
+    local reported = {}
+    for i = 0, n - 1 do reported[ARGV[FIRST + i * 5]] = true end
+    for _, t in ipairs(redis.call('SMEMBERS', k_broker_topics(name))) do
+      if not reported[t] then drop_queue_data(t, name) end
     end
   end
   local matches = true -- every topic sent already holds exactly this queue data

@@ -77,9 +77,8 @@ class BrokerRegistration:
     table_token: str = ""
     """Identifies this body's topic table (see ``lua/register_broker.lua``); '' = none."""
     base_token: str = ""
-    """Diff mode: the token of the table ``topics`` and ``removed_topics`` are relative to."""
-    removed_topics: Sequence[str] = ()
-    """Diff mode: topics of the base table that this body no longer lists."""
+    """Diff mode: the token of the table ``topics`` is relative to (which it only adds to or
+    changes: topics that left a table are deleted by full registrations only)."""
     return_kv_namespace: str = ""
     """A KV namespace whose table to read in the same round trip (ORDER_TOPIC_CONFIG)."""
 
@@ -182,9 +181,6 @@ class RouteStore:
         args.append(len(topics))
         for t in topics:
             args += (t.topic, t.read_queue_nums, t.write_queue_nums, t.perm, t.topic_sys_flag)
-        if reg.mode is RegisterMode.DIFF:
-            args.append(len(reg.removed_topics))
-            args += reg.removed_topics
         status, master, ha, written, version, *rest = await self.scripts.register_broker(
             keys=self._k, args=args
         )

@@ -36,6 +36,8 @@ def test_bench_command_reports_every_measurement() -> None:
             "4",
             "--register-sizes",
             "10,50",
+            "--memory-sizes",
+            "100,500",
         ],
         capture_output=True,
         text=True,
@@ -51,6 +53,9 @@ def test_bench_command_reports_every_measurement() -> None:
         assert routes[name]["latency_us"]["p50"] > 0
         assert routes[name]["server_cpu_us_per_req"] > 0
     assert routes["cache_speedup"] > 0
-    assert result["memory"]["redis_used_memory_mib"] > 0
+    assert [m["topics"] for m in result["memory"]] == [100, 500]
+    for m in result["memory"]:
+        assert m["server_rss_mib"] >= m["server_rss_idle_mib"] > 0
+        assert m["redis_used_memory_mib"] > 0
     assert [r["topics"] for r in result["registration"]] == [10, 50]
     assert "remoting (cached)" in out.stdout

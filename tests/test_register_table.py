@@ -22,9 +22,10 @@ from namesrv_redis.remoting.register_body import (
     encode_register_body,
 )
 from namesrv_redis.remoting.registrations import (
-    Remembered,
     RememberedRegistrations,
     diff_tables,
+    entry_hashes,
+    remember,
 )
 from tests.test_codec import FRAMES
 
@@ -126,36 +127,59 @@ def test_static_topic_mappings_are_noticed() -> None:
         assert not decode_register_table(body, False, 409).has_static_topic_mappings
 
 
-def test_diff_sends_changed_and_new_topics_and_names_the_gone() -> None:
+def test_diff_sends_changed_and_new_topics_and_counts_the_gone() -> None:
     old = {"A": QueueNums(8, 8, 6, 0), "B": QueueNums(8, 8, 6, 0), "C": QueueNums(1, 1, 6, 0)}
     new = {"A": QueueNums(8, 8, 6, 0), "B": QueueNums(8, 8, 2, 0), "D": QueueNums(4, 4, 6, 0)}
-    changed, removed = diff_tables(old, new)
-    assert [(q.topic, q.perm) for q in changed] == [("B", 2), ("D", 6)]
-    assert removed == ["C"]
-    assert diff_tables(new, new) == ([], [])
+    d = diff_tables(remember("t", "{}", 0, old), new, entry_hashes(new))
+    assert [(q.topic, q.perm) for q in d.changed] == [("B", 2), ("D", 6)]
+    assert d.removed == 1
+    same = diff_tables(remember("t", "{}", 0, new), dict(new), entry_hashes(new))
+    assert (same.changed, same.removed) == ([], 0)
 
 
 def test_remembered_registrations_are_bounded_by_topic_entries() -> None:
     memory = RememberedRegistrations(max_topic_entries=10)
     table = {f"T{i}": QueueNums() for i in range(4)}
     for b in range(3):
-        memory.put(b, Remembered(f"t{b}", "{}", 0, table))
+        memory.put(b, remember(f"t{b}", "{}", 0, table))
     assert memory.get(0) is None and memory.topic_entries == 8  # the oldest went
     assert memory.get(1) is not None  # now the most recent
-    memory.put(3, Remembered("t3", "{}", 0, table))
+    memory.put(3, remember("t3", "{}", 0, table))
     assert memory.get(2) is None and memory.get(1) is not None
-    memory.put(4, Remembered("t4", "{}", 0, {f"T{i}": QueueNums() for i in range(11)}))
+    memory.put(4, remember("t4", "{}", 0, {f"T{i}": QueueNums() for i in range(11)}))
     assert memory.get(4) is None  # larger than the bound: not remembered at all
 
 
-def test_remembered_tables_share_queue_nums() -> None:
-    from namesrv_redis.remoting.registrations import patched, shared_nums
+async def test_pod_sends_everything_when_a_deleting_store_loses_topics(
+    redis: Any, namespace: str
+) -> None:
+    """With deleteTopicWithBrokerRegistration, a body that stops listing a topic is stored in
+    full (the diff carries no names of gone topics), so that topic is deleted."""
+    from namesrv_redis.remoting.register_body import RegisterTable
+    from namesrv_redis.remoting.registrations import store_registration
+    from namesrv_redis.store import BrokerRegistration, RegisterMode, RouteStore
 
-    first = shared_nums({f"T{i}": QueueNums(8, 8, 6, 0) for i in range(100)})
-    assert len({id(n) for n in first.values()}) == 1
-    new = {f"T{i}": QueueNums(8, 8, 6, 0) for i in range(1, 101)}
-    new["T5"] = QueueNums(8, 8, 2, 0)
-    changed, removed = diff_tables(first, new)
-    table = patched(first, new, changed, removed)
-    assert table == new
-    assert table["T7"] is first["T7"] and table["T5"] is new["T5"]
+    store = RouteStore(redis, namespace, delete_topic_with_broker_registration=True)
+    await store.load_scripts()
+    memory = RememberedRegistrations()
+    modes: list[RegisterMode] = []
+
+    async def register(counter: int, topics: list[str]) -> None:
+        table = RegisterTable(
+            {"counter": counter, "timestamp": 1}, {t: QueueNums() for t in topics}, None, False
+        )
+
+        def registration(**fields: Any) -> BrokerRegistration:
+            modes.append(fields.get("mode", RegisterMode.FULL))
+            return BrokerRegistration("C", "10.0.0.1:10911", "a", 0, **fields)
+
+        result = await store_registration(
+            store, memory, "a", f"{counter}:{topics}", lambda: table, registration
+        )
+        assert result.status.value == "ok"
+
+    await register(1, ["T1", "T2", "T3"])
+    await register(2, ["T1", "T2", "T3", "T4"])  # added: a diff
+    await register(3, ["T1", "T3", "T4"])  # T2 gone: everything
+    assert modes == [RegisterMode.DIFF, RegisterMode.FULL, RegisterMode.DIFF, RegisterMode.FULL]
+    assert await store.all_topics() == ["T1", "T3", "T4"]

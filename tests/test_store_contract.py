@@ -284,17 +284,8 @@ DV2 = '{"counter":2,"timestamp":1}'
 DV3 = '{"counter":3,"timestamp":1}'
 
 
-def diff(
-    base: str, token: str, topics: tuple[str, ...], removed: tuple[str, ...] = (), **kw: Any
-) -> BrokerRegistration:
-    return reg(
-        mode=RegisterMode.DIFF,
-        base_token=base,
-        table_token=token,
-        topics=topics,
-        removed_topics=list(removed),
-        **kw,
-    )
+def diff(base: str, token: str, topics: tuple[str, ...], **kw: Any) -> BrokerRegistration:
+    return reg(mode=RegisterMode.DIFF, base_token=base, table_token=token, topics=topics, **kw)
 
 
 async def test_diff_registration_writes_only_what_changed(redis: Any, namespace: str) -> None:
@@ -349,17 +340,17 @@ async def test_other_queue_data_writes_forget_the_table(redis: Any, namespace: s
     assert await redis.hlen(s.keys.tables) == 0
 
 
-async def test_diff_drops_removed_topics_only_when_deleting(redis: Any, namespace: str) -> None:
+async def test_table_token_records_the_delete_mode(redis: Any, namespace: str) -> None:
     s = RouteStore(redis, namespace, delete_topic_with_broker_registration=True)
     await s.load_scripts()
     await s.register_broker(reg(topics=("T1", "T2", "T3"), table_token="tA"))
     assert await redis.hget(s.keys.tables, "a") == b"0:d:tA"
-    r = await s.register_broker(diff("tA", "tB", (), ("T2",), dv=DV2))
+    r = await s.register_broker(diff("tA", "tB", ("T4",), dv=DV2))
     assert r.status is RegisterStatus.OK
-    assert await s.all_topics() == ["T1", "T3"]
+    assert await s.all_topics() == ["T1", "T2", "T3", "T4"]
     # a pod configured to keep missing topics does not match this table's token
     keeping = await store_of(redis, namespace)
-    refused = diff("tB", "tC", (), ("T3",), dv=DV3)
+    refused = diff("tB", "tC", ("T5",), dv=DV3)
     assert (await keeping.register_broker(refused)).status is RegisterStatus.NEED_TOPICS
 
 

@@ -23,10 +23,11 @@ from typing import Any
 import redis
 
 from namesrv_redis.bench.loadgen import LoadSpec, merge, run_route_load
-from namesrv_redis.bench.stats import ProcessTree, summarize_us
+from namesrv_redis.bench.stats import ProcessTree, redis_used_memory, summarize_us
 from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.embedded import EmbeddedRedis
 from namesrv_redis.remoting.client import RemotingClient
+from namesrv_redis.remoting.codes import RequestCode
 
 
 def add_bench_options(p: argparse.ArgumentParser) -> None:
@@ -43,7 +44,12 @@ def add_bench_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="server --workers")
     p.add_argument("--pin", action="store_true", help="server on CPU 1, generators on CPU 0")
     p.add_argument("--register-sizes", default="100,1000,10000")
-    p.add_argument("--skip", default="", help="comma list of: baseline,http,register")
+    p.add_argument(
+        "--memory-sizes",
+        default="10000,100000",
+        help="topics for the memory measurement, each on a fresh pod (not with --target)",
+    )
+    p.add_argument("--skip", default="", help="comma list of: baseline,http,register,memory")
 
 
 def _free_port() -> int:
@@ -190,24 +196,95 @@ def route_load(
 
 
 async def registration_latency(host: str, port: int, size: int, reps: int = 10) -> dict[str, Any]:
+    """REGISTER_BROKER round trips of one broker with ``size`` topics: the first, then pairs
+    of a changed data version (one topic added) and the unchanged periodic re-registration.
+    Bodies are encoded before the clock starts, as a broker has them ready."""
     client = await RemotingClient.connect(host, port)
     sim = SimBroker("RegCluster", f"reg-broker-{size}", f"127.0.0.1:{30000 + size % 1000}")
     sim.add_topics([f"reg-topic-{size}-{t}" for t in range(size)])
     timings: dict[str, list[int]] = {"first": [], "changed": [], "unchanged": []}
-    t = time.perf_counter()
-    await sim.register(client, timeout=120)
-    timings["first"].append(int((time.perf_counter() - t) * 1e6))
+
+    async def timed(kind: str) -> None:
+        ext, body = sim.register_request()
+        t = time.perf_counter()
+        resp = await client.request(
+            RequestCode.REGISTER_BROKER, ext, body, version=sim.version, timeout=120
+        )
+        timings[kind].append(int((time.perf_counter() - t) * 1e6))
+        if resp is None or resp.code != 0:
+            raise RuntimeError(f"registration failed: {resp}")
+
+    await timed("first")
     for i in range(reps):
         sim.add_topics([f"reg-extra-{size}-{i}"])  # a topic created: data version bumped
-        t = time.perf_counter()
-        await sim.register(client, timeout=120)
-        timings["changed"].append(int((time.perf_counter() - t) * 1e6))
-        t = time.perf_counter()
-        await sim.register(client, timeout=120)  # the periodic re-registration
-        timings["unchanged"].append(int((time.perf_counter() - t) * 1e6))
+        await timed("changed")
+        await timed("unchanged")  # the periodic re-registration
     await sim.unregister(client)
     await client.close()
     return {"topics": size, **{k: summarize_us(v) for k, v in timings.items()}}
+
+
+async def cache_all(host: str, port: int, topics: list[str], in_flight: int = 100) -> None:
+    """Ask for every topic's route once (so the pod caches them all), ``in_flight`` at a time."""
+    client = await RemotingClient.connect(host, port)
+    try:
+        for i in range(0, len(topics), in_flight):
+            answers = await asyncio.gather(
+                *(
+                    client.request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": t}, timeout=60)
+                    for t in topics[i : i + in_flight]
+                )
+            )
+            if any(a is None or a.code != 0 for a in answers):
+                raise RuntimeError("a route query failed while filling the cache")
+    finally:
+        await client.close()
+
+
+def memory_footprint(args: argparse.Namespace, redis_url: str, size: int) -> dict[str, Any]:
+    """A fresh pod; ``size`` distinct topics registered over the wire by 10 brokers
+    (size/10 each) and every route cached: pod RSS and Redis memory, before and after."""
+    brokers = 10
+    per = max(1, size // brokers)
+    client = redis.Redis.from_url(redis_url)
+    namespace = f"bench-mem-{size}-{os.getpid()}"
+    with start_server(redis_url, namespace, workers=args.workers, cache=True, pin=args.pin) as srv:
+        tree = ProcessTree(srv["pid"])
+        rss_idle = tree.rss_mib()
+        redis_before = redis_used_memory(client.info("memory"))
+
+        async def fill() -> None:
+            sims = [
+                SimBroker("MemCluster", f"mem-broker-{b}", f"127.0.0.1:{21000 + b}")
+                for b in range(brokers)
+            ]
+            clients = []
+            for b, sim in enumerate(sims):
+                sim.add_topics([f"mem-topic-{b}-{t}" for t in range(per)])
+                c = await RemotingClient.connect(srv["host"], srv["port"])
+                clients.append(c)
+                resp = await sim.register(c, timeout=120)
+                if resp.code != 0:
+                    raise RuntimeError(f"registration failed: {resp.code} {resp.remark}")
+            await cache_all(
+                srv["host"],
+                srv["port"],
+                [f"mem-topic-{b}-{t}" for b in range(brokers) for t in range(per)],
+            )
+            out["server_rss_mib"] = round(tree.rss_mib(), 1)
+            out["redis_used_memory_mib"] = round(
+                (redis_used_memory(client.info("memory")) - redis_before) / 2**20, 1
+            )
+            for c in clients:  # closing the connections removes the brokers
+                await c.close()
+
+        out: dict[str, Any] = {"topics": brokers * per, "server_rss_idle_mib": round(rss_idle, 1)}
+        asyncio.run(fill())
+    client.close()
+    entries = brokers * per
+    out["server_bytes_per_topic"] = round((out["server_rss_mib"] - rss_idle) * 2**20 / entries)
+    out["redis_bytes_per_topic_broker"] = round(out["redis_used_memory_mib"] * 2**20 / entries)
+    return out
 
 
 def _print_route(name: str, r: dict[str, Any]) -> None:
@@ -243,6 +320,7 @@ def run_bench(args: argparse.Namespace) -> int:
         },
     }
     embedded = None
+    redis_url: str | None = None
     with contextlib.ExitStack() as stack:
         if args.target:
             host, port = args.target.rsplit(":", 1)
@@ -312,23 +390,6 @@ def run_bench(args: argparse.Namespace) -> int:
                         f"{routes['cache_speedup']}x"
                     )
                 result["routes"] = routes
-                if main["pid"]:
-                    result["memory"] = {
-                        "server_rss_mib": round(ProcessTree(main["pid"]).rss_mib(), 1),
-                        "topics": args.brokers * args.topics,
-                    }
-                    if embedded is not None:
-                        info = redis.Redis.from_url(embedded.url).info("memory")
-                        used = int(info["used_memory"])
-                        result["memory"]["redis_used_memory_mib"] = round(used / 2**20, 1)
-                        result["memory"]["redis_bytes_per_topic_broker"] = round(
-                            used / max(1, args.brokers * args.topics)
-                        )
-                    print(
-                        f"memory: server RSS {result['memory']['server_rss_mib']} MiB, "
-                        f"redis {result['memory'].get('redis_used_memory_mib', '?')} MiB for "
-                        f"{args.brokers * args.topics} topic-broker entries"
-                    )
             if "register" not in skip:
                 print(
                     f"{'registration':<14}{'first p50 ms':>14}{'changed p50':>13}{'p99':>8}"
@@ -346,5 +407,19 @@ def run_bench(args: argparse.Namespace) -> int:
                 result["registration"] = regs
 
         asyncio.run(scenario())
+        if "memory" not in skip and redis_url is not None:
+            print(
+                f"{'memory (fresh pod)':<20}{'idle RSS':>10}{'RSS MiB':>9}{'B/topic':>9}"
+                f"{'Redis MiB':>11}{'B/topic-broker':>16}"
+            )
+            result["memory"] = []
+            for size in (int(s) for s in args.memory_sizes.split(",") if s):
+                m = memory_footprint(args, redis_url, size)
+                result["memory"].append(m)
+                print(
+                    f"{m['topics']:<20}{m['server_rss_idle_mib']:>10}{m['server_rss_mib']:>9}"
+                    f"{m['server_bytes_per_topic']:>9}{m['redis_used_memory_mib']:>11}"
+                    f"{m['redis_bytes_per_topic_broker']:>16}"
+                )
     print(json.dumps(result))
     return 0

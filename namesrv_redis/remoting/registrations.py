@@ -4,16 +4,23 @@ costs what changed rather than what the broker has.
 A broker re-registers every 30 s. When the body is byte for byte the one this pod last
 stored (same token), the pod refreshes liveness without parsing it (``lite`` mode). When it
 differs, the pod parses it and sends Redis only the topics whose queue numbers, perm or sysflag
-differ from the remembered table, plus the topics that left it (``diff`` mode); the script
-applies that only if the broker name's stored table is still the remembered one (see
-``lua/register_broker.lua``), and the pod falls back to sending everything otherwise.
+differ from the remembered table (``diff`` mode); the script applies that only if the broker
+name's stored table is still the remembered one (see ``lua/register_broker.lua``), and the pod
+falls back to sending everything otherwise — also when topics left the table and the name
+server deletes what a broker no longer reports (``deleteTopicWithBrokerRegistration``).
 
-Memory is bounded by the number of remembered topic entries (least recently registered
-broker forgotten first); forgetting only costs a full registration.
+The remembered table is two arrays of 64-bit hashes — of each topic name and of each
+(topic, QueueNums) entry — so it costs 16 bytes a topic rather than a dict of names; a
+changed topic is one whose entry hash the old table lacks. (Two different entries sharing a
+64-bit hash within one broker's table — odds near 1e-11 for 10,000 topics — would leave that
+topic's change unsent until its next change.) Memory is bounded by the number of remembered
+topics, least recently registered broker forgotten first; forgetting only costs a full
+registration.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -29,9 +36,8 @@ from namesrv_redis.store import (
     RouteStore,
 )
 
-DEFAULT_MAX_TOPIC_ENTRIES = 1_000_000
-"""About 150 MB at most: a remembered entry costs ~150 bytes (the topic string, a dict slot,
-48 bytes of QueueNums)."""
+DEFAULT_MAX_TOPIC_ENTRIES = 4_000_000
+"""64 MB at most (16 bytes a remembered topic)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +46,30 @@ class Remembered:
     """:func:`~namesrv_redis.remoting.register_body.body_token` of the body."""
     data_version: str
     state_version: int
-    topics: TopicTable
+    names: array[int]
+    """hash(topic) of every topic of the body."""
+    entries: array[int]
+    """hash((topic, QueueNums)) of every topic of the body."""
+
+
+def entry_hashes(table: TopicTable) -> array[int]:
+    return array("q", map(hash, table.items()))
+
+
+def remember(
+    token: str,
+    data_version: str,
+    state_version: int,
+    table: TopicTable,
+    entries: array[int] | None = None,
+) -> Remembered:
+    return Remembered(
+        token,
+        data_version,
+        state_version,
+        array("q", map(hash, table)),
+        entries if entries is not None else entry_hashes(table),
+    )
 
 
 class RememberedRegistrations:
@@ -66,18 +95,18 @@ class RememberedRegistrations:
 
     def put(self, identity: Hashable, remembered: Remembered) -> None:
         self.forget(identity)
-        if len(remembered.topics) > self.max_topic_entries:
+        if len(remembered.names) > self.max_topic_entries:
             return
         self._by_identity[identity] = remembered
-        self._entries += len(remembered.topics)
+        self._entries += len(remembered.names)
         while self._entries > self.max_topic_entries:
             _, oldest = self._by_identity.popitem(last=False)
-            self._entries -= len(oldest.topics)
+            self._entries -= len(oldest.names)
 
     def forget(self, identity: Hashable) -> None:
         old = self._by_identity.pop(identity, None)
         if old is not None:
-            self._entries -= len(old.topics)
+            self._entries -= len(old.names)
 
 
 def queue_config(topic: str, nums: QueueNums) -> QueueConfig:
@@ -90,13 +119,27 @@ def queue_configs_of(table: TopicTable) -> list[QueueConfig]:
     return [queue_config(t, nums) for t, nums in table.items()]
 
 
-def diff_tables(old: TopicTable, new: TopicTable) -> tuple[list[QueueConfig], list[str]]:
-    """(topics of ``new`` that are absent from or different in ``old``, topics of ``old``
-    that ``new`` no longer lists)."""
-    get = old.get
-    changed = [queue_config(t, nums) for t, nums in new.items() if get(t) != nums]
-    removed = [t for t in old if t not in new] if len(old) > len(new) - len(changed) else []
-    return changed, removed
+@dataclass(frozen=True, slots=True)
+class TableDiff:
+    changed: list[QueueConfig]
+    """Topics of the new table that are new or differ."""
+    removed: int
+    """How many topics of the old table the new one no longer lists."""
+
+
+def diff_tables(old: Remembered, new: TopicTable, entries: array[int]) -> TableDiff:
+    """``entries`` = :func:`entry_hashes` of ``new``. Set operations in C; a Python loop over
+    the topics only when some did change."""
+    fresh = set(entries).difference(old.entries)
+    if not fresh:
+        return TableDiff([], len(old.names) - len(new))
+    changed = [item for item, h in zip(new.items(), entries, strict=True) if h in fresh]
+    names = set(old.names)
+    modified = sum(1 for t, _ in changed if hash(t) in names)
+    unchanged = len(new) - len(changed)
+    return TableDiff(
+        [queue_config(t, n) for t, n in changed], len(old.names) - unchanged - modified
+    )
 
 
 async def store_registration(
@@ -112,6 +155,7 @@ async def store_registration(
     remembered table, else ``full``. ``registration(**fields)`` builds the request from the
     header and the given fields. Remembers the table when the broker is registered."""
     seen = memory.get(identity)
+    result: RegisterResult | None = None
     if seen is not None and seen.token == token:
         result = await store.register_broker(
             registration(
@@ -135,44 +179,22 @@ async def store_registration(
     }
     # Only what changed since the remembered table; nothing at all when there is none (which
     # still succeeds when another pod already stored this very body).
-    changed, removed = diff_tables(seen.topics, table.topics) if seen else ([], [])
-    result = await store.register_broker(
-        registration(
-            mode=RegisterMode.DIFF,
-            base_token=seen.token if seen else "",
-            topics=changed,
-            removed_topics=removed,
-            **common,
+    entries = entry_hashes(table.topics)
+    diff = diff_tables(seen, table.topics, entries) if seen else TableDiff([], 0)
+    result = None
+    if not (diff.removed and store.delete_topic_with_broker_registration):
+        result = await store.register_broker(
+            registration(
+                mode=RegisterMode.DIFF,
+                base_token=seen.token if seen else "",
+                topics=diff.changed,
+                **common,
+            )
         )
-    )
-    if result.status is RegisterStatus.NEED_TOPICS:
+    if result is None or result.status is RegisterStatus.NEED_TOPICS:
         result = await store.register_broker(
             registration(topics=queue_configs_of(table.topics), **common)
         )
     if result.status is RegisterStatus.OK:
-        topics = (
-            patched(seen.topics, table.topics, changed, removed)
-            if seen
-            else shared_nums(table.topics)
-        )
-        memory.put(identity, Remembered(token, dv, sv, topics))
+        memory.put(identity, remember(token, dv, sv, table.topics, entries))
     return result
-
-
-def shared_nums(table: TopicTable) -> TopicTable:
-    """The table with one QueueNums object per distinct value (most topics share a few)."""
-    shared: dict[QueueNums, QueueNums] = {}
-    return {t: shared.setdefault(n, n) for t, n in table.items()}
-
-
-def patched(
-    old: TopicTable, new: TopicTable, changed: list[QueueConfig], removed: list[str]
-) -> TopicTable:
-    """``new`` built from a copy of ``old`` and the diff between them: the unchanged topics
-    keep the old (shared) QueueNums objects, so remembering ``new`` costs no more than ``old``."""
-    table = dict(old)
-    for q in changed:
-        table[q.topic] = new[q.topic]
-    for t in removed:
-        del table[t]
-    return table
