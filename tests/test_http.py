@@ -119,10 +119,11 @@ async def test_route_equals_remoting_answer(tier: Tier) -> None:
         assert missing.json()["error"] == "topic_not_found"
         # both front ends answer from the pod's one cache (it was empty when the app was made)
         routes = tier.remoting.processor.routes
-        cached = len(routes)
-        assert cached >= 2
-        body = (await http.get("/v1/routes/T2")).content
-        assert len(routes) == cached + 1
+        for _ in range(100):  # a late registration event may drop what one read cached
+            body = (await http.get("/v1/routes/T2")).content
+            if routes.cached_body("T2", standard=True) == (True, body):
+                break
+            await asyncio.sleep(0.02)
         assert routes.cached_body("T2", standard=True) == (True, body)
     await c.close()
 
@@ -409,13 +410,19 @@ async def test_route_fast_path_answers_like_the_application(tier: Tier) -> None:
     transport = httpx.ASGITransport(app=fast)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         first = await http.get("/v1/routes/T1")  # a miss: FastAPI fills the cache
+        for _ in range(100):  # (unless the registration's event was still on its way)
+            if routes.cached_body("T1", standard=True)[0]:
+                break
+            await asyncio.sleep(0.02)
+            first = await http.get("/v1/routes/T1")
+        calls.clear()
         again = await http.get("/v1/routes/T1")  # a hit: answered in front of it
-        assert calls == ["/v1/routes/T1"]
+        assert calls == []
         assert (again.status_code, again.content) == (first.status_code, first.content)
         assert again.headers["content-type"] == first.headers["content-type"]
         assert again.headers["x-namesrv-index"] == first.headers["x-namesrv-index"]
         assert (await http.get("/v1/routes/nope")).status_code == 404
         assert (await http.get("/v1/routes/T1?index=0&wait=1s")).status_code == 200
         assert (await http.get("/healthz")).status_code in (200, 503)
-        assert calls[1:] == ["/v1/routes/nope", "/v1/routes/T1", "/healthz"]
+        assert calls == ["/v1/routes/nope", "/v1/routes/T1", "/healthz"]
     await c.close()
