@@ -186,3 +186,22 @@ async def test_same_answers_share_one_body_and_broker_events_hit_only_theirs(
     reader.invalidate(frozenset(), frozenset({"broker-b"}))  # the new set goes stale too
     await route_of(reader, "U1")
     assert store.reads == reads + 3
+
+
+async def test_a_reset_namespace_flushes_the_cache(real_redis: Any, namespace: str) -> None:
+    """The route version going down (FLUSHALL, a fresh Redis behind the same address) means
+    the cached answers describe data that is gone."""
+    store = await make_store(real_redis, namespace)
+    await store.register_broker(registration(["T1", "T2"]))
+    reader, events = await cached_routes(real_redis, store, poll_interval_s=0.1)
+    try:
+        assert await route_of(reader, "T1") is not None
+        assert len(reader) == 1
+        await real_redis.set(store.keys.version, 0)
+        for _ in range(50):
+            if len(reader) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert len(reader) == 0
+    finally:
+        await events.stop()
