@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common_options(check)
 
     bench = sub.add_parser("bench", help="benchmark a name server (docs/benchmarks.md)")
-    from namesrv_redis.bench.cli import add_bench_options
+    from namesrv_redis.bench.options import add_bench_options
 
     add_bench_options(bench)
     return parser

@@ -1,0 +1,28 @@
+"""The options of ``namesrv-redis bench`` (argparse only: building the CLI parser must not
+import the benchmark's machinery into every ``serve`` process)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_bench_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", help="host:port of a running name server (default: start one)")
+    p.add_argument("--http-target", help="host:port of its HTTP tier")
+    p.add_argument("--redis-url", help="Redis for the servers the bench starts (default: its own)")
+    p.add_argument("--brokers", type=int, default=10)
+    p.add_argument("--topics", type=int, default=1000, help="topics per broker")
+    p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--pipeline", type=int, default=16)
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--procs", type=int, default=2, help="load generator processes")
+    p.add_argument("--workers", type=int, default=1, help="server --workers")
+    p.add_argument("--pin", action="store_true", help="server on CPU 1, generators on CPU 0")
+    p.add_argument("--register-sizes", default="100,1000,10000")
+    p.add_argument(
+        "--memory-sizes",
+        default="10000,100000",
+        help="topics for the memory measurement, each on a fresh pod (not with --target)",
+    )
+    p.add_argument("--skip", default="", help="comma list of: baseline,http,register,memory")
