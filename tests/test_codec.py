@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,9 @@ def test_big_frames_are_received_in_place_in_any_chunking(chunk: int) -> None:
         big_body[:100],
     ]
     assert decoder.buffered == 0
+    # the big body's CRC-32 was computed while it arrived; small frames leave it to the reader
+    expected_crc = zlib.crc32(big_body) if chunk < len(stream) else None  # else never partial
+    assert [c.body_crc32 for c in got] == [None, expected_crc, None, None]
 
 
 def test_big_frame_with_a_bad_header_is_refused() -> None:

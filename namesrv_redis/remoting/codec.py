@@ -16,6 +16,7 @@ compact, keys in alphabetical order, null ``extFields``/``remark`` left out.
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,8 @@ class RemotingCommand:
     body: bytes | bytearray | None = None
     """A big request's body is the bytearray it was received into (see FrameDecoder)."""
     serialize_type: int = JSON
+    body_crc32: int | None = None
+    """zlib CRC-32 of the body when the decoder already computed it (big frames)."""
 
     @property
     def is_response(self) -> bool:
@@ -209,17 +212,23 @@ declared length costs nothing until the bytes are really sent."""
 
 
 class _BigFrame:
-    __slots__ = ("body", "cmd", "length")
+    __slots__ = ("body", "cmd", "crc", "length")
 
     def __init__(self, cmd: RemotingCommand, body_length: int) -> None:
         self.cmd = cmd
         self.body = bytearray()
         self.length = body_length
+        self.crc = 0
 
     def fill(self, data: memoryview) -> int:
-        """Append what belongs to this body; returns how many bytes of ``data`` were taken."""
+        """Append what belongs to this body; returns how many bytes of ``data`` were taken.
+        The body's CRC-32 is computed as it arrives, while the rest is still on its way."""
         take = min(self.length - len(self.body), len(data))
-        self.body += data[:take]
+        chunk = data[:take]
+        self.body += chunk
+        self.crc = zlib.crc32(chunk, self.crc)
+        if len(self.body) == self.length:
+            self.cmd.body_crc32 = self.crc
         return take
 
     @property

@@ -194,7 +194,7 @@ async def get_kv_list(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connectio
 @handles(RequestCode.REGISTER_BROKER)
 async def register_broker(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
     h = RegisterBrokerHeader.parse(cmd.ext_fields)
-    crc = crc32_masked(cmd.body or b"")
+    crc = crc32_masked(cmd.body or b"", cmd.body_crc32)
     if h.body_crc32 != 0 and crc != h.body_crc32:
         log.warning("registerBroker from %s: crc32 not match", conn.remote_addr)
         REGISTRATIONS.labels("crc_mismatch").inc()

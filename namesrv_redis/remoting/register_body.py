@@ -34,8 +34,10 @@ class BodyError(ValueError):
     """A register body that cannot be decoded."""
 
 
-def crc32_masked(data: bytes | bytearray) -> int:
-    return zlib.crc32(data) & 0x7FFFFFFF
+def crc32_masked(data: bytes | bytearray, crc32: int | None = None) -> int:
+    """RocketMQ's UtilAll.crc32 (CRC-32 masked to 31 bits); ``crc32`` = the unmasked value if
+    already known."""
+    return (zlib.crc32(data) if crc32 is None else crc32) & 0x7FFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
