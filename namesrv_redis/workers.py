@@ -23,10 +23,7 @@ log = logging.getLogger(__name__)
 
 def run_pod(settings: Settings, *, reuse_port: bool = False) -> None:
     """Run one pod in this process until SIGTERM/SIGINT."""
-    from namesrv_redis.allocator import keep_big_buffers_out_of_the_heap
     from namesrv_redis.pod import Pod
-
-    keep_big_buffers_out_of_the_heap()
 
     try:
         import uvloop  # type: ignore[import-not-found]

@@ -219,14 +219,3 @@ async def test_two_workers_share_the_ports(
         pod.stop()
     assert pod.proc.returncode == 0
     assert all(not w.is_running() or w.status() == psutil.STATUS_ZOMBIE for w in workers)
-
-
-def test_glibc_mmap_threshold_is_fixed() -> None:
-    """The pod fixes glibc's mmap threshold (see namesrv_redis/allocator.py); on another C
-    library the call reports that it did nothing."""
-    import platform
-
-    from namesrv_redis.allocator import keep_big_buffers_out_of_the_heap
-
-    libc, _ = platform.libc_ver()
-    assert keep_big_buffers_out_of_the_heap() is (libc == "glibc")
