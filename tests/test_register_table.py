@@ -183,3 +183,32 @@ async def test_pod_sends_everything_when_a_deleting_store_loses_topics(
     await register(3, ["T1", "T3", "T4"])  # T2 gone: everything
     assert modes == [RegisterMode.DIFF, RegisterMode.FULL, RegisterMode.DIFF, RegisterMode.FULL]
     assert await store.all_topics() == ["T1", "T3", "T4"]
+
+
+def compressed_body(*topic_texts: bytes) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(b: bytes) -> bytes:
+        return struct.pack(">i", len(b)) + b
+
+    raw = chunk(b'{"counter":1,"timestamp":2}') + struct.pack(">i", len(topic_texts))
+    raw += b"".join(chunk(t) for t in topic_texts) + chunk(b"[]")
+    return zlib.compress(raw)
+
+
+def test_compressed_topic_texts_with_attributes_and_odd_spacing() -> None:
+    body = compressed_body(
+        b'T1 8 8 6 SINGLE_TAG {"+message.type":"FIFO"}',
+        b"T2 4 2 2 SINGLE_TAG",
+    )
+    assert fast(body, True) == general(body, True) == {"T1": (8, 8, 6, 0), "T2": (4, 2, 2, 0)}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"T1 8 8", b"T1 x 8 6 SINGLE_TAG", b"T1 8 8 2147483648 SINGLE_TAG", b"\xff 8 8 6 S"],
+)
+def test_compressed_topic_texts_that_cannot_be_stored_are_refused(text: bytes) -> None:
+    with pytest.raises(BodyError):
+        decode_register_table(compressed_body(text), True, 409)

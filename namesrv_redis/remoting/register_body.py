@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import orjson
@@ -202,7 +202,7 @@ class _Reader:
         return b
 
 
-def _decode_compressed(body: bytes | bytearray, broker_version: int) -> RegisterBody:
+def _inflate(body: bytes | bytearray) -> bytes:
     try:
         inflater = zlib.decompressobj()
         raw = inflater.decompress(body, MAX_INFLATED)
@@ -210,16 +210,23 @@ def _decode_compressed(body: bytes | bytearray, broker_version: int) -> Register
             raise BodyError("compressed register body inflates past 256 MiB")
     except zlib.error as e:
         raise BodyError(f"compressed register body: {e}") from None
+    return raw
+
+
+T = TypeVar("T")
+
+
+def _compressed_parts(
+    raw: bytes, broker_version: int, read_topics: Callable[[_Reader, int], T]
+) -> tuple[dict[str, Any], T, list[str] | None, dict[str, Any]]:
+    """(data version, topics as ``read_topics`` reads them, filter servers, mappings)."""
     r = _Reader(raw)
     try:
         dv = fastjson.loads(r.chunk())
         count = r.int32()
         if count < 0:
             raise BodyError("negative topic count")
-        topics: dict[str, TopicConfig] = {}
-        for _ in range(count):
-            tc = _topic_from_text(r.chunk().decode("utf-8"))
-            topics[tc.topic_name] = tc
+        topics = read_topics(r, count)
         filters = fastjson.loads(r.chunk())
         mapping: dict[str, Any] = {}
         if broker_version >= V5_0_0 and r.pos < len(raw):
@@ -233,12 +240,68 @@ def _decode_compressed(body: bytes | bytearray, broker_version: int) -> Register
         raise BodyError(f"compressed register body: {e}") from None
     if not isinstance(dv, dict):
         raise BodyError("dataVersion is not an object")
+    return dv, topics, [str(f) for f in filters] if isinstance(filters, list) else None, mapping
+
+
+def _read_topic_configs(r: _Reader, count: int) -> dict[str, TopicConfig]:
+    topics: dict[str, TopicConfig] = {}
+    for _ in range(count):
+        tc = _topic_from_text(r.chunk().decode("utf-8"))
+        topics[tc.topic_name] = tc
+    return topics
+
+
+def _read_topic_table(r: _Reader, count: int) -> TopicTable:
+    """The common case of :func:`_read_topic_configs` without an object per topic: raises
+    ValueError (then the general reader runs) for anything it does not expect."""
+    data, pos, unpack = r.data, r.pos, _I32.unpack_from
+    table: TopicTable = {}
+    shared: dict[bytes, QueueNums] = {}
+    try:
+        for _ in range(count):
+            (n,) = unpack(data, pos)
+            end = pos + 4 + n
+            if n < 0 or end > len(data):
+                raise ValueError("bad length")
+            name, rest = data[pos + 4 : end].split(b" ", 1)
+            pos = end
+            read, write, perm, _ = rest.split(b" ", 3)  # then the filter type, attributes
+            key = read + b" " + write + b" " + perm
+            nums = shared.get(key)
+            if nums is None:
+                values = (int(read), int(write), int(perm))
+                if not all(-(2**31) <= v < 2**31 for v in values):
+                    raise ValueError("outside Java's int")
+                nums = shared[key] = QueueNums(*values, 0)
+            table[name.decode("utf-8")] = nums
+    except (struct.error, ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"not the common topic text: {e}") from None
+    r.pos = pos
+    return table
+
+
+def _decode_compressed(body: bytes | bytearray, broker_version: int) -> RegisterBody:
+    dv, topics, filters, mapping = _compressed_parts(
+        _inflate(body), broker_version, _read_topic_configs
+    )
     return RegisterBody(
         data_version=dv,
         topic_configs=topics,
-        filter_server_list=[str(f) for f in filters] if isinstance(filters, list) else None,
+        filter_server_list=filters,
         topic_queue_mapping_info=mapping,
     )
+
+
+def _decode_compressed_table(body: bytes | bytearray, broker_version: int) -> RegisterTable:
+    raw = _inflate(body)
+    try:
+        dv, topics, filters, mapping = _compressed_parts(raw, broker_version, _read_topic_table)
+    except BodyError:
+        dv, configs, filters, mapping = _compressed_parts(
+            raw, broker_version, _read_topic_configs
+        )
+        topics = _table_of(configs.values())
+    return RegisterTable(dv, topics, filters, bool(mapping))
 
 
 def decode_register_body(
@@ -331,7 +394,9 @@ def decode_register_table(
 ) -> RegisterTable:
     """Like :func:`decode_register_body`, but keeps only the topic table (and decodes the
     common JSON body about four times faster)."""
-    if body and not compressed:
+    if body and compressed:
+        return _decode_compressed_table(body, broker_version)
+    if body:
         fast = _decode_table_fast(body)
         if fast is not None:
             return fast
