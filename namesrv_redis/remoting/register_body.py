@@ -10,6 +10,12 @@ JSON; for brokers ≥ V5_0_0, int32 count + per mapping int32 length + TopicQueu
 JSON. The text form carries no topicSysFlag, so (as in Java) it is 0 for such registrations.
 
 ``bodyCrc32`` is the CRC-32 of the body as sent, masked to 31 bits (RocketMQ's UtilAll.crc32).
+
+Two decoders: :func:`decode_register_body` gives every TopicConfig field (tests, tools, the
+simulated broker); :func:`decode_register_table` — what registration uses — keeps only the
+QueueNums of each topic and reads the common bodies without an object per topic (msgspec for
+JSON, a direct split of the compressed text records), falling back to the first for anything
+unusual so that both accept and refuse exactly the same bodies.
 """
 
 from __future__ import annotations
