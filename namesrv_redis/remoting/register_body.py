@@ -303,9 +303,7 @@ def _decode_compressed_table(body: bytes | bytearray, broker_version: int) -> Re
     try:
         dv, topics, filters, mapping = _compressed_parts(raw, broker_version, _read_topic_table)
     except BodyError:
-        dv, configs, filters, mapping = _compressed_parts(
-            raw, broker_version, _read_topic_configs
-        )
+        dv, configs, filters, mapping = _compressed_parts(raw, broker_version, _read_topic_configs)
         topics = _table_of(configs.values())
     return RegisterTable(dv, topics, filters, bool(mapping))
 
