@@ -101,14 +101,17 @@ local function put_queue_data(topic, broker_name, value)
 end
 
 -- Drop one broker's queue data from a topic; the topic goes when no queue data is left.
+-- True when there was queue data to drop.
 local function drop_queue_data(topic, broker_name)
   local key = k_topic(topic)
-  if redis.call('HDEL', key, broker_name) == 1 then
+  local dropped = redis.call('HDEL', key, broker_name) == 1
+  if dropped then
     forget_table(broker_name)
     touch_topic(topic)
     if redis.call('EXISTS', key) == 0 then redis.call('SREM', K.topics, topic) end
   end
   redis.call('SREM', k_broker_topics(broker_name), topic)
+  return dropped
 end
 
 -- Rewrite the perm of every queue data of a broker; returns how many topics it holds.

@@ -15,10 +15,7 @@ else
 end
 local removed = 0
 for _, b in ipairs(names) do
-  if redis.call('HEXISTS', k_topic(topic), b) == 1 then
-    removed = removed + 1
-  end
-  drop_queue_data(topic, b)
+  if drop_queue_data(topic, b) then removed = removed + 1 end
 end
 -- The brokers still report the topic: dropping queue data forgets their table tokens (see
 -- _common.lua), so their next registration, even an unchanged one, cannot take the lite path

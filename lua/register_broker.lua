@@ -51,6 +51,9 @@ local FIRST = 21
 local ident = ident_of(cluster, addr)
 local live_key = k_live(ident)
 
+-- Every answer has the same shape; a refusal writes nothing.
+local function refuse(status) return { status, '', '', 0, 0, 0 } end
+
 local bd = get_broker(name)
 local register_first = bd == nil
 if bd == nil then bd = { cluster = cluster, brokerName = name, brokerAddrs = {} } end
@@ -71,7 +74,7 @@ if old_addr and old_addr ~= addr then
   if old_sv and tonumber(old_sv) > sv then
     -- all or nothing: deleting this address's live info here would leave it in the group
     -- (under another id) with nothing left to ever expire it
-    return { 'stale_state', '', '', 0, 0 }
+    return refuse('stale_state')
   end
 end
 
@@ -81,18 +84,12 @@ local prev_name = redis.call('HGET', K.addr_names, ident)
 local renamed = prev_name and prev_name ~= name
 
 if mode ~= 'full' and (register_first or old_addr ~= addr or renamed) then
-  return { 'need_topics', '', '', 0, 0 }
+  return refuse('need_topics')
 end
 -- Topic queue data comes from the master, or from the prime slave (smallest id) of a 5.x group.
 local is_master = id == 0
-local is_prime_slave
-if acting ~= '' and not is_master then
-  local others = { [sid] = addr }
-  for k, a in pairs(bd.brokerAddrs) do others[k] = a end
-  is_prime_slave = id == min_broker_id({ brokerAddrs = others })
-else
-  is_prime_slave = false
-end
+local min_id = min_broker_id(bd) -- of the group without this id, if it is new
+local is_prime_slave = acting ~= '' and not is_master and (min_id == nil or id <= min_id)
 local writes_topics = is_master or is_prime_slave
 
 -- The table token: which body (and which writer, and delete mode) the stored queue data of
@@ -103,15 +100,15 @@ local already_applied = ARGV[17] ~= '' and stored_token == table_token(ARGV[17])
 -- lite: nothing to write only if the data version is the stored one and (for a topic writer)
 -- the stored table is this very body's (a deleted topic or a wiped perm must be restored)
 if mode == 'lite' and (dv_changed or (writes_topics and not already_applied)) then
-  return { 'need_topics', '', '', 0, 0 }
+  return refuse('need_topics')
 end
 if mode == 'diff' and writes_topics and not already_applied and
     (not dv_changed or ARGV[18] == '' or stored_token ~= table_token(ARGV[18])) then
-  return { 'need_topics', '', '', 0, 0 }
+  return refuse('need_topics')
 end
 
 -- RocketMQ 5: a broker id's first registration must be a full one.
-if old_addr == nil and n == 1 then return { 'refused', '', '', 0, 0 } end
+if old_addr == nil and n == 1 then return refuse('refused') end
 
 if renamed then
   remove_broker_process(cluster, addr, prev_name)

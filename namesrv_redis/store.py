@@ -181,10 +181,9 @@ class RouteStore:
         args.append(len(topics))
         for t in topics:
             args += (t.topic, t.read_queue_nums, t.write_queue_nums, t.perm, t.topic_sys_flag)
-        status, master, ha, written, version, *rest = await self.scripts.register_broker(
+        status, master, ha, written, version, kv = await self.scripts.register_broker(
             keys=self._k, args=args
         )
-        kv = rest[0] if rest else 0
         return RegisterResult(
             RegisterStatus(_s(status)),
             _s(master) or None,

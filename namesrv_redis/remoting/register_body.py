@@ -276,7 +276,7 @@ def _read_topic_table(r: _Reader, count: int) -> TopicTable:
             nums = shared.get(key)
             if nums is None:
                 values = (int(read), int(write), int(perm))
-                if not all(-(2**31) <= v < 2**31 for v in values):
+                if not java_ints(values):
                     raise ValueError("outside Java's int")
                 nums = shared[key] = QueueNums(*values, 0)
             table[name.decode("utf-8")] = nums
@@ -320,7 +320,13 @@ def decode_register_body(
 
 # ------------------------------------------------------------------ topic tables
 
-JavaInt = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+JAVA_INT_MIN, JAVA_INT_MAX = -(2**31), 2**31 - 1
+JavaInt = Annotated[int, msgspec.Meta(ge=JAVA_INT_MIN, le=JAVA_INT_MAX)]
+
+
+def java_ints(values: Iterable[int]) -> bool:
+    """The check JavaInt makes when msgspec decodes, for numbers read another way."""
+    return all(JAVA_INT_MIN <= v <= JAVA_INT_MAX for v in values)
 
 
 class QueueNums(msgspec.Struct, frozen=True, gc=False, rename="camel"):
@@ -387,7 +393,7 @@ def _table_of(configs: Iterable[TopicConfig]) -> TopicTable:
     table: TopicTable = {}
     for tc in configs:
         nums = (tc.read_queue_nums, tc.write_queue_nums, tc.perm, tc.topic_sys_flag)
-        if not all(-(2**31) <= n < 2**31 for n in nums):
+        if not java_ints(nums):
             raise BodyError(f"topic config {tc.topic_name!r}: a number outside Java's int")
         table[tc.topic_name] = QueueNums(*nums)
     return table
