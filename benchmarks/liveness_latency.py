@@ -83,24 +83,19 @@ def main() -> int:
         "timeout_ms": args.timeout_ms,
         "scan_interval_ms": args.scan_ms,
     }
-    with_events = RedisServerProcess().start()
-    try:
-        lat = asyncio.run(
-            measure(with_events.url, "bench-on", args.brokers, args.timeout_ms, args.scan_ms)
-        )
-        results["notifications"] = summarize_us(lat)
-    finally:
-        with_events.stop()
-    sweeper_only = RedisServerProcess(
-        "--notify-keyspace-events", "", "--rename-command", "CONFIG", ""
-    ).start()
-    try:
-        lat = asyncio.run(
-            measure(sweeper_only.url, "bench-off", args.brokers, args.timeout_ms, args.scan_ms)
-        )
-        results["sweeper_only"] = summarize_us(lat)
-    finally:
-        sweeper_only.stop()
+    runs = {
+        "notifications": (),  # expired-key events on
+        "sweeper_only": ("--notify-keyspace-events", "", "--rename-command", "CONFIG", ""),
+    }
+    for name, server_args in runs.items():
+        server = RedisServerProcess(*server_args).start()
+        try:
+            lat = asyncio.run(
+                measure(server.url, f"bench-{name}", args.brokers, args.timeout_ms, args.scan_ms)
+            )
+            results[name] = summarize_us(lat)
+        finally:
+            server.stop()
     results["java_worst_case_ms"] = {
         "scan_interval": args.scan_ms,
         "rocketmq_4_9_fixed_10s_scan": 10_000,

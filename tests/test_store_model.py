@@ -194,9 +194,7 @@ def make_machine(client_factory: Any) -> type[RuleBasedStateMachine]:
     return StoreVsModel
 
 
-def test_store_matches_model_on_fakeredis() -> None:
-    server = fakeredis.FakeServer()
-    machine = make_machine(lambda: fakeredis.FakeAsyncRedis(server=server))
+def run_machine(machine: type[RuleBasedStateMachine]) -> None:
     machine.TestCase.settings = settings(
         max_examples=40,
         stateful_step_count=20,
@@ -208,19 +206,15 @@ def test_store_matches_model_on_fakeredis() -> None:
     machine.TestCase().runTest()
 
 
+def test_store_matches_model_on_fakeredis() -> None:
+    server = fakeredis.FakeServer()
+    run_machine(make_machine(lambda: fakeredis.FakeAsyncRedis(server=server)))
+
+
 @pytest.mark.real_redis
 def test_store_matches_model_on_real_redis() -> None:
     server = RedisServerProcess().start()
     try:
-        machine = make_machine(lambda: aioredis.Redis.from_url(server.url))
-        machine.TestCase.settings = settings(
-            max_examples=40,
-            stateful_step_count=20,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.explicit, Phase.generate],
-        )
-        machine.TestCase().runTest()
+        run_machine(make_machine(lambda: aioredis.Redis.from_url(server.url)))
     finally:
         server.stop()

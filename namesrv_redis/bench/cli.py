@@ -93,19 +93,28 @@ def start_server(
             proc.kill()
 
 
+async def register_all(host: str, port: int, sims: list[SimBroker]) -> list[RemotingClient]:
+    """Register each simulated broker over its own connection (kept open: closing it
+    removes the broker)."""
+    clients = []
+    for sim in sims:
+        client = await RemotingClient.connect(host, port)
+        clients.append(client)
+        resp = await sim.register(client, timeout=120)
+        if resp.code != 0:
+            raise RuntimeError(f"registration failed: {resp.code} {resp.remark}")
+    return clients
+
+
 @contextlib.asynccontextmanager
 async def registered(host: str, port: int, brokers: int, topics: int) -> AsyncIterator[list[str]]:
     """B brokers x K topics registered over the wire and kept alive (re-registered every 20 s)."""
-    sims, clients = [], []
+    sims = []
     for b in range(brokers):
         sim = SimBroker("BenchCluster", f"bench-broker-{b}", f"127.0.0.1:{20000 + b}")
         sim.add_topics([f"bench-topic-{t}" for t in range(topics)])
-        client = await RemotingClient.connect(host, port)
-        resp = await sim.register(client, timeout=60)
-        if resp.code != 0:
-            raise RuntimeError(f"registration failed: {resp.code} {resp.remark}")
         sims.append(sim)
-        clients.append(client)
+    clients = await register_all(host, port, sims)
 
     async def keep_alive() -> None:
         while True:
@@ -231,19 +240,15 @@ def memory_footprint(args: argparse.Namespace, redis_url: str, size: int) -> dic
         rss_idle = tree.rss_mib()
         redis_before = redis_used_memory(client.info("memory"))
 
+        out: dict[str, Any] = {"topics": brokers * per, "server_rss_idle_mib": round(rss_idle, 1)}
+
         async def fill() -> None:
-            sims = [
-                SimBroker("MemCluster", f"mem-broker-{b}", f"127.0.0.1:{21000 + b}")
-                for b in range(brokers)
-            ]
-            clients = []
-            for b, sim in enumerate(sims):
+            sims = []
+            for b in range(brokers):
+                sim = SimBroker("MemCluster", f"mem-broker-{b}", f"127.0.0.1:{21000 + b}")
                 sim.add_topics([f"mem-topic-{b}-{t}" for t in range(per)])
-                c = await RemotingClient.connect(srv["host"], srv["port"])
-                clients.append(c)
-                resp = await sim.register(c, timeout=120)
-                if resp.code != 0:
-                    raise RuntimeError(f"registration failed: {resp.code} {resp.remark}")
+                sims.append(sim)
+            clients = await register_all(srv["host"], srv["port"], sims)
             await cache_all(
                 srv["host"],
                 srv["port"],
@@ -256,7 +261,6 @@ def memory_footprint(args: argparse.Namespace, redis_url: str, size: int) -> dic
             for c in clients:  # closing the connections removes the brokers
                 await c.close()
 
-        out: dict[str, Any] = {"topics": brokers * per, "server_rss_idle_mib": round(rss_idle, 1)}
         asyncio.run(fill())
     client.close()
     entries = brokers * per

@@ -95,6 +95,10 @@ class _RouteLoad(asyncio.Protocol):
     ) -> None:
         self.spec, self.result, self.window, self.rng, self.done = spec, result, window, rng, done
         self.transport: asyncio.Transport | None = None
+        self._prepare()
+
+    def _prepare(self) -> None:
+        raise NotImplementedError  # each protocol builds its own request templates
 
     def _request(self) -> bytes:
         raise NotImplementedError  # each protocol builds its own requests
@@ -137,15 +141,8 @@ class _RouteLoad(asyncio.Protocol):
 
 
 class _RemotingRoutes(_RouteLoad):
-    def __init__(
-        self,
-        spec: LoadSpec,
-        result: LoadResult,
-        window: _Window,
-        rng: random.Random,
-        done: asyncio.Future[None],
-    ) -> None:
-        super().__init__(spec, result, window, rng, done)
+    def _prepare(self) -> None:
+        spec = self.spec
         self.decoder = FrameDecoder()
         self.inflight: dict[int, float] = {}
         self.opaque = 0
@@ -190,15 +187,8 @@ class _RemotingRoutes(_RouteLoad):
 class _HttpRoutes(_RouteLoad):
     """HTTP/1.1 keep-alive, P pipelined GET /v1/routes/{topic}; answers come in order."""
 
-    def __init__(
-        self,
-        spec: LoadSpec,
-        result: LoadResult,
-        window: _Window,
-        rng: random.Random,
-        done: asyncio.Future[None],
-    ) -> None:
-        super().__init__(spec, result, window, rng, done)
+    def _prepare(self) -> None:
+        spec = self.spec
         self.buf = bytearray()
         self.started: list[float] = []
         host = f"{spec.host}:{spec.port}".encode()
