@@ -23,9 +23,9 @@ import redis.asyncio as aioredis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from namesrv_redis.bench.stats import summarize_us
-from namesrv_redis.liveness import Liveness
 from namesrv_redis.model import QueueConfig
-from namesrv_redis.store import BrokerRegistration, RouteStore
+from namesrv_redis.store.liveness import Liveness
+from namesrv_redis.store.route_store import BrokerRegistration, RouteStore
 from tests.conftest import RedisServerProcess
 
 

@@ -18,9 +18,9 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from namesrv_redis.liveness import Sweeper
 from namesrv_redis.model import QueueConfig
-from namesrv_redis.store import BrokerRegistration, RouteStore
+from namesrv_redis.store.liveness import Sweeper
+from namesrv_redis.store.route_store import BrokerRegistration, RouteStore
 from tests.conftest import RedisServerProcess
 
 

@@ -93,8 +93,8 @@ def cmd_serve(settings: Settings) -> int:
 
 
 def cmd_check(settings: Settings) -> int:
-    from namesrv_redis.check import check_namespace
-    from namesrv_redis.redis_client import create_redis, describe_url
+    from namesrv_redis.store.check import check_namespace
+    from namesrv_redis.store.connection import create_redis, describe_url
 
     if not settings.redis_url:
         print("check needs --redis-url (or NAMESRV_REDIS_URL)", file=sys.stderr)

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from namesrv_redis.keys import validate_namespace
+from namesrv_redis.store.keys import validate_namespace
 
 DEFAULT_BLACK_LIST = "configBlackList;configStorePath;kvConfigPath"
 ALWAYS_BLACK_LISTED = ("configBlackList", "configStorePath", "kvConfigPath", "rocketmqHome")

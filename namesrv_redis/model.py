@@ -4,7 +4,7 @@ Wire shapes follow fastjson's bean encoding: keys in alphabetical order, absent 
 left out. Broker ids are ``int`` keys so :mod:`namesrv_redis.fastjson` can write them the way
 fastjson does (unquoted) or as standard JSON strings.
 
-In Redis (see :mod:`namesrv_redis.keys`) a topic's queue data is the compact text
+In Redis (see :mod:`namesrv_redis.store.keys`) a topic's queue data is the compact text
 ``"readQueueNums,writeQueueNums,perm,topicSysFlag"`` and a BrokerData is its standard JSON.
 """
 

@@ -16,17 +16,17 @@ from typing import Any
 import uvicorn
 
 from namesrv_redis.config import Settings, apply_namesrv_config_update
-from namesrv_redis.embedded import EmbeddedRedis
-from namesrv_redis.events import RouteEvent, RouteEvents
 from namesrv_redis.http import create_app, warn_if_unprotected
 from namesrv_redis.http.fast_routes import RouteFastPath
-from namesrv_redis.liveness import Liveness
-from namesrv_redis.pods import PodAdvertiser
-from namesrv_redis.redis_client import create_redis, describe_url
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
 from namesrv_redis.route_reader import RouteReader
-from namesrv_redis.store import RouteStore
+from namesrv_redis.store.connection import create_redis, describe_url
+from namesrv_redis.store.embedded import EmbeddedRedis
+from namesrv_redis.store.events import RouteEvent, RouteEvents
+from namesrv_redis.store.liveness import Liveness
+from namesrv_redis.store.pods import PodAdvertiser
+from namesrv_redis.store.route_store import RouteStore
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ A route query is the name server's hot path. The reader keeps, per topic, the en
 in both JSON flavours (fastjson and standard), filled on a miss with one Redis round trip
 (:meth:`RouteStore.get_route`). Entries are dropped by route events (the topics and broker
 names a write touched), and all of them on a (re)connect of the event subscription or when
-:class:`~namesrv_redis.events.RouteEvents` finds an event lost (its version poll, every half
+:class:`~namesrv_redis.store.events.RouteEvents` finds an event lost (its version poll, every half
 maximum age): so staleness stays bounded by the maximum age (default 1 s) even when an event
 is lost, while an answer that did not change is never read again — a busy pod makes no Redis
 reads at all in steady state. Concurrent misses of one topic share a single Redis read. An
@@ -33,7 +33,7 @@ import msgspec
 from namesrv_redis import fastjson
 from namesrv_redis.metrics import CACHE
 from namesrv_redis.model import TopicRoute
-from namesrv_redis.store import RouteStore
+from namesrv_redis.store.route_store import RouteStore
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ def serve(settings: Settings) -> int:
         run_pod(settings)
         return 0
 
-    from namesrv_redis.embedded import EmbeddedRedis
+    from namesrv_redis.store.embedded import EmbeddedRedis
 
     embedded = None
     if not settings.redis_url:

@@ -15,11 +15,11 @@ import pytest
 
 from namesrv_redis import fastjson
 from namesrv_redis.config import Settings
-from namesrv_redis.keys import ORDER_TOPIC_CONFIG
 from namesrv_redis.remoting.codec import RemotingCommand
 from namesrv_redis.remoting.processor import Connection, NamesrvProcessor
 from namesrv_redis.route_reader import RouteReader
-from namesrv_redis.store import RouteStore
+from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG
+from namesrv_redis.store.route_store import RouteStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Each chain is replayed on one fresh store. The probe capture was taken right after the C++

@@ -19,15 +19,15 @@ from pydantic import SecretStr
 
 from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.config import Settings
-from namesrv_redis.events import RouteEvents
 from namesrv_redis.http import create_app, warn_if_unprotected
-from namesrv_redis.liveness import Liveness
-from namesrv_redis.pods import PodAdvertiser
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codes import RequestCode
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
-from namesrv_redis.store import RouteStore
+from namesrv_redis.store.events import RouteEvents
+from namesrv_redis.store.liveness import Liveness
+from namesrv_redis.store.pods import PodAdvertiser
+from namesrv_redis.store.route_store import RouteStore
 from tests.conftest import cached_routes, free_port
 
 TOKEN = "s3cret-admin-token"

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from namesrv_redis.check import check_namespace
-from namesrv_redis.liveness import ExpiryCleaner, Liveness
 from namesrv_redis.model import QueueConfig
-from namesrv_redis.store import BrokerRegistration, RemovalReason, RouteStore
+from namesrv_redis.store.check import check_namespace
+from namesrv_redis.store.liveness import ExpiryCleaner, Liveness
+from namesrv_redis.store.route_store import BrokerRegistration, RemovalReason, RouteStore
 from tests.conftest import RedisServerProcess
 
 TIMEOUT_MS = 1000
@@ -195,7 +195,7 @@ async def test_three_pods_remove_a_dead_broker_exactly_once(
     stores = [await new_store(redis_server.url, namespace) for _ in range(3)]
     pods = [Liveness(s, s.redis, scan_interval_ms=100) for s in stores]
     removed_by: list[int] = []
-    from namesrv_redis import liveness as liveness_module
+    from namesrv_redis.store import liveness as liveness_module
 
     original = liveness_module.remove_expired
 

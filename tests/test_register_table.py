@@ -157,7 +157,7 @@ async def test_pod_sends_everything_when_a_deleting_store_loses_topics(
     full (the diff carries no names of gone topics), so that topic is deleted."""
     from namesrv_redis.remoting.register_body import RegisterTable
     from namesrv_redis.remoting.registrations import store_registration
-    from namesrv_redis.store import BrokerRegistration, RegisterMode, RouteStore
+    from namesrv_redis.store.route_store import BrokerRegistration, RegisterMode, RouteStore
 
     store = RouteStore(redis, namespace, delete_topic_with_broker_registration=True)
     await store.load_scripts()

@@ -17,14 +17,14 @@ import pytest
 
 from namesrv_redis import fastjson
 from namesrv_redis.broker_sim import SimBroker
-from namesrv_redis.check import check_namespace
 from namesrv_redis.config import Settings
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codec import ROCKETMQ, encode_request
 from namesrv_redis.remoting.codes import RequestCode, ResponseCode
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
-from namesrv_redis.store import RouteStore
+from namesrv_redis.store.check import check_namespace
+from namesrv_redis.store.route_store import RouteStore
 from tests.conftest import cached_routes
 
 

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from namesrv_redis.model import QueueConfig
 from namesrv_redis.route_reader import RouteReader
-from namesrv_redis.store import BrokerRegistration, RouteStore
+from namesrv_redis.store.route_store import BrokerRegistration, RouteStore
 from tests.conftest import RedisServerProcess, cached_routes
 
 

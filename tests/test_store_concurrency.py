@@ -13,10 +13,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from namesrv_redis.check import check_namespace
 from namesrv_redis.model import QueueConfig
-from namesrv_redis.redis_client import create_redis
-from namesrv_redis.store import BrokerRegistration, RemovalReason, RouteStore
+from namesrv_redis.store.check import check_namespace
+from namesrv_redis.store.connection import create_redis
+from namesrv_redis.store.route_store import BrokerRegistration, RemovalReason, RouteStore
 from tests.conftest import RedisServerProcess
 
 NAMES = ["a", "b", "c"]
@@ -73,7 +73,7 @@ async def test_many_tasks_end_consistent(real_redis: Any, namespace: str) -> Non
 CHURN_SCRIPT = """
 import asyncio, sys
 import redis.asyncio as aioredis
-from namesrv_redis.store import RouteStore
+from namesrv_redis.store.route_store import RouteStore
 from tests.test_store_concurrency import churn
 
 async def main():

@@ -9,10 +9,15 @@ from typing import Any
 
 import orjson
 
-from namesrv_redis.keys import ORDER_TOPIC_CONFIG
 from namesrv_redis.model import QueueConfig, QueueData
-from namesrv_redis.scripts import lua_dir, script_names
-from namesrv_redis.store import BrokerRegistration, RegisterMode, RegisterStatus, RouteStore
+from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG
+from namesrv_redis.store.route_store import (
+    BrokerRegistration,
+    RegisterMode,
+    RegisterStatus,
+    RouteStore,
+)
+from namesrv_redis.store.scripts import lua_dir, script_names
 
 DV1 = '{"counter":1,"timestamp":1}'
 

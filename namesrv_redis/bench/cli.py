@@ -25,9 +25,9 @@ import redis
 from namesrv_redis.bench.loadgen import LoadSpec, merge, run_route_load
 from namesrv_redis.bench.stats import ProcessTree, redis_used_memory, summarize_us
 from namesrv_redis.broker_sim import SimBroker
-from namesrv_redis.embedded import EmbeddedRedis
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.store.embedded import EmbeddedRedis
 
 
 def _free_port() -> int:

@@ -24,11 +24,11 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from namesrv_redis.config import Settings
-from namesrv_redis.events import RouteEvents
 from namesrv_redis.metrics import REGISTRY, REQUEST_LATENCY, REQUESTS, set_table_sizes
-from namesrv_redis.pods import live_pod_addresses
 from namesrv_redis.route_reader import RouteReader
-from namesrv_redis.store import RouteStore
+from namesrv_redis.store.events import RouteEvents
+from namesrv_redis.store.pods import live_pod_addresses
+from namesrv_redis.store.route_store import RouteStore
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from namesrv_redis.events import RouteEvents
 from namesrv_redis.metrics import REQUEST_LATENCY, REQUESTS
 from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.store.events import RouteEvents
 
 PREFIX = "/v1/routes/"
 LABEL = "GET /v1/routes/{topic}"

@@ -22,7 +22,6 @@ from namesrv_redis.config import (
     parse_properties,
     to_properties_text,
 )
-from namesrv_redis.keys import ORDER_TOPIC_CONFIG
 from namesrv_redis.metrics import REGISTRATIONS
 from namesrv_redis.model import QueueData, canonical_data_version
 from namesrv_redis.remoting.codec import RemotingCommand
@@ -44,7 +43,8 @@ from namesrv_redis.remoting.register_body import (
 )
 from namesrv_redis.remoting.registrations import RememberedRegistrations, store_registration
 from namesrv_redis.route_reader import RouteReader
-from namesrv_redis.store import (
+from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG
+from namesrv_redis.store.route_store import (
     BrokerRegistration,
     RegisterStatus,
     RemovalReason,

@@ -28,7 +28,7 @@ from typing import Any
 
 from namesrv_redis.model import QueueConfig, canonical_data_version, state_version
 from namesrv_redis.remoting.register_body import QueueNums, RegisterTable, TopicTable
-from namesrv_redis.store import (
+from namesrv_redis.store.route_store import (
     BrokerRegistration,
     RegisterMode,
     RegisterResult,

@@ -19,8 +19,8 @@ COMMON = "_common"
 
 def lua_dir() -> Path:
     """Where the scripts are: inside the installed package, or in the source tree."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "lua", here.parent / "lua"):
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "lua", package.parent / "lua"):
         if (candidate / f"{COMMON}.lua").is_file():
             return candidate
     raise FileNotFoundError(

@@ -11,7 +11,7 @@ import socket
 import time
 from typing import Any
 
-from namesrv_redis.keys import Keys
+from namesrv_redis.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from namesrv_redis.keys import split_ident
 from namesrv_redis.metrics import EXPIRY_EVENTS, REDIS_ERRORS, SWEEPS
-from namesrv_redis.redis_client import ensure_keyspace_events
-from namesrv_redis.store import RemovalReason, RouteStore, record_removal
+from namesrv_redis.store.connection import ensure_keyspace_events
+from namesrv_redis.store.keys import split_ident
+from namesrv_redis.store.route_store import RemovalReason, RouteStore, record_removal
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 
-from namesrv_redis.keys import ORDER_TOPIC_CONFIG, Keys, split_ident
 from namesrv_redis.metrics import REMOVALS
 from namesrv_redis.model import (
     FLAG_UNIT,
@@ -28,7 +27,8 @@ from namesrv_redis.model import (
     QueueData,
     TopicRoute,
 )
-from namesrv_redis.scripts import Scripts, preload, register_scripts
+from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG, Keys, split_ident
+from namesrv_redis.store.scripts import Scripts, preload, register_scripts
 
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 120_000
 log = logging.getLogger(__name__)

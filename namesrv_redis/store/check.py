@@ -1,5 +1,5 @@
 """The consistency checker behind ``namesrv-redis check``: scans one namespace and reports every
-broken invariant of the route tables (see :mod:`namesrv_redis.keys` for the schema).
+broken invariant of the route tables (see :mod:`namesrv_redis.store.keys` for the schema).
 
 It only reads. A healthy namespace yields no problem; the scripts in ``lua/`` are written so
 that no sequence of writes, retries or races can produce one.
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from namesrv_redis.keys import Keys, split_ident
 from namesrv_redis.model import BrokerData, QueueData
+from namesrv_redis.store.keys import Keys, split_ident
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from namesrv_redis.keys import Keys
 from namesrv_redis.metrics import REDIS_ERRORS
+from namesrv_redis.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
