@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from namesrv_redis.store.keys import validate_namespace
@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     route_cache_max_age_ms: int = Field(1000, ge=0)
     broker_timeout_ms: int = Field(120_000, ge=100)
     log_level: str = "INFO"
+    # Redis HA (docs/ha.md)
+    redis_read_timeout_millis: int = Field(1000, ge=10, le=60_000)
+    redis_write_timeout_millis: int = Field(2000, ge=10, le=60_000)
+    redis_wait_replicas: int = Field(-1, ge=-1, le=16)
+    redis_wait_timeout_millis: int = Field(1000, ge=1, le=60_000)
     # RocketMQ NamesrvConfig / NettyServerConfig
     listen_port: int = Field(9876, ge=0, le=65535)
     scan_not_active_broker_interval: int = Field(5000, ge=50)
@@ -61,6 +66,15 @@ class Settings(BaseSettings):
     @classmethod
     def _namespace(cls, v: str) -> str:
         return validate_namespace(v)
+
+    @model_validator(mode="after")
+    def _wait_within_write_deadline(self) -> Settings:
+        if self.redis_wait_timeout_millis >= self.redis_write_timeout_millis:
+            raise ValueError(
+                "redisWaitTimeoutMillis must be below redisWriteTimeoutMillis (a write's "
+                "deadline includes its replication confirmation)"
+            )
+        return self
 
     @field_validator("log_level")
     @classmethod
@@ -99,6 +113,10 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "max_connections": "maxConnections",
     "route_cache_max_age_ms": "routeCacheMaxAgeMs",
     "log_level": "logLevel",
+    "redis_read_timeout_millis": "redisReadTimeoutMillis",
+    "redis_write_timeout_millis": "redisWriteTimeoutMillis",
+    "redis_wait_replicas": "redisWaitReplicas",
+    "redis_wait_timeout_millis": "redisWaitTimeoutMillis",
     "admin_token": "adminToken",
 }
 FIELDS_BY_ROCKETMQ_NAME = {v: k for k, v in ROCKETMQ_NAMES.items()}

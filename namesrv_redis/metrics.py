@@ -91,3 +91,35 @@ def set_table_sizes(brokers: int, clusters: int, topics: int) -> None:
     BROKERS.set(brokers)
     CLUSTERS.set(clusters)
     TOPICS.set(topics)
+
+
+# ------------------------------------------------------------------ Redis HA (docs/ha.md)
+
+KEYSPACE_NOTIFICATIONS = Gauge(
+    "namesrv_keyspace_notifications",
+    "1 when the Redis node that holds this namespace emits expired-key events to this pod's "
+    "cleaner, 0 when dead brokers are found by the sweeper alone.",
+    registry=REGISTRY,
+)
+REPLICATION_UNCONFIRMED = Counter(
+    "namesrv_replication_unconfirmed_total",
+    "Writes answered SYSTEM_ERROR because no replica confirmed them in time (WAIT).",
+    registry=REGISTRY,
+)
+REDIS_FAILOVERS = Counter(
+    "namesrv_redis_failovers_total",
+    "Master switches seen (Sentinel +switch-master, Cluster slot owner changes).",
+    registry=REGISTRY,
+)
+DATA_LOSS = Counter(
+    "namesrv_redis_data_loss_total",
+    "Times this pod found the namespace's data lost in Redis (epoch changed or route "
+    "version went back) and re-applied its connected brokers' registrations.",
+    registry=REGISTRY,
+)
+REBUILT_REGISTRATIONS = Counter(
+    "namesrv_rebuilt_registrations_total",
+    "Registrations re-applied after a data loss, by outcome (ok, failed).",
+    ["outcome"],
+    registry=REGISTRY,
+)

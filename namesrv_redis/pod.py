@@ -21,12 +21,15 @@ from namesrv_redis.http.fast_routes import RouteFastPath
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
 from namesrv_redis.route_reader import RouteReader
-from namesrv_redis.store.connection import create_redis, describe_url
+from namesrv_redis.store.connection import create_redis, describe_url, parse_target
+from namesrv_redis.store.deadlines import Deadlines
 from namesrv_redis.store.embedded import EmbeddedRedis
 from namesrv_redis.store.events import RouteEvent, RouteEvents
 from namesrv_redis.store.liveness import Liveness
 from namesrv_redis.store.pods import PodAdvertiser
+from namesrv_redis.store.replication import Replication
 from namesrv_redis.store.route_store import RouteStore
+from namesrv_redis.store.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class Pod:
         self.events: RouteEvents | None = None
         self.liveness: Liveness | None = None
         self.advertiser: PodAdvertiser | None = None
+        self.topology: Topology | None = None
         self.http: _EmbeddedUvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -83,13 +87,18 @@ class Pod:
             log.info("no Redis URL configured: started an embedded Redis at %s", url)
         self.redis = create_redis(url)
         log.info("route store: %s namespace %r", describe_url(url), s.namespace)
+        replication = Replication(s.redis_wait_replicas, s.redis_wait_timeout_millis)
         store = self.store = RouteStore(
             self.redis,
             s.namespace,
             delete_topic_with_broker_registration=s.delete_topic_with_broker_registration,
+            deadlines=Deadlines(s.redis_read_timeout_millis, s.redis_write_timeout_millis),
+            replication=replication,
         )
         await store.load_scripts()
         await self._load_shared_config()
+        self.topology = Topology(self.redis, parse_target(url), store.keys, replication=replication)
+        await self.topology.start()
 
         self.routes = RouteReader(
             store,
@@ -102,6 +111,7 @@ class Pod:
         poll_s = s.route_cache_max_age_ms / 2000 if s.route_cache_max_age_ms > 0 else 0.5
         self.events = RouteEvents(self.redis, store.keys, store=store, poll_interval_s=poll_s)
         self.events.add_listener(self._on_route_event)
+        self.events.on_data_loss.append(self._rebuild)
         await self.events.start()
 
         self.liveness = Liveness(
@@ -109,8 +119,10 @@ class Pod:
             self.redis,
             scan_interval_ms=s.scan_not_active_broker_interval,
             on_reconnect=self.routes.clear,
+            topology=self.topology,
         )
         await self.liveness.start()
+        self.topology.on_failover.append(self._failed_over)
 
         self.remoting = RemotingServer(
             self.processor,
@@ -140,6 +152,7 @@ class Pod:
                 settings_provider=self._current,
                 readiness=self.readiness,
                 routes=self.routes,
+                notices=self.notices,
             ),
             self.routes,
             self.events,
@@ -161,7 +174,7 @@ class Pod:
         if self._http_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._http_task, grace_s)
-        for part in (self.advertiser, self.liveness, self.events):
+        for part in (self.advertiser, self.liveness, self.events, self.topology):
             if part is not None:
                 with contextlib.suppress(Exception):
                     await part.stop()
@@ -196,13 +209,13 @@ class Pod:
         return self.processor.settings if self.processor is not None else self.settings
 
     async def readiness(self) -> str | None:
-        """None when ready, else why not (served as /readyz)."""
+        """None when ready, else why not (served as /readyz, within a second)."""
         if self.store is None or self.liveness is None or self.events is None:
             return "starting"
         try:
-            await self.redis.ping()
+            await self.store.deadlines.run("read", self.redis.ping())
         except Exception as e:
-            return f"redis unreachable: {type(e).__name__}"
+            return f"redis unreachable: {type(e).__name__}: {e}"
         if not self.events.connected:
             return "route event subscription down"
         if not self.liveness.cleaner.subscribed:
@@ -217,6 +230,28 @@ class Pod:
             self.settings, _ = apply_namesrv_config_update(self.settings, shared)
             if self.processor is not None:
                 self.processor.settings = self.settings
+
+    def notices(self) -> list[str]:
+        """What works but degraded (served with /readyz and /v1/status)."""
+        out = []
+        if self.topology is not None and not self.topology.notifications:
+            out.append(
+                "keyspace notifications off: dead brokers are found by the sweeper only "
+                "(up to one scanNotActiveBrokerInterval late)"
+            )
+        return out
+
+    async def _rebuild(self, reason: str) -> None:
+        if self.processor is not None:
+            await self.processor.rebuild(reason)
+
+    async def _failed_over(self, reason: str) -> None:
+        """A new master or slot owner: it may lack acknowledged writes and expiry events."""
+        if self.liveness is not None:
+            self.liveness.sweeper.wake.set()
+        if self.routes is not None:
+            self.routes.clear()
+        await self._rebuild(f"after a failover ({reason})")
 
     def _on_route_event(self, event: RouteEvent) -> None:
         if self.routes is not None:

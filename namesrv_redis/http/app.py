@@ -143,6 +143,8 @@ class ErrorModel(BaseModel):
 class StatusModel(BaseModel):
     status: str
     reason: str | None = None
+    notices: list[str] | None = None
+    """What works, but degraded (e.g. keyspace notifications off)."""
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -198,6 +200,7 @@ def create_app(
     readiness: Callable[[], Awaitable[str | None]],
     routes: RouteReader | None = None,
     max_wait_s: float = MAX_WAIT_S,
+    notices: Callable[[], list[str]] | None = None,
 ) -> FastAPI:
     """The FastAPI application of one pod."""
     reader = routes if routes is not None else RouteReader(store, enabled=False)
@@ -445,9 +448,10 @@ def create_app(
     @app.get("/readyz", response_model=StatusModel, response_model_exclude_none=True)
     async def readyz() -> Response:
         reason = await readiness()
+        extra = {"notices": n} if notices is not None and (n := notices()) else {}
         if reason is None:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "not_ready", "reason": reason}, status_code=503)
+            return JSONResponse({"status": "ready", **extra})
+        return JSONResponse({"status": "not_ready", "reason": reason, **extra}, status_code=503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
@@ -456,7 +460,7 @@ def create_app(
                 pipe.zcard(store.keys.deadlines)
                 pipe.scard(store.keys.clusters)
                 pipe.scard(store.keys.topics)
-                brokers, clusters, topics = await pipe.execute()
+                brokers, clusters, topics = await store.deadlines.run("read", pipe.execute())
             set_table_sizes(int(brokers), int(clusters), int(topics))
         except RedisError:
             pass  # the gauges keep their last value; redis errors are counted elsewhere

@@ -34,6 +34,7 @@ from namesrv_redis.remoting.headers import (
     opt_str,
     req_str,
 )
+from namesrv_redis.remoting.rebuild import AcceptedRegistration, AcceptedRegistrations
 from namesrv_redis.remoting.register_body import (
     BodyError,
     RegisterTable,
@@ -46,6 +47,7 @@ from namesrv_redis.route_reader import RouteReader
 from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG
 from namesrv_redis.store.route_store import (
     BrokerRegistration,
+    RegisterResult,
     RegisterStatus,
     RemovalReason,
     RouteStore,
@@ -113,6 +115,9 @@ class NamesrvProcessor:
         self._route_served = False
         self.registrations = RememberedRegistrations()
         """Per broker process: the last registration this pod stored."""
+        self.accepted = AcceptedRegistrations()
+        """Per connected broker process: its last accepted registration, to re-apply when
+        Redis loses the namespace's data (:mod:`namesrv_redis.remoting.rebuild`)."""
 
     async def process(self, cmd: RemotingCommand, conn: Connection) -> Response:
         handler = HANDLERS.get(cmd.code)
@@ -138,8 +143,21 @@ class NamesrvProcessor:
             return False
         return time.monotonic() - self.started_at < s.wait_seconds_for_service
 
+    async def rebuild(self, reason: str) -> tuple[int, int]:
+        """Re-apply the last registration of every broker connected to this pod."""
+
+        async def reapply(reg: AcceptedRegistration) -> bool:
+            self.registrations.forget(_memory_identity(reg.header))
+            result = await _store_register(
+                self, reg.header, reg.body, reg.token, reg.client_version, reg.conn_id
+            )
+            return result.status is RegisterStatus.OK
+
+        return await self.accepted.reapply_all(reapply, reason)
+
     async def connection_closed(self, conn: Connection) -> None:
         """A closed broker connection removes that broker at once — if it still owns it."""
+        self.accepted.forget_connection(conn.conn_id)
         for cluster, addr, name in list(conn.brokers):
             result = await self.store.remove_broker(
                 RemovalReason.CONNECTION_CLOSED, cluster, addr, name, conn_id=conn.conn_id
@@ -200,33 +218,13 @@ async def register_broker(p: NamesrvProcessor, cmd: RemotingCommand, conn: Conne
         REGISTRATIONS.labels("crc_mismatch").inc()
         return Response(ResponseCode.SYSTEM_ERROR, "crc32 not match")
     body = cmd.body or b""
-
-    def parse() -> RegisterTable:
-        try:
-            return decode_register_table(body, h.compressed, cmd.version)
-        except BodyError as e:
-            raise BadRequest(f"Failed to decode RegisterBrokerBody: {e}") from e
-
-    result = await store_registration(
-        p.store,
-        p.registrations,
-        (h.cluster_name, h.broker_addr, h.broker_name, h.broker_id, h.compressed),
-        body_token(body, crc) if body else "",
-        parse,
-        lambda **fields: _registration(
-            p,
-            h,
-            conn,
-            return_kv_namespace=ORDER_TOPIC_CONFIG
-            if p.settings.return_order_topic_config_to_broker
-            else "",
-            **fields,
-        ),
-    )
+    token = body_token(body, crc) if body else ""
+    result = await _store_register(p, h, body, token, cmd.version, conn.conn_id)
     REGISTRATIONS.labels(result.status.value).inc()
     if result.status is not RegisterStatus.OK:
         return Response(ResponseCode.SYSTEM_ERROR, "register broker failed")
     conn.brokers.add((h.cluster_name, h.broker_addr, h.broker_name))
+    _accepted(p, h, body, token, cmd.version, conn.conn_id)
     ext: dict[str, str] = {}
     if result.ha_server_addr is not None:
         ext["haServerAddr"] = result.ha_server_addr
@@ -238,8 +236,64 @@ async def register_broker(p: NamesrvProcessor, cmd: RemotingCommand, conn: Conne
     )
 
 
+def _memory_identity(h: RegisterBrokerHeader) -> tuple[str, str, str, int, bool]:
+    return (h.cluster_name, h.broker_addr, h.broker_name, h.broker_id, h.compressed)
+
+
+async def _store_register(
+    p: NamesrvProcessor,
+    h: RegisterBrokerHeader,
+    body: bytes | bytearray,
+    token: str,
+    client_version: int,
+    conn_id: str,
+) -> RegisterResult:
+    def parse() -> RegisterTable:
+        try:
+            return decode_register_table(body, h.compressed, client_version)
+        except BodyError as e:
+            raise BadRequest(f"Failed to decode RegisterBrokerBody: {e}") from e
+
+    return await store_registration(
+        p.store,
+        p.registrations,
+        _memory_identity(h),
+        token,
+        parse,
+        lambda **fields: _registration(
+            p,
+            h,
+            conn_id,
+            return_kv_namespace=ORDER_TOPIC_CONFIG
+            if p.settings.return_order_topic_config_to_broker
+            else "",
+            **fields,
+        ),
+    )
+
+
+def _accepted(
+    p: NamesrvProcessor,
+    h: RegisterBrokerHeader,
+    body: bytes | bytearray,
+    token: str,
+    client_version: int,
+    conn_id: str,
+) -> None:
+    """Remember an accepted registration for a rebuild (the body only when it changed)."""
+    now = time.monotonic()
+    seen = p.accepted.get(h.cluster_name, h.broker_addr)
+    if seen is not None and seen.token == token and seen.header == h and seen.conn_id == conn_id:
+        seen.last_seen = now
+        return
+    timeout = h.heartbeat_timeout_millis or p.settings.broker_timeout_ms
+    p.accepted.accepted(
+        AcceptedRegistration(h, bytes(body), token, client_version, conn_id, timeout, now)
+    )
+
+
 def _registration(
-    p: NamesrvProcessor, h: RegisterBrokerHeader, conn: Connection, **fields: Any
+    p: NamesrvProcessor, h: RegisterBrokerHeader, conn_id: str, **fields: Any
 ) -> BrokerRegistration:
     return BrokerRegistration(
         cluster=h.cluster_name,
@@ -250,7 +304,7 @@ def _registration(
         heartbeat_timeout_ms=h.heartbeat_timeout_millis or p.settings.broker_timeout_ms,
         zone_name=h.zone_name,
         enable_acting_master=h.enable_acting_master,
-        conn_id=conn.conn_id,
+        conn_id=conn_id,
         **fields,
     )
 
@@ -260,6 +314,7 @@ async def unregister_broker(
     p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection
 ) -> Response:
     h = BrokerAddrHeader.parse(cmd.ext_fields)
+    p.accepted.forget(h.cluster_name, h.broker_addr)
     result = await p.store.unregister_broker(h.cluster_name, h.broker_addr, h.broker_name)
     conn.brokers.discard((h.cluster_name, h.broker_addr, h.broker_name))
     record_removal(result, RemovalReason.UNREGISTERED, h.cluster_name, h.broker_addr)
@@ -269,7 +324,8 @@ async def unregister_broker(
 @handles(RequestCode.BROKER_HEARTBEAT)
 async def broker_heartbeat(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
     h = BrokerAddrHeader.parse(cmd.ext_fields, name_required=False)
-    await p.store.heartbeat(h.cluster_name, h.broker_addr)
+    if await p.store.heartbeat(h.cluster_name, h.broker_addr):
+        p.accepted.seen(h.cluster_name, h.broker_addr)
     return Response()
 
 
@@ -287,6 +343,7 @@ async def query_data_version(
     changed, stored = await p.store.query_data_version(
         h.cluster_name, h.broker_addr, canonical_data_version(dv)
     )
+    p.accepted.seen(h.cluster_name, h.broker_addr)
     return Response(
         ext_fields={"changed": "true" if changed else "false"},
         body=stored.encode() if stored is not None else None,

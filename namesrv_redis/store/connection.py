@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -27,17 +29,42 @@ CLIENT_NAME = "namesrv-redis"
 MAX_CONNECTIONS = 64
 
 
+SOCKET_TIMEOUT_S = 3.0
+"""A backstop only: every store call has a shorter deadline (:mod:`.deadlines`)."""
+
+
 def _common(kw: dict[str, Any]) -> dict[str, Any]:
     opts: dict[str, Any] = {
-        "socket_connect_timeout": 3.0,
-        "socket_timeout": 10.0,
+        "socket_connect_timeout": 1.0,
+        "socket_timeout": SOCKET_TIMEOUT_S,
         "health_check_interval": 15,
-        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), 3),
+        # Retries reconnect after a dropped connection (a failover); the call's deadline
+        # bounds them.
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         "client_name": CLIENT_NAME,
     }
     opts.update(kw)
     return opts
+
+
+class Deployment(StrEnum):
+    STANDALONE = "standalone"
+    SENTINEL = "sentinel"
+    CLUSTER = "cluster"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """What a Redis URL names."""
+
+    deployment: Deployment
+    hosts: list[tuple[str, int]] = field(default_factory=list)
+    """Sentinels (Sentinel) or startup nodes (Cluster); empty for standalone."""
+    password: str | None = None
+    service: str = ""
+    """Sentinel: the monitored master's name."""
+    db: int = 0
 
 
 def _hosts(netloc: str) -> tuple[str | None, list[tuple[str, int]]]:
@@ -52,8 +79,7 @@ def _hosts(netloc: str) -> tuple[str | None, list[tuple[str, int]]]:
     return password, hosts
 
 
-def create_redis(url: str, *, decode_responses: bool = False, **kw: Any) -> Any:
-    """A redis-py asyncio client (``Redis`` or ``RedisCluster``) for the URL."""
+def parse_target(url: str) -> RedisTarget:
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     scheme = parts.scheme.lower()
@@ -63,33 +89,52 @@ def create_redis(url: str, *, decode_responses: bool = False, **kw: Any) -> Any:
         if not path:
             raise ValueError("a Sentinel URL names its service: redis+sentinel://h:p/service")
         db = int(path[1]) if len(path) > 1 else 0
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            hosts,
-            sentinel_kwargs={"password": password} if password else None,
-            socket_connect_timeout=3.0,
-        )
-        return sentinel.master_for(
-            path[0],
+        return RedisTarget(Deployment.SENTINEL, hosts, password, path[0], db)
+    if scheme == "redis+cluster" or query.get("cluster", ["false"])[0].lower() == "true":
+        password, hosts = _hosts(parts.netloc)
+        return RedisTarget(Deployment.CLUSTER, hosts, password)
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"unsupported Redis URL scheme {scheme!r}")
+    return RedisTarget(Deployment.STANDALONE)
+
+
+def create_sentinel(target: RedisTarget) -> Sentinel:
+    """A client of the sentinels themselves (master discovery, ``+switch-master``)."""
+    return Sentinel(  # type: ignore[no-untyped-call]
+        target.hosts,
+        sentinel_kwargs={
+            "password": target.password,
+            "socket_connect_timeout": 1.0,
+            "socket_timeout": SOCKET_TIMEOUT_S,
+        },
+        socket_connect_timeout=1.0,
+    )
+
+
+def create_redis(url: str, *, decode_responses: bool = False, **kw: Any) -> Any:
+    """A redis-py asyncio client (``Redis`` or ``RedisCluster``) for the URL."""
+    target = parse_target(url)
+    if target.deployment is Deployment.SENTINEL:
+        return create_sentinel(target).master_for(
+            target.service,
             redis_class=Redis,
-            db=db,
-            password=password,
+            db=target.db,
+            password=target.password,
             decode_responses=decode_responses,
             **_common(kw),
         )
-    if scheme == "redis+cluster" or query.get("cluster", ["false"])[0].lower() == "true":
-        password, hosts = _hosts(parts.netloc)
+    if target.deployment is Deployment.CLUSTER:
         opts = _common(kw)
         opts.pop("health_check_interval", None)
         opts.pop("retry_on_error", None)
         return RedisCluster(
-            startup_nodes=[ClusterNode(h, p) for h, p in hosts],
-            password=password,
+            startup_nodes=[ClusterNode(h, p) for h, p in target.hosts],
+            password=target.password,
             decode_responses=decode_responses,
             **opts,
         )
-    if scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"unsupported Redis URL scheme {scheme!r}")
-    # Under a burst, requests wait for a free connection instead of failing.
+    # Under a burst, requests wait for a free connection instead of failing (within the
+    # call's deadline).
     opts = _common(kw)
     pool = BlockingConnectionPool.from_url(
         url,
@@ -101,12 +146,25 @@ def create_redis(url: str, *, decode_responses: bool = False, **kw: Any) -> Any:
     return Redis(connection_pool=pool)
 
 
+def node_client(cluster: Any, host: str, port: int) -> Redis:
+    """A plain client of one Cluster node (its keyspace events, its CONFIG), with the
+    cluster client's credentials."""
+    kwargs = cluster.get_connection_kwargs() if hasattr(cluster, "get_connection_kwargs") else {}
+    return Redis(
+        host=host,
+        port=port,
+        password=kwargs.get("password"),
+        username=kwargs.get("username"),
+        **_common({}),
+    )
+
+
 def describe_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (for logs)."""
     return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", re.sub(r"(//)([^:@/]+)@", r"\1***@", url))
 
 
-async def ensure_keyspace_events(client: Any) -> bool:
+async def ensure_keyspace_events(client: Any, *, warn: bool = True) -> bool:
     """Make sure expired-key events are on (flags E and x); True when they are.
 
     Managed Redis often forbids CONFIG: then a loud warning says that dead brokers will be
@@ -122,8 +180,16 @@ async def ensure_keyspace_events(client: Any) -> bool:
             return True
         wanted = "".join(sorted(have | {"E", "x"}))
         await client.config_set("notify-keyspace-events", wanted)
+        log.warning(
+            "notify-keyspace-events was %r on the Redis node of this namespace; set it to %r "
+            "(a restarted or newly promoted node starts with its own setting)",
+            flags,
+            wanted,
+        )
         return True
     except ResponseError as e:
+        if not warn:
+            return False
         log.warning(
             "cannot enable keyspace notifications (CONFIG refused: %s); dead brokers will be "
             "removed by the sweeper only, up to one scanNotActiveBrokerInterval late. "

@@ -12,6 +12,13 @@ not reached the version read at the previous poll, the missing ones are declared
 synthetic "all" event is delivered. A change whose event is lost is therefore seen by every
 listener within two poll intervals (the route cache's maximum staleness), and an event
 merely in flight at one poll never causes a spurious flush.
+
+The same poll reads the namespace's **epoch** (one ``MGET``): a random token that the first
+pod to find it missing sets with ``SET NX``. Redis restarted empty or flushed has no epoch (or
+soon another pod's new one); a failover that dropped writes shows as a route version lower
+than one already seen. Either way the namespace's data was lost: listeners get a "reset"
+event (the route cache empties) and the ``on_data_loss`` callbacks run (the pod re-applies
+its connected brokers' registrations, docs/ha.md).
 """
 
 from __future__ import annotations
@@ -19,13 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from namesrv_redis.metrics import REDIS_ERRORS
+from namesrv_redis.metrics import DATA_LOSS, REDIS_ERRORS
 from namesrv_redis.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -79,6 +87,10 @@ class RouteEvents:
         self.poll_interval_s = poll_interval_s
         self.latest_version = 0
         self.connected = False
+        self.epoch: str | None = None
+        """The namespace's epoch as this pod knows it (None until first read)."""
+        self.on_data_loss: list[Callable[[str], Any]] = []
+        """Called with a reason when Redis lost the namespace's data."""
         self._listeners: list[Callable[[RouteEvent], None]] = []
         self._queues: set[asyncio.Queue[RouteEvent]] = set()
         self._changed = asyncio.Event()
@@ -147,27 +159,60 @@ class RouteEvents:
             await asyncio.sleep(delay)
             delay = min(5.0, delay * 2)
 
+    async def ensure_epoch(self) -> str:
+        """The namespace's epoch, set now (SET NX) if it has none."""
+        token = secrets.token_hex(8)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.keys.epoch, token, nx=True)
+            pipe.get(self.keys.epoch)
+            _, current = await pipe.execute()
+        return current.decode() if isinstance(current, bytes) else str(current or token)
+
     async def _poll_version(self) -> None:
-        """Detect lost events (see the module doc): one GET of the route version per interval."""
+        """Detect lost events and lost data (see the module doc): one MGET per interval."""
         expected: int | None = None  # the version read at the previous poll
+        with contextlib.suppress(Exception):
+            self.epoch = await self.ensure_epoch()
         while True:
             await asyncio.sleep(self.poll_interval_s)
             try:
-                v = int(await self.redis.get(self.keys.version) or 0)
+                raw_version, raw_epoch = await self.redis.mget(self.keys.version, self.keys.epoch)
+                v = int(raw_version or 0)
+                epoch = raw_epoch.decode() if isinstance(raw_epoch, bytes) else raw_epoch
+                if epoch is None or epoch != self.epoch:
+                    epoch = await self.ensure_epoch()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 expected = None  # Redis unreachable: nothing to compare (stale answers stay)
                 continue
-            if v < self.latest_version:  # the namespace was reset (FLUSHALL, a new Redis)
+            lost = ""
+            if self.epoch is not None and epoch != self.epoch:
+                lost = "the namespace's epoch changed (Redis restarted empty or was flushed)"
+            elif v < self.latest_version:
+                lost = f"the route version went back from {self.latest_version} to {v}"
+            self.epoch = epoch
+            if lost:
                 self.latest_version = 0
                 self._deliver(RouteEvent(v, "reset", None))
+                self._data_lost(lost)
             elif expected is not None and self.latest_version < expected:
                 log.warning(
                     "route events up to version %d never arrived: assuming all changed", expected
                 )
                 self._deliver(RouteEvent(v, "lost", None))
             expected = v
+
+    def _data_lost(self, reason: str) -> None:
+        DATA_LOSS.inc()
+        log.warning("Redis lost the data of namespace %s: %s", self.keys.namespace, reason)
+        for cb in self.on_data_loss:
+            try:
+                r = cb(reason)
+                if asyncio.iscoroutine(r):
+                    asyncio.get_running_loop().create_task(r)
+            except Exception:
+                log.exception("data-loss callback failed")
 
     async def wait_for_version(self, after: int, timeout: float) -> int:
         """Return as soon as the route version passes ``after``, else at the deadline."""

@@ -35,6 +35,9 @@ key (after the prefix)          type   contents
 ``kv:<namespace>``              hash   KV config of that namespace
 ``config``                      hash   name-server options changed by UPDATE_NAMESRV_CONFIG
 ``pods``                        zset   remoting address of each live pod -> deadline (ms)
+``epoch``                       str    random token set (SET NX) by the first pod that finds it
+                                       missing: a changed or missing epoch tells every pod
+                                       that Redis lost the namespace's data (docs/ha.md)
 ``events``                      chan   pub/sub channel of route-change events (JSON)
 ==============================  =====  =========================================================
 """
@@ -150,3 +153,7 @@ class Keys:
     @property
     def events(self) -> str:
         return self.prefix + "events"
+
+    @property
+    def epoch(self) -> str:
+        return self.prefix + "epoch"

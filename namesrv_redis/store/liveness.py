@@ -22,6 +22,7 @@ from namesrv_redis.metrics import EXPIRY_EVENTS, REDIS_ERRORS, SWEEPS
 from namesrv_redis.store.connection import ensure_keyspace_events
 from namesrv_redis.store.keys import split_ident
 from namesrv_redis.store.route_store import RemovalReason, RouteStore, record_removal
+from namesrv_redis.store.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,12 @@ class ExpiryCleaner:
         *,
         on_reconnect: Callable[[], Any] | None = None,
         max_backoff_s: float = 5.0,
+        topology: Topology | None = None,
     ) -> None:
         self.store = store
         self.redis = redis
+        self.topology = topology
+        """Where expiry events are published (Cluster: the namespace's slot owner)."""
         self.on_reconnect = on_reconnect
         self.max_backoff_s = max_backoff_s
         self.subscribed = False
@@ -64,12 +68,17 @@ class ExpiryCleaner:
     def channel(self) -> str:
         return f"__keyevent@{_db_of(self.redis)}__:expired"
 
+    def _generation(self) -> int:
+        return self.topology.generation if self.topology is not None else 0
+
     async def run(self) -> None:
         delay = 0.1
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            client = self.topology.expiry_client() if self.topology is not None else self.redis
+            generation = self._generation()
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                self.notifications = await ensure_keyspace_events(self.redis)
+                self.notifications = await ensure_keyspace_events(client)
                 await pubsub.subscribe(self.channel)
                 self.subscribed = True
                 self.reconnects += 1
@@ -78,8 +87,9 @@ class ExpiryCleaner:
                     r = self.on_reconnect()
                     if asyncio.iscoroutine(r):
                         await r
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
+                while generation == self._generation():
+                    message = await pubsub.get_message(timeout=0.5)
+                    if message is None or message.get("type") != "message":
                         continue
                     data = message["data"]
                     key = data.decode() if isinstance(data, bytes) else str(data)
@@ -104,6 +114,9 @@ class ExpiryCleaner:
                 self.subscribed = False
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pubsub.aclose(), 1.0)
+            if generation != self._generation():
+                log.info("expiry events now come from another Redis node: resubscribing")
+                continue
             await asyncio.sleep(delay)
             delay = min(self.max_backoff_s, delay * 2)
 
@@ -156,6 +169,7 @@ class Liveness:
         *,
         scan_interval_ms: int = 5000,
         on_reconnect: Callable[[], Any] | None = None,
+        topology: Topology | None = None,
     ) -> None:
         self.sweeper = Sweeper(store, interval_ms=scan_interval_ms)
 
@@ -163,7 +177,7 @@ class Liveness:
             self.sweeper.wake.set()  # catch up on what expired while we were away
             return on_reconnect() if on_reconnect is not None else None
 
-        self.cleaner = ExpiryCleaner(store, redis, on_reconnect=reconnected)
+        self.cleaner = ExpiryCleaner(store, redis, on_reconnect=reconnected, topology=topology)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:

@@ -27,7 +27,10 @@ from namesrv_redis.model import (
     QueueData,
     TopicRoute,
 )
+from namesrv_redis.store import deadlines
+from namesrv_redis.store.deadlines import Deadlines
 from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG, Keys, split_ident
+from namesrv_redis.store.replication import Replication, run_script
 from namesrv_redis.store.scripts import Scripts, preload, register_scripts
 
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 120_000
@@ -140,12 +143,22 @@ class RouteStore:
         namespace: str = "default",
         *,
         delete_topic_with_broker_registration: bool = False,
+        deadlines: Deadlines | None = None,
+        replication: Replication | None = None,
     ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
         self.delete_topic_with_broker_registration = delete_topic_with_broker_registration
         self.scripts: Scripts = register_scripts(redis)
+        self.deadlines = deadlines or Deadlines()
+        """Every public call runs under these (:mod:`namesrv_redis.store.deadlines`)."""
+        self.replication = replication
+        """Writes wait for replicas as this says (:mod:`namesrv_redis.store.replication`)."""
         self._k = [self.keys.prefix]
+
+    async def _write(self, script: Any, args: Sequence[Any]) -> Any:
+        """Run one write script of this namespace, confirmed by replicas when there are any."""
+        return await run_script(self.redis, self.replication, script, self._k, args)
 
     async def load_scripts(self) -> None:
         """Load every script now (fails fast on a broken script or an unreachable Redis)."""
@@ -153,6 +166,7 @@ class RouteStore:
 
     # ------------------------------------------------------------------ writes
 
+    @deadlines.write
     async def register_broker(
         self, reg: BrokerRegistration, now: int | None = None
     ) -> RegisterResult:
@@ -181,8 +195,8 @@ class RouteStore:
         args.append(len(topics))
         for t in topics:
             args += (t.topic, t.read_queue_nums, t.write_queue_nums, t.perm, t.topic_sys_flag)
-        status, master, ha, written, version, kv = await self.scripts.register_broker(
-            keys=self._k, args=args
+        status, master, ha, written, version, kv = await self._write(
+            self.scripts.register_broker, args
         )
         return RegisterResult(
             RegisterStatus(_s(status)),
@@ -195,6 +209,7 @@ class RouteStore:
             else None,
         )
 
+    @deadlines.write
     async def remove_broker(
         self,
         reason: RemovalReason,
@@ -207,9 +222,9 @@ class RouteStore:
     ) -> RemovalResult:
         """Unregister, expire (only if its liveness key is gone) or drop on connection close
         (only if the connection still owns it) one broker process."""
-        removed, name, version = await self.scripts.remove_broker(
-            keys=self._k,
-            args=[
+        removed, name, version = await self._write(
+            self.scripts.remove_broker,
+            [
                 reason.value,
                 cluster,
                 broker_addr,
@@ -227,57 +242,67 @@ class RouteStore:
             RemovalReason.UNREGISTERED, cluster, broker_addr, broker_name
         )
 
+    @deadlines.write
     async def heartbeat(self, cluster: str, broker_addr: str, now: int | None = None) -> bool:
         """Refresh a registered broker's liveness; False if it is not registered."""
-        r = await self.scripts.heartbeat(
-            keys=self._k, args=[cluster, broker_addr, now if now is not None else now_ms()]
+        r = await self._write(
+            self.scripts.heartbeat, [cluster, broker_addr, now if now is not None else now_ms()]
         )
         return bool(int(r))
 
+    @deadlines.write
     async def query_data_version(
         self, cluster: str, broker_addr: str, data_version: str, now: int | None = None
     ) -> tuple[bool, str | None]:
         """(changed, stored data version JSON or None); refreshes liveness (RocketMQ 5)."""
-        changed, stored = await self.scripts.query_data_version(
-            keys=self._k,
-            args=[cluster, broker_addr, data_version, now if now is not None else now_ms()],
+        changed, stored = await self._write(
+            self.scripts.query_data_version,
+            [cluster, broker_addr, data_version, now if now is not None else now_ms()],
         )
         return bool(int(changed)), (_s(stored) or None)
 
+    @deadlines.write
     async def wipe_write_perm(self, broker_name: str) -> int:
-        count, _ = await self.scripts.write_perm(keys=self._k, args=[broker_name, "wipe"])
+        count, _ = await self._write(self.scripts.write_perm, [broker_name, "wipe"])
         return int(count)
 
+    @deadlines.write
     async def add_write_perm(self, broker_name: str) -> int:
-        count, _ = await self.scripts.write_perm(keys=self._k, args=[broker_name, "add"])
+        count, _ = await self._write(self.scripts.write_perm, [broker_name, "add"])
         return int(count)
 
+    @deadlines.write
     async def delete_topic(self, topic: str, cluster: str | None = None) -> int:
-        removed, _ = await self.scripts.delete_topic(keys=self._k, args=[topic, cluster or ""])
+        removed, _ = await self._write(self.scripts.delete_topic, [topic, cluster or ""])
         return int(removed)
 
+    @deadlines.write
     async def register_topic(self, topic: str, queue_datas: Sequence[QueueData]) -> bool:
         args: list[Any] = [topic, len(queue_datas)]
         for q in queue_datas:
             args += (q.broker_name, q.read_queue_nums, q.write_queue_nums, q.perm, q.topic_sys_flag)
-        ok, _ = await self.scripts.register_topic(keys=self._k, args=args)
+        ok, _ = await self._write(self.scripts.register_topic, args)
         return bool(int(ok))
 
+    @deadlines.write
     async def put_kv(self, namespace: str, key: str, value: str) -> None:
-        await self.scripts.kv_put(keys=self._k, args=[namespace, key, value, ORDER_TOPIC_CONFIG])
+        await self._write(self.scripts.kv_put, [namespace, key, value, ORDER_TOPIC_CONFIG])
 
+    @deadlines.write
     async def delete_kv(self, namespace: str, key: str) -> None:
-        await self.scripts.kv_delete(keys=self._k, args=[namespace, key, ORDER_TOPIC_CONFIG])
+        await self._write(self.scripts.kv_delete, [namespace, key, ORDER_TOPIC_CONFIG])
 
+    @deadlines.write
     async def update_config(self, options: dict[str, str]) -> None:
         """Store name-server options (RocketMQ names) shared by every pod."""
         args: list[str] = []
         for k, v in options.items():
             args += (k, v)
-        await self.scripts.config_update(keys=self._k, args=args)
+        await self._write(self.scripts.config_update, args)
 
     # ------------------------------------------------------------------ reads
 
+    @deadlines.read
     async def get_route_raw(
         self, topic: str, *, with_order_conf: bool = False
     ) -> TopicRoute | None:
@@ -333,6 +358,7 @@ class RouteStore:
                     bd.broker_addrs[0] = bd.broker_addrs.pop(smallest)
         return route
 
+    @deadlines.read
     async def get_cluster_info(self) -> ClusterInfo:
         version, brokers, clusters = await self.scripts.cluster_info(keys=self._k, args=[])
         table = {
@@ -344,13 +370,16 @@ class RouteStore:
         }
         return ClusterInfo(table, cluster_table, int(version))
 
+    @deadlines.read
     async def route_version(self) -> int:
         v = await self.redis.get(self.keys.version)
         return int(v) if v else 0
 
+    @deadlines.read
     async def all_topics(self) -> list[str]:
         return sorted(_s(t) for t in await self.redis.smembers(self.keys.topics))
 
+    @deadlines.read
     async def topics_of_cluster(self, cluster: str) -> list[str]:
         """Every topic with queue data from a broker of the cluster (GET_TOPICS_BY_CLUSTER)."""
         names = [_s(b) for b in await self.redis.smembers(self.keys.cluster(cluster))]
@@ -373,6 +402,7 @@ class RouteStore:
                 break
         return topics, addr
 
+    @deadlines.read
     async def _topic_flags(self) -> dict[str, int]:
         """The topicSysFlag of each topic, taken (as RocketMQ does) from one of its queue
         datas: here the one of the smallest broker name, so the answer is deterministic."""
@@ -404,14 +434,17 @@ class RouteStore:
             if not f & FLAG_UNIT and f & FLAG_UNIT_SUB
         ]
 
+    @deadlines.read
     async def broker_member_group(self, broker_name: str) -> BrokerData | None:
         raw = await self.redis.hget(self.keys.brokers, broker_name)
         return BrokerData.from_store(raw) if raw else None
 
+    @deadlines.read
     async def get_kv(self, namespace: str, key: str) -> str | None:
         v = await self.redis.hget(self.keys.kv(namespace), key)
         return _s(v) if v is not None else None
 
+    @deadlines.read
     async def list_kv(self, namespace: str) -> dict[str, str] | None:
         """A KV namespace's table, or None when the namespace was never written."""
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -422,9 +455,11 @@ class RouteStore:
             return None
         return {_s(k): _s(v) for k, v in table.items()}
 
+    @deadlines.read
     async def get_config(self) -> dict[str, str]:
         return {_s(k): _s(v) for k, v in (await self.redis.hgetall(self.keys.config)).items()}
 
+    @deadlines.read
     async def live_info(self, cluster: str, broker_addr: str) -> dict[str, str] | None:
         """A broker process's live info plus ``pttl`` (ms left), or None when not alive."""
         key = self.keys.live(cluster, broker_addr)
@@ -438,6 +473,7 @@ class RouteStore:
         out["pttl"] = str(pttl)
         return out
 
+    @deadlines.read
     async def expired_candidates(
         self, now: int | None = None, limit: int = 256
     ) -> list[tuple[str, str]]:
@@ -447,6 +483,7 @@ class RouteStore:
         )
         return [split_ident(_s(i)) for i in idents]
 
+    @deadlines.read
     async def broker_topics(self, broker_name: str) -> list[str]:
         return sorted(
             _s(t) for t in await self.redis.smembers(self.keys.broker_topics(broker_name))

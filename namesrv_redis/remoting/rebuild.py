@@ -1,0 +1,121 @@
+"""Pods rebuild what Redis forgot: the last registration of every broker connected here.
+
+When Redis loses a namespace's data — restarted empty, flushed, or failed over to a replica
+that missed acknowledged writes — RocketMQ brokers would not notice: they re-register every
+30 s, and until then every topic answers TOPIC_NOT_EXIST (the Java NameServer's restart
+blackout). But the pod still holds a connection to each of its brokers and has seen each
+one's last registration, so it keeps that registration (header fields and the raw body, as
+received) and re-applies it through the ordinary registration path as soon as the loss is
+detected (:mod:`namesrv_redis.store.events`, :mod:`namesrv_redis.store.topology`).
+
+Safe against a broker that really left: an entry is dropped when the broker unregisters or
+its connection closes, and is not re-applied once the broker has been silent on this pod for
+longer than its heartbeat timeout (it would have expired anyway). Idempotent across pods: a
+broker registered through several pods is re-applied by each, with the same data version,
+which is what its own next registration would do. KV config and order-topic config are not
+derivable from registrations: persistence protects those (docs/persistence.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from namesrv_redis.metrics import REBUILT_REGISTRATIONS
+from namesrv_redis.remoting.headers import RegisterBrokerHeader
+
+log = logging.getLogger(__name__)
+
+CONCURRENCY = 16
+
+Identity = tuple[str, str]
+"""(cluster, broker address): one broker process (RocketMQ 5's BrokerAddrInfo)."""
+
+
+@dataclass(slots=True)
+class AcceptedRegistration:
+    header: RegisterBrokerHeader
+    body: bytes
+    token: str
+    """:func:`~namesrv_redis.remoting.register_body.body_token` of ``body``."""
+    client_version: int
+    conn_id: str
+    timeout_ms: int
+    last_seen: float
+    """time.monotonic() of its last registration or heartbeat on this pod."""
+
+
+Reapply = Callable[[AcceptedRegistration], Awaitable[bool]]
+
+
+class AcceptedRegistrations:
+    """The last accepted registration of each broker process connected to this pod."""
+
+    def __init__(self) -> None:
+        self._by_identity: dict[Identity, AcceptedRegistration] = {}
+        self._running: asyncio.Task[tuple[int, int]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._by_identity)
+
+    def get(self, cluster: str, addr: str) -> AcceptedRegistration | None:
+        return self._by_identity.get((cluster, addr))
+
+    def accepted(self, reg: AcceptedRegistration) -> None:
+        self._by_identity[(reg.header.cluster_name, reg.header.broker_addr)] = reg
+
+    def seen(self, cluster: str, addr: str) -> None:
+        """A heartbeat (or data-version query) from the broker: it is still alive."""
+        reg = self._by_identity.get((cluster, addr))
+        if reg is not None:
+            reg.last_seen = time.monotonic()
+
+    def forget(self, cluster: str, addr: str) -> None:
+        self._by_identity.pop((cluster, addr), None)
+
+    def forget_connection(self, conn_id: str) -> None:
+        for identity in [i for i, r in self._by_identity.items() if r.conn_id == conn_id]:
+            del self._by_identity[identity]
+
+    def alive(self, now: float | None = None) -> list[AcceptedRegistration]:
+        t = time.monotonic() if now is None else now
+        return [r for r in self._by_identity.values() if t - r.last_seen < r.timeout_ms / 1000]
+
+    async def reapply_all(self, reapply: Reapply, reason: str) -> tuple[int, int]:
+        """Re-apply every live entry (at most one run at a time: a second call joins it)."""
+        if self._running is not None and not self._running.done():
+            return await asyncio.shield(self._running)
+        self._running = asyncio.ensure_future(self._reapply_all(reapply, reason))
+        return await asyncio.shield(self._running)
+
+    async def _reapply_all(self, reapply: Reapply, reason: str) -> tuple[int, int]:
+        entries = self.alive()
+        if not entries:
+            return 0, 0
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(reg: AcceptedRegistration) -> bool:
+            async with gate:
+                try:
+                    return await reapply(reg)
+                except Exception as e:
+                    log.warning(
+                        "re-applying the registration of %s@%s failed: %s",
+                        reg.header.cluster_name,
+                        reg.header.broker_addr,
+                        e,
+                    )
+                    return False
+
+        results = await asyncio.gather(*(one(r) for r in entries))
+        ok = sum(results)
+        failed = len(results) - ok
+        REBUILT_REGISTRATIONS.labels("ok").inc(ok)
+        REBUILT_REGISTRATIONS.labels("failed").inc(failed)
+        log.warning(
+            "re-applied %d of %d connected brokers' registrations (%s)", ok, len(entries), reason
+        )
+        return ok, failed

@@ -1,0 +1,288 @@
+"""Where the namespace's data lives right now, and what follows when that changes.
+
+One :class:`Topology` per pod watches the Redis deployment (docs/ha.md):
+
+- **Sentinel**: it subscribes to ``+switch-master`` on every sentinel. When the service's
+  master moves, every connection of the pod — commands and subscriptions alike — is dropped
+  at once, so nothing more is written to the demoted master (which stays writable for
+  seconds and then discards what it took when it resyncs as a replica).
+- **Cluster**: keyspace events are node-local, published only by the node that owns the
+  namespace's slot. It finds that node (``CLUSTER SLOTS``, every check) and hands the expiry
+  cleaner a client of it; a slot migration or a replica promotion moves the subscription.
+- **All deployments**: every check makes sure the node that owns the namespace emits
+  expired-key events (a promoted replica or a restarted server starts with its own
+  ``notify-keyspace-events``), exports whether it does as ``namesrv_keyspace_notifications``,
+  and re-reads how many replicas the master has, which sets how many replicas each write waits
+  for (:mod:`namesrv_redis.store.replication`).
+
+A master switch or a new slot owner also calls the ``on_failover`` callbacks: the pod then
+re-applies its connected brokers' registrations (a failover may have dropped acknowledged
+writes, see :mod:`namesrv_redis.remoting.rebuild`) and wakes the sweeper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from namesrv_redis.metrics import KEYSPACE_NOTIFICATIONS, REDIS_ERRORS, REDIS_FAILOVERS
+from namesrv_redis.store.connection import (
+    Deployment,
+    RedisTarget,
+    create_sentinel,
+    ensure_keyspace_events,
+    node_client,
+)
+from namesrv_redis.store.keys import Keys
+from namesrv_redis.store.replication import Replication
+
+log = logging.getLogger(__name__)
+
+CHECK_INTERVAL_S = 1.0
+REPLICAS_INTERVAL_S = 2.0
+SWITCH_MASTER = "+switch-master"
+_DOWN_FLAGS = frozenset({"s_down", "o_down", "disconnected"})
+
+FailoverCallback = Callable[[str], Awaitable[None]]
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _healthy_replicas(replicas: list[dict[str, Any]]) -> int:
+    count = 0
+    for r in replicas:
+        flags = set(_s(r.get("flags", "")).split(","))
+        if not flags & _DOWN_FLAGS and r.get("is_disconnected") is not True:
+            count += 1
+    return count
+
+
+class Topology:
+    """Follows masters and slot owners; keeps notifications on and the replica count fresh."""
+
+    def __init__(
+        self,
+        redis: Any,
+        target: RedisTarget,
+        keys: Keys,
+        *,
+        replication: Replication | None = None,
+        check_interval_s: float = CHECK_INTERVAL_S,
+    ) -> None:
+        self.redis = redis
+        self.target = target
+        self.keys = keys
+        self.replication = replication
+        self.check_interval_s = check_interval_s
+        self.notifications = False
+        """Whether the node that owns the namespace emits expired-key events."""
+        self.generation = 0
+        """Bumped whenever the node to subscribe to for expiry events changes."""
+        self.on_failover: list[FailoverCallback] = []
+        self.master: tuple[str, int] | None = None
+        self._owner: tuple[str, int] | None = None
+        self._owner_client: Redis | None = None
+        self._sentinel = (
+            create_sentinel(target) if target.deployment is Deployment.SENTINEL else None
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_replicas_check = 0.0
+        self._check_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ for the cleaner
+
+    def expiry_client(self) -> Any:
+        """The client whose pub/sub carries the namespace's expired-key events."""
+        if self.target.deployment is Deployment.CLUSTER and self._owner_client is not None:
+            return self._owner_client
+        return self.redis
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.check()
+        self._tasks.append(asyncio.create_task(self._monitor(), name="redis-topology"))
+        if self._sentinel is not None:
+            for host, port in self.target.hosts:
+                self._tasks.append(
+                    asyncio.create_task(
+                        self._watch_sentinel(host, port), name=f"sentinel-{host}:{port}"
+                    )
+                )
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2.0)
+        self._tasks = []
+        if self._owner_client is not None:
+            with contextlib.suppress(Exception):
+                await self._owner_client.aclose()
+
+    # ------------------------------------------------------------------ checks
+
+    async def check(self) -> None:
+        """One round: slot owner (Cluster), notifications, replica count."""
+        async with self._check_lock:
+            if self.target.deployment is Deployment.CLUSTER:
+                await self._follow_slot_owner()
+            # warn once when CONFIG is refused (the cleaner warned at subscribe time)
+            self.notifications = await ensure_keyspace_events(self.expiry_client(), warn=False)
+            KEYSPACE_NOTIFICATIONS.set(1 if self.notifications else 0)
+            loop = asyncio.get_running_loop()
+            if (
+                self.replication is not None
+                and loop.time() - self._last_replicas_check >= REPLICAS_INTERVAL_S
+            ):
+                self._last_replicas_check = loop.time()
+                self.replication.replicas_seen = await self._replica_count()
+
+    async def _monitor(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval_s)
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                REDIS_ERRORS.labels("topology").inc()
+                self.notifications = False
+                KEYSPACE_NOTIFICATIONS.set(0)
+                log.debug("topology check failed: %s", e)
+
+    async def _replica_count(self) -> int:
+        if self._sentinel is not None:
+            for s in self._sentinel.sentinels:
+                with contextlib.suppress(Exception):
+                    return _healthy_replicas(await s.sentinel_slaves(self.target.service))
+            return self.replication.replicas_seen if self.replication else 0
+        info = await self.expiry_client().info("replication")
+        return int(info.get("connected_slaves", 0))
+
+    async def _follow_slot_owner(self) -> None:
+        owner = await self._slot_owner()
+        if owner is None or owner == self._owner:
+            return
+        previous, old_client = self._owner, self._owner_client
+        self._owner = owner
+        self._owner_client = node_client(self.redis, *owner)
+        self.generation += 1
+        if previous is not None:
+            log.warning(
+                "Redis Cluster: slot of namespace %s moved from %s:%d to %s:%d; following it",
+                self.keys.namespace,
+                *previous,
+                *owner,
+            )
+            REDIS_FAILOVERS.inc()
+            asyncio.get_running_loop().create_task(self._failed_over("cluster slot moved"))
+        if old_client is not None:
+            with contextlib.suppress(Exception):
+                await old_client.aclose()
+
+    async def _slot_owner(self) -> tuple[str, int] | None:
+        slot = self.redis.keyslot(self.keys.prefix)
+        # Ask the owner we know first: after CLUSTER SETSLOT it is the first to know.
+        askers: list[Any] = [self._owner_client] if self._owner_client is not None else []
+        askers.append(None)
+        for asker in askers:
+            try:
+                if asker is None:
+                    raw = await self.redis.execute_command(
+                        "CLUSTER SLOTS", target_nodes=self.redis.get_random_node()
+                    )
+                else:
+                    raw = await asker.execute_command("CLUSTER SLOTS")
+            except Exception:
+                continue
+            found = _owner_in(raw, slot)
+            if found is not None:
+                return found
+        return None
+
+    # ------------------------------------------------------------------ Sentinel
+
+    async def _watch_sentinel(self, host: str, port: int) -> None:
+        delay = 0.2
+        while True:
+            client = Redis(
+                host=host,
+                port=port,
+                password=self.target.password,
+                socket_connect_timeout=1.0,
+                client_name="namesrv-redis-sentinel-watch",
+            )
+            pubsub: Any = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(SWITCH_MASTER)
+                delay = 0.2
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    parts = _s(message["data"]).split()
+                    if len(parts) == 5 and parts[0] == self.target.service:
+                        await self._master_switched(
+                            (parts[1], int(parts[2])), (parts[3], int(parts[4]))
+                        )
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.debug("sentinel %s:%d watch: %s; reconnecting", host, port, e)
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pubsub.aclose(), 1.0)
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
+
+    async def _master_switched(self, old: tuple[str, int], new: tuple[str, int]) -> None:
+        if self.master == new:
+            return  # another sentinel said so already
+        self.master = new
+        REDIS_FAILOVERS.inc()
+        log.warning(
+            "Sentinel: master of %r switched from %s:%d to %s:%d; dropping every connection "
+            "to the old master",
+            self.target.service,
+            *old,
+            *new,
+        )
+        await self.redis.connection_pool.disconnect(inuse_connections=True)
+        self.generation += 1
+        with contextlib.suppress(Exception):
+            await self.check()
+        await self._failed_over("sentinel +switch-master")
+
+    async def _failed_over(self, reason: str) -> None:
+        for cb in self.on_failover:
+            try:
+                await cb(reason)
+            except Exception:
+                log.exception("failover callback failed")
+
+
+def _owner_in(raw: Any, slot: int) -> tuple[str, int] | None:
+    """The primary serving ``slot`` in a CLUSTER SLOTS reply (raw or as redis-py parses it)."""
+    if isinstance(raw, dict):
+        for (start, end), info in raw.items():
+            if int(start) <= slot <= int(end):
+                primary = info.get("primary") or info.get("master")
+                if primary:
+                    return _s(primary[0]), int(primary[1])
+        return None
+    for entry in raw or ():
+        start, end, primary = int(entry[0]), int(entry[1]), entry[2]
+        if start <= slot <= end:
+            return _s(primary[0]), int(primary[1])
+    return None
