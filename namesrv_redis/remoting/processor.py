@@ -146,10 +146,12 @@ class NamesrvProcessor:
     async def rebuild(self, reason: str) -> tuple[int, int]:
         """Re-apply the last registration of every broker connected to this pod."""
 
+        store = self.store.unconfirmed()
+
         async def reapply(reg: AcceptedRegistration) -> bool:
             self.registrations.forget(_memory_identity(reg.header))
             result = await _store_register(
-                self, reg.header, reg.body, reg.token, reg.client_version, reg.conn_id
+                self, reg.header, reg.body, reg.token, reg.client_version, reg.conn_id, store
             )
             return result.status is RegisterStatus.OK
 
@@ -247,6 +249,7 @@ async def _store_register(
     token: str,
     client_version: int,
     conn_id: str,
+    store: RouteStore | None = None,
 ) -> RegisterResult:
     def parse() -> RegisterTable:
         try:
@@ -255,7 +258,7 @@ async def _store_register(
             raise BadRequest(f"Failed to decode RegisterBrokerBody: {e}") from e
 
     return await store_registration(
-        p.store,
+        store or p.store,
         p.registrations,
         _memory_identity(h),
         token,

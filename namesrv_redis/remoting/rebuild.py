@@ -30,6 +30,10 @@ from namesrv_redis.remoting.headers import RegisterBrokerHeader
 log = logging.getLogger(__name__)
 
 CONCURRENCY = 16
+ATTEMPTS = 4
+RETRY_DELAY_S = 0.5
+"""A failover's new master may refuse or hang for a moment: each entry is tried up to
+ATTEMPTS times, RETRY_DELAY_S apart."""
 
 Identity = tuple[str, str]
 """(cluster, broker address): one broker process (RocketMQ 5's BrokerAddrInfo)."""
@@ -98,17 +102,20 @@ class AcceptedRegistrations:
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def one(reg: AcceptedRegistration) -> bool:
-            async with gate:
-                try:
-                    return await reapply(reg)
-                except Exception as e:
-                    log.warning(
-                        "re-applying the registration of %s@%s failed: %s",
-                        reg.header.cluster_name,
-                        reg.header.broker_addr,
-                        e,
-                    )
-                    return False
+            for attempt in range(1, ATTEMPTS + 1):
+                async with gate:
+                    try:
+                        return await reapply(reg)
+                    except Exception as e:
+                        if attempt == ATTEMPTS:
+                            log.warning(
+                                "re-applying the registration of %s@%s failed: %s",
+                                reg.header.cluster_name,
+                                reg.header.broker_addr,
+                                e,
+                            )
+                await asyncio.sleep(RETRY_DELAY_S)
+            return False
 
         results = await asyncio.gather(*(one(r) for r in entries))
         ok = sum(results)

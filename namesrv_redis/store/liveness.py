@@ -18,6 +18,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from namesrv_redis.metrics import EXPIRY_EVENTS, REDIS_ERRORS, SWEEPS
 from namesrv_redis.store.connection import ensure_keyspace_events
 from namesrv_redis.store.keys import split_ident
@@ -102,6 +104,9 @@ class ExpiryCleaner:
                         await remove_expired(self.store, cluster, addr, "expiry event")
                     except asyncio.CancelledError:
                         raise
+                    except RedisError as e:  # the sweeper tries again
+                        REDIS_ERRORS.labels("cleaner").inc()
+                        log.warning("removing expired broker %s failed: %s", ident, e)
                     except Exception:
                         REDIS_ERRORS.labels("cleaner").inc()
                         log.exception("removing expired broker %s failed", ident)

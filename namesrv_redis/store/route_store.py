@@ -7,6 +7,7 @@ their requests into these calls and encode what comes back.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -156,9 +157,19 @@ class RouteStore:
         """Writes wait for replicas as this says (:mod:`namesrv_redis.store.replication`)."""
         self._k = [self.keys.prefix]
 
-    async def _write(self, script: Any, args: Sequence[Any]) -> Any:
-        """Run one write script of this namespace, confirmed by replicas when there are any."""
-        return await run_script(self.redis, self.replication, script, self._k, args)
+    async def _write(self, script: Any, args: Sequence[Any], *, confirm: bool = True) -> Any:
+        """Run one write script of this namespace, confirmed by replicas when there are any
+        and ``confirm`` (liveness refreshes and clean-ups are not: losing one in a failover
+        costs nothing, the next heartbeat or sweep does it again)."""
+        replication = self.replication if confirm else None
+        return await run_script(self.redis, replication, script, self._k, args)
+
+    def unconfirmed(self) -> RouteStore:
+        """This store, writing without replication confirmation (re-applied registrations:
+        nobody is waiting for their answer, and a loss is detected and repaired again)."""
+        clone = copy.copy(self)
+        clone.replication = None
+        return clone
 
     async def load_scripts(self) -> None:
         """Load every script now (fails fast on a broken script or an unreachable Redis)."""
@@ -232,6 +243,7 @@ class RouteStore:
                 conn_id,
                 now if now is not None else now_ms(),
             ],
+            confirm=reason is RemovalReason.UNREGISTERED,
         )
         return RemovalResult(bool(int(removed)), _s(name), int(version))
 
@@ -246,7 +258,9 @@ class RouteStore:
     async def heartbeat(self, cluster: str, broker_addr: str, now: int | None = None) -> bool:
         """Refresh a registered broker's liveness; False if it is not registered."""
         r = await self._write(
-            self.scripts.heartbeat, [cluster, broker_addr, now if now is not None else now_ms()]
+            self.scripts.heartbeat,
+            [cluster, broker_addr, now if now is not None else now_ms()],
+            confirm=False,
         )
         return bool(int(r))
 
@@ -258,6 +272,7 @@ class RouteStore:
         changed, stored = await self._write(
             self.scripts.query_data_version,
             [cluster, broker_addr, data_version, now if now is not None else now_ms()],
+            confirm=False,
         )
         return bool(int(changed)), (_s(stored) or None)
 

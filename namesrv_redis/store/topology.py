@@ -56,10 +56,16 @@ def _s(v: Any) -> str:
 
 
 def _healthy_replicas(replicas: list[dict[str, Any]]) -> int:
+    """Replicas that Sentinel sees up *and* replicating (a demoted master resyncing to the new
+    one is not yet a replica a write can be confirmed by)."""
     count = 0
     for r in replicas:
         flags = set(_s(r.get("flags", "")).split(","))
-        if not flags & _DOWN_FLAGS and r.get("is_disconnected") is not True:
+        if (
+            not flags & _DOWN_FLAGS
+            and r.get("is_disconnected") is not True
+            and _s(r.get("master-link-status", "ok")) == "ok"
+        ):
             count += 1
     return count
 
@@ -130,7 +136,7 @@ class Topology:
 
     # ------------------------------------------------------------------ checks
 
-    async def check(self) -> None:
+    async def check(self, *, replicas_now: bool = False) -> None:
         """One round: slot owner (Cluster), notifications, replica count."""
         async with self._check_lock:
             if self.target.deployment is Deployment.CLUSTER:
@@ -139,9 +145,8 @@ class Topology:
             self.notifications = await ensure_keyspace_events(self.expiry_client(), warn=False)
             KEYSPACE_NOTIFICATIONS.set(1 if self.notifications else 0)
             loop = asyncio.get_running_loop()
-            if (
-                self.replication is not None
-                and loop.time() - self._last_replicas_check >= REPLICAS_INTERVAL_S
+            if self.replication is not None and (
+                replicas_now or loop.time() - self._last_replicas_check >= REPLICAS_INTERVAL_S
             ):
                 self._last_replicas_check = loop.time()
                 self.replication.replicas_seen = await self._replica_count()
@@ -261,7 +266,7 @@ class Topology:
         await self.redis.connection_pool.disconnect(inuse_connections=True)
         self.generation += 1
         with contextlib.suppress(Exception):
-            await self.check()
+            await self.check(replicas_now=True)
         await self._failed_over("sentinel +switch-master")
 
     async def _failed_over(self, reason: str) -> None:
