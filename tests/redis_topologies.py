@@ -5,6 +5,7 @@ Debian's ``redis-server`` (``redis-server --sentinel`` is Sentinel) on free port
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -190,12 +191,36 @@ def kill(server: RedisServerProcess) -> None:
         server.proc.wait()
 
 
+def cluster_port(taken: set[int]) -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(1000):
+        port = random.randint(20000, 45000)
+        if port in taken or port + 10000 in taken:
+            continue
+        if _free(port) and _free(port + 10000):
+            taken.add(port)
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 class ClusterSet:
     """A Redis Cluster of three masters, each with one replica."""
 
     def __init__(self, node_timeout_ms: int = 1000) -> None:
         self.node_timeout_ms = node_timeout_ms
         self.nodes = [RedisServerProcess() for _ in range(6)]
+        taken: set[int] = set()
+        for n in self.nodes:
+            n.port = cluster_port(taken)
 
     @property
     def url(self) -> str:
@@ -234,6 +259,17 @@ class ClusterSet:
             ),
             30,
             "the cluster to be ok",
+        )
+        wait_until(
+            lambda: (
+                sum(
+                    "master_link_status:up" in command(n.port, "INFO", "replication")
+                    for n in self.nodes
+                )
+                == 3
+            ),
+            30,
+            "every replica to sync",
         )
         return self
 

@@ -23,12 +23,12 @@ a particular write, so it cannot replace ``WAIT``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from namesrv_redis.metrics import REPLICATION_UNCONFIRMED
 
@@ -55,6 +55,11 @@ class Replication:
     replicas_seen: int = 0
     """The master's replicas as last observed (used when ``wait_replicas`` is AUTO)."""
     unconfirmed: int = field(default=0)
+    node_client: Callable[[], Any] | None = None
+    """Redis Cluster: a plain client of the node that owns the namespace's slot (a cluster
+    client cannot pipeline a script and WAIT on one connection); None elsewhere."""
+    slot_moved: Callable[[], Awaitable[None]] | None = None
+    """Redis Cluster: find the slot's owner again (after MOVED/ASK)."""
 
     @property
     def wanted(self) -> int:
@@ -74,15 +79,24 @@ async def run_script(
     wanted = replication.wanted if replication is not None else 0
     if wanted <= 0 or replication is None:
         return await script(keys=keys, args=args)
-    for attempt in (1, 2):
-        if attempt == 2:
-            script.sha = await redis.script_load(script.script)
-        async with redis.pipeline(transaction=False) as pipe:
+    for attempt in (1, 2, 3):
+        client = replication.node_client() if replication.node_client is not None else redis
+        async with client.pipeline(transaction=False) as pipe:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
             pipe.execute_command("WAIT", wanted, replication.timeout_ms)
             result, confirmed = await pipe.execute(raise_on_error=False)
-        if isinstance(result, NoScriptError) and attempt == 1:
-            continue  # the script cache was flushed (restart, failover): load and run again
+        if isinstance(result, NoScriptError) and attempt < 3:
+            # the script cache was flushed (restart, failover): load it and run again
+            script.sha = await client.script_load(script.script)
+            continue
+        if (
+            isinstance(result, ResponseError)
+            and str(result).startswith(("MOVED", "ASK"))
+            and replication.slot_moved is not None
+            and attempt < 3
+        ):
+            await replication.slot_moved()  # the slot moved under us: follow it, once
+            continue
         if isinstance(result, BaseException):
             raise result
         if isinstance(confirmed, BaseException):

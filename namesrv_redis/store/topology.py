@@ -101,6 +101,9 @@ class Topology:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_replicas_check = 0.0
         self._check_lock = asyncio.Lock()
+        if replication is not None and target.deployment is Deployment.CLUSTER:
+            replication.node_client = self.expiry_client
+            replication.slot_moved = self.check
 
     # ------------------------------------------------------------------ for the cleaner
 
@@ -171,7 +174,11 @@ class Topology:
                     return _healthy_replicas(await s.sentinel_slaves(self.target.service))
             return self.replication.replicas_seen if self.replication else 0
         info = await self.expiry_client().info("replication")
-        return int(info.get("connected_slaves", 0))
+        return sum(  # replicas still syncing cannot confirm a write yet
+            1
+            for k, v in info.items()
+            if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online"
+        )
 
     async def _follow_slot_owner(self) -> None:
         owner = await self._slot_owner()
@@ -195,6 +202,7 @@ class Topology:
                 await old_client.aclose()
 
     async def _slot_owner(self) -> tuple[str, int] | None:
+        await self.redis.initialize()  # a no-op once the cluster client knows its nodes
         slot = self.redis.keyslot(self.keys.prefix)
         # Ask the owner we know first: after CLUSTER SETSLOT it is the first to know.
         askers: list[Any] = [self._owner_client] if self._owner_client is not None else []
