@@ -55,11 +55,21 @@ def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket
 class Pod:
     """A running name server (one process)."""
 
-    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        reuse_port: bool = False,
+        redis: Any = None,
+        http: bool = True,
+    ) -> None:
+        """``redis``: an already-built asyncio client to use instead of ``redis_url`` (the pod
+        closes it on stop); ``http=False`` serves remoting only (namesrv_redis.testing)."""
         self.settings = settings
         self.reuse_port = reuse_port
+        self.serve_http = http
         self.embedded: EmbeddedRedis | None = None
-        self.redis: Any = None
+        self.redis: Any = redis
         self.store: RouteStore | None = None
         self.routes: RouteReader | None = None
         self.processor: NamesrvProcessor | None = None
@@ -75,14 +85,15 @@ class Pod:
 
     async def start(self) -> None:
         s = self.settings
-        url = s.redis_url
-        if not url:
-            self.embedded = EmbeddedRedis()
-            await self.embedded.start()
-            url = self.embedded.url
-            log.info("no Redis URL configured: started an embedded Redis at %s", url)
-        self.redis = create_redis(url)
-        log.info("route store: %s namespace %r", describe_url(url), s.namespace)
+        if self.redis is None:
+            url = s.redis_url
+            if not url:
+                self.embedded = EmbeddedRedis()
+                await self.embedded.start()
+                url = self.embedded.url
+                log.info("no Redis URL configured: started an embedded Redis at %s", url)
+            self.redis = create_redis(url)
+            log.info("route store: %s namespace %r", describe_url(url), s.namespace)
         store = self.store = RouteStore(
             self.redis,
             s.namespace,
@@ -127,7 +138,8 @@ class Pod:
             self.redis, store.keys, listen_host=s.listen_host, listen_port=self.remoting.bound_port
         )
         await self.advertiser.start()
-        await self._start_http()
+        if self.serve_http:
+            await self._start_http()
 
     async def _start_http(self) -> None:
         s = self.settings
