@@ -101,7 +101,7 @@ async def test_expire_broker_removes_it_as_a_timeout_would(
     assert ns.expire_broker(CLUSTER, ADDR_A)
     assert not ns.expire_broker(CLUSTER, ADDR_A)  # idempotent: already gone
     assert [r.addr for r in ns.registrations()] == [ADDR_B]
-    code, route = await get_route(client, "T")
+    _, route = await get_route(client, "T")
     assert route["brokerDatas"][0]["brokerAddrs"] == {"1": ADDR_B}
     assert ns.expire_broker(CLUSTER, ADDR_B)
     assert (await get_route(client, "T"))[0] == ResponseCode.TOPIC_NOT_EXIST
