@@ -13,11 +13,7 @@ import signal
 import socket
 from typing import Any
 
-import uvicorn
-
 from namesrv_redis.config import Settings, apply_namesrv_config_update
-from namesrv_redis.http import create_app, warn_if_unprotected
-from namesrv_redis.http.fast_routes import RouteFastPath
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
 from namesrv_redis.route_reader import RouteReader
@@ -31,12 +27,17 @@ from namesrv_redis.store.route_store import RouteStore
 log = logging.getLogger(__name__)
 
 
-class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn without its own signal handlers: the pod owns signals."""
+def _embedded_uvicorn(config: Any) -> Any:
+    """A uvicorn server without its own signal handlers: the pod owns signals. (uvicorn and
+    FastAPI load only when the HTTP tier starts: a remoting-only pod starts without them.)"""
+    import uvicorn
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
+    class _EmbeddedUvicorn(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            yield
+
+    return _EmbeddedUvicorn(config)
 
 
 def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
@@ -77,7 +78,7 @@ class Pod:
         self.events: RouteEvents | None = None
         self.liveness: Liveness | None = None
         self.advertiser: PodAdvertiser | None = None
-        self.http: _EmbeddedUvicorn | None = None
+        self.http: Any = None
         self._http_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -142,6 +143,11 @@ class Pod:
             await self._start_http()
 
     async def _start_http(self) -> None:
+        import uvicorn
+
+        from namesrv_redis.http import create_app, warn_if_unprotected
+        from namesrv_redis.http.fast_routes import RouteFastPath
+
         s = self.settings
         assert self.store is not None and self.events is not None and self.routes is not None
         warn_if_unprotected(s, log)
@@ -159,7 +165,7 @@ class Pod:
         config = uvicorn.Config(
             app, log_level=s.log_level.lower(), access_log=False, lifespan="off"
         )
-        self.http = _EmbeddedUvicorn(config)
+        self.http = _embedded_uvicorn(config)
         sock = listening_socket(s.http_host, s.http_port, reuse_port=self.reuse_port)
         self.http_port = sock.getsockname()[1]
         self._http_task = asyncio.create_task(self.http.serve(sockets=[sock]), name="http")

@@ -281,9 +281,16 @@ class NameServer:
             await pod.advertiser.advertise_once()
 
     async def _delete_namespace(self, *, keep_version: bool) -> None:
-        """Delete the namespace's keys. The route version is kept by a reset, so it never
-        goes back and every listener's idea of "newer" stays right."""
+        """Delete the namespace's keys (a private Redis: all of them, at once). The route
+        version is kept by a reset, so it never goes back and every listener's idea of
+        "newer" stays right."""
         redis, keys = self.pod.redis, self._store.keys
+        if not self.shared_redis:
+            version = await redis.get(keys.version)
+            await redis.flushall()
+            if keep_version and version is not None:
+                await redis.set(keys.version, version)
+            return
         keep = {keys.version.encode()} if keep_version else set()
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=_glob_escape(keys.prefix) + "*", count=1000):
