@@ -157,3 +157,32 @@ def test_marker_takes_keywords_only(outside: pytest.Pytester) -> None:
 def test_help_lists_the_option(outside: pytest.Pytester) -> None:
     result = run(outside, "--help")
     result.stdout.fnmatch_lines(["*--rocketmq-namesrv-redis=REDIS*"])
+
+
+@pytest.mark.slow
+def test_installed_wheel_brings_the_fixtures(tmp_path: Path) -> None:
+    """What `pip install 'namesrv-redis[testing]'` gives: the wheel built from this checkout,
+    installed in a fresh virtualenv, registers the pytest11 entry point; an outside project's
+    tests then find the fixtures with no -p and no conftest."""
+    import subprocess
+    import sys
+
+    def sh(*cmd: str, cwd: Path = tmp_path) -> str:
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{cmd}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        return proc.stdout
+
+    wheels, venv, project = tmp_path / "wheels", tmp_path / "venv", tmp_path / "project"
+    sh(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT))
+    [wheel] = wheels.glob("namesrv_redis-*.whl")
+    # the dependencies (fakeredis[lua] among them) come from this environment
+    sh(sys.executable, "-m", "venv", "--system-site-packages", str(venv))
+    python = str(venv / "bin" / "python")
+    sh(python, "-m", "pip", "install", "-q", "--no-deps", str(wheel))
+    project.mkdir()
+    (project / "test_outside.py").write_text(OUTSIDE_TESTS)
+    where = sh(python, "-c", "import namesrv_redis.testing.plugin as p; print(p.__file__)")
+    assert where.startswith(str(venv)), where  # the installed copy, not this checkout
+    out = sh(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
+    assert "6 passed" in out, out
