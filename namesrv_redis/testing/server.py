@@ -186,6 +186,7 @@ class NameServer:
         pod = self._pod = Pod(self.settings, redis=client, http=self.http)
         await pod.start()
         assert pod.remoting is not None and pod.events is not None
+        self._seen.clear()
         pod.remoting.metrics = self._seen
         # Route events subscribed before anyone can write (no change goes unnoticed), and the
         # first pod advertisement done (a stop right away then cancels no Redis call).
