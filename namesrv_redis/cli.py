@@ -24,7 +24,7 @@ def _common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--redis-url",
         help="redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL "
-        "(default: start an embedded Redis)",
+        "(default: start an embedded Redis); memory:// = in-process fakeredis, tests only",
     )
     p.add_argument("--namespace", help="name-server namespace inside Redis (default: default)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")

@@ -13,15 +13,17 @@ import signal
 import socket
 from typing import Any
 
-import uvicorn
-
 from namesrv_redis.config import Settings, apply_namesrv_config_update
-from namesrv_redis.http import create_app, warn_if_unprotected
-from namesrv_redis.http.fast_routes import RouteFastPath
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
 from namesrv_redis.route_reader import RouteReader
-from namesrv_redis.store.connection import create_redis, describe_url, parse_target
+from namesrv_redis.store.connection import (
+    Deployment,
+    RedisTarget,
+    create_redis,
+    describe_url,
+    parse_target,
+)
 from namesrv_redis.store.deadlines import Deadlines
 from namesrv_redis.store.embedded import EmbeddedRedis
 from namesrv_redis.store.events import RouteEvent, RouteEvents
@@ -34,12 +36,17 @@ from namesrv_redis.store.topology import Topology
 log = logging.getLogger(__name__)
 
 
-class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn without its own signal handlers: the pod owns signals."""
+def _embedded_uvicorn(config: Any) -> Any:
+    """A uvicorn server without its own signal handlers: the pod owns signals. (uvicorn and
+    FastAPI load only when the HTTP tier starts: a remoting-only pod starts without them.)"""
+    import uvicorn
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
+    class _EmbeddedUvicorn(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            yield
+
+    return _EmbeddedUvicorn(config)
 
 
 def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
@@ -58,11 +65,21 @@ def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket
 class Pod:
     """A running name server (one process)."""
 
-    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        reuse_port: bool = False,
+        redis: Any = None,
+        http: bool = True,
+    ) -> None:
+        """``redis``: an already-built asyncio client to use instead of ``redis_url`` (the pod
+        closes it on stop); ``http=False`` serves remoting only (namesrv_redis.testing)."""
         self.settings = settings
         self.reuse_port = reuse_port
+        self.serve_http = http
         self.embedded: EmbeddedRedis | None = None
-        self.redis: Any = None
+        self.redis: Any = redis
         self.store: RouteStore | None = None
         self.routes: RouteReader | None = None
         self.processor: NamesrvProcessor | None = None
@@ -71,7 +88,7 @@ class Pod:
         self.liveness: Liveness | None = None
         self.advertiser: PodAdvertiser | None = None
         self.topology: Topology | None = None
-        self.http: _EmbeddedUvicorn | None = None
+        self.http: Any = None
         self._http_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -79,14 +96,17 @@ class Pod:
 
     async def start(self) -> None:
         s = self.settings
-        url = s.redis_url
-        if not url:
-            self.embedded = EmbeddedRedis()
-            await self.embedded.start()
-            url = self.embedded.url
-            log.info("no Redis URL configured: started an embedded Redis at %s", url)
-        self.redis = create_redis(url)
-        log.info("route store: %s namespace %r", describe_url(url), s.namespace)
+        target = RedisTarget(Deployment.STANDALONE)  # a client handed in (tests)
+        if self.redis is None:
+            url = s.redis_url
+            if not url:
+                self.embedded = EmbeddedRedis()
+                await self.embedded.start()
+                url = self.embedded.url
+                log.info("no Redis URL configured: started an embedded Redis at %s", url)
+            self.redis = create_redis(url)
+            target = parse_target(url)
+            log.info("route store: %s namespace %r", describe_url(url), s.namespace)
         replication = Replication(s.redis_wait_replicas, s.redis_wait_timeout_millis)
         store = self.store = RouteStore(
             self.redis,
@@ -97,7 +117,7 @@ class Pod:
         )
         await store.load_scripts()
         await self._load_shared_config()
-        self.topology = Topology(self.redis, parse_target(url), store.keys, replication=replication)
+        self.topology = Topology(self.redis, target, store.keys, replication=replication)
         await self.topology.start()
 
         self.routes = RouteReader(
@@ -139,9 +159,15 @@ class Pod:
             self.redis, store.keys, listen_host=s.listen_host, listen_port=self.remoting.bound_port
         )
         await self.advertiser.start()
-        await self._start_http()
+        if self.serve_http:
+            await self._start_http()
 
     async def _start_http(self) -> None:
+        import uvicorn
+
+        from namesrv_redis.http import create_app, warn_if_unprotected
+        from namesrv_redis.http.fast_routes import RouteFastPath
+
         s = self.settings
         assert self.store is not None and self.events is not None and self.routes is not None
         warn_if_unprotected(s, log)
@@ -160,7 +186,7 @@ class Pod:
         config = uvicorn.Config(
             app, log_level=s.log_level.lower(), access_log=False, lifespan="off"
         )
-        self.http = _EmbeddedUvicorn(config)
+        self.http = _embedded_uvicorn(config)
         sock = listening_socket(s.http_host, s.http_port, reuse_port=self.reuse_port)
         self.http_port = sock.getsockname()[1]
         self._http_task = asyncio.create_task(self.http.serve(sockets=[sock]), name="http")

@@ -43,6 +43,11 @@ def _worker_main(settings: Settings, log_level: str) -> None:
 
 
 def serve(settings: Settings) -> int:
+    from namesrv_redis.testing.memory import is_memory_url
+
+    if settings.workers > 1 and is_memory_url(settings.redis_url):
+        log.error("memory:// lives inside one process: --workers needs a real Redis to share")
+        return 2
     if settings.workers <= 1:
         run_pod(settings)
         return 0

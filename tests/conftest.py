@@ -21,6 +21,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+# The rocketmq_namesrv fixtures in a source checkout (installed, the pytest11 entry point of the
+# same name loads them and this line changes nothing).
+pytest_plugins = ["namesrv_redis.testing.plugin"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 _ns_counter = itertools.count()
 

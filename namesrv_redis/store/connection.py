@@ -3,6 +3,7 @@
 - ``redis://[:password@]host:port/db``, ``rediss://…``, ``unix:///path/redis.sock?db=0``
 - ``redis+sentinel://[:password@]host:port[,host:port…]/service_name[/db]``
 - ``redis+cluster://[:password@]host:port[,host:port…]`` (or any URL with ``?cluster=true``)
+- ``memory://``: a private in-process fakeredis (``namesrv_redis.testing.memory``; tests only)
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def parse_target(url: str) -> RedisTarget:
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     scheme = parts.scheme.lower()
+    if scheme == "memory":
+        return RedisTarget(Deployment.STANDALONE)
     if scheme in ("redis+sentinel", "sentinel"):
         password, hosts = _hosts(parts.netloc)
         path = [p for p in parts.path.split("/") if p]
@@ -113,6 +116,10 @@ def create_sentinel(target: RedisTarget) -> Sentinel:
 
 def create_redis(url: str, *, decode_responses: bool = False, **kw: Any) -> Any:
     """A redis-py asyncio client (``Redis`` or ``RedisCluster``) for the URL."""
+    if urlsplit(url).scheme.lower() == "memory":
+        from namesrv_redis.testing.memory import memory_redis
+
+        return memory_redis(url, decode_responses=decode_responses)
     target = parse_target(url)
     if target.deployment is Deployment.SENTINEL:
         return create_sentinel(target).master_for(

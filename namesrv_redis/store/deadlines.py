@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -68,7 +68,7 @@ S = TypeVar("S", bound=HasDeadlines)
 
 def _bounded(
     kind: str, fn: Callable[Concatenate[S, P], Awaitable[R]]
-) -> Callable[Concatenate[S, P], Awaitable[R]]:
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
     @functools.wraps(fn)
     async def bounded(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         return await self.deadlines.run(kind, fn(self, *args, **kwargs))
@@ -78,13 +78,13 @@ def _bounded(
 
 def read(
     fn: Callable[Concatenate[S, P], Awaitable[R]],
-) -> Callable[Concatenate[S, P], Awaitable[R]]:
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
     """Method decorator: the call runs under the read deadline."""
     return _bounded("read", fn)
 
 
 def write(
     fn: Callable[Concatenate[S, P], Awaitable[R]],
-) -> Callable[Concatenate[S, P], Awaitable[R]]:
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
     """Method decorator: the call runs under the write deadline."""
     return _bounded("write", fn)

@@ -73,7 +73,7 @@ class PodAdvertiser:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            # bounded: a cancellation swallowed inside a Redis call must not hang shutdown
+            await asyncio.wait([self._task], timeout=2.0)
         with contextlib.suppress(Exception):
             await self.redis.zrem(self.keys.pods, self.address)

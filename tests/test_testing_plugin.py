@@ -1,0 +1,188 @@
+"""The pytest plugin used exactly as an outside project uses it: pytester writes a test file
+that only requests the fixtures and speaks RocketMQ remoting over a plain socket (no code of
+this repository but the fixture), and runs it in a fresh pytest process."""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN = "namesrv_redis.testing.plugin"
+
+OUTSIDE_TESTS = '''
+"""An outside project's tests: a raw-socket RocketMQ client against the fixture."""
+import json
+import socket
+import struct
+import urllib.request
+
+import pytest
+
+GET_ROUTEINFO_BY_TOPIC = 105
+TOPIC_NOT_EXIST = 17
+
+
+def get_route(address, topic):
+    """GET_ROUTEINFO_BY_TOPIC, JSON-serialized header, as RocketMQ clients send it."""
+    host, port = address.rsplit(":", 1)
+    header = json.dumps({"code": GET_ROUTEINFO_BY_TOPIC, "language": "JAVA", "version": 401,
+                         "opaque": 7, "flag": 0, "extFields": {"topic": topic}}).encode()
+    frame = struct.pack(">ii", 4 + len(header), len(header)) + header
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(frame)
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack(">i", data[:4])[0]:
+            chunk = s.recv(65536)
+            assert chunk, "connection closed"
+            data += chunk
+    header_len = struct.unpack(">i", data[4:8])[0] & 0xFFFFFF
+    answer = json.loads(data[8:8 + header_len])
+    body = data[8 + header_len:]
+    assert answer["opaque"] == 7
+    return answer["code"], (json.loads(body) if body else None)
+
+
+def test_route_registered_by_helper(rocketmq_namesrv):
+    rocketmq_namesrv.register_broker("DefaultCluster", "broker-a", "127.0.0.1:10911",
+                                     topics={"OrderEvents": 4})
+    code, route = get_route(rocketmq_namesrv.address, "OrderEvents")
+    assert code == 0
+    assert route["brokerDatas"][0]["brokerAddrs"] == {"0": "127.0.0.1:10911"}
+    assert route["queueDatas"][0]["writeQueueNums"] == 4
+
+
+def test_every_test_starts_empty(rocketmq_namesrv):
+    assert rocketmq_namesrv.routes() == {}
+    code, _ = get_route(rocketmq_namesrv.address, "OrderEvents")
+    assert code == TOPIC_NOT_EXIST
+    assert rocketmq_namesrv.requests[GET_ROUTEINFO_BY_TOPIC] == 1
+
+
+def test_expired_broker_is_gone(rocketmq_namesrv):
+    rocketmq_namesrv.register_broker("DefaultCluster", "broker-a", "127.0.0.1:10911", ["T", "U"])
+    assert get_route(rocketmq_namesrv.address, "T")[0] == 0
+    assert rocketmq_namesrv.expire_broker("DefaultCluster", "127.0.0.1:10911")
+    assert get_route(rocketmq_namesrv.address, "T")[0] == TOPIC_NOT_EXIST
+
+
+def test_session_server_keeps_state_1(rocketmq_namesrv_session):
+    rocketmq_namesrv_session.put_kv("NS", "k", "v")
+
+
+def test_session_server_keeps_state_2(rocketmq_namesrv_session, rocketmq_namesrv):
+    assert rocketmq_namesrv_session.kv("NS") == {"k": "v"}
+    assert rocketmq_namesrv_session.address != rocketmq_namesrv.address
+
+
+@pytest.mark.rocketmq_namesrv(http=True, options={"enableAllTopicList": False})
+def test_own_server_by_marker(rocketmq_namesrv, request):
+    rocketmq_namesrv.register_broker("DefaultCluster", "broker-a", "127.0.0.1:10911", ["T", "U"])
+    with urllib.request.urlopen(rocketmq_namesrv.http_url + "/v1/routes/T", timeout=5) as r:
+        assert json.loads(r.read())["brokerDatas"][0]["brokerName"] == "broker-a"
+    assert not rocketmq_namesrv.settings.enable_all_topic_list
+    expected = request.config.getoption("rocketmq_namesrv_redis") or "memory://"
+    assert rocketmq_namesrv.redis == expected
+'''
+
+LAZY_TEST = """
+import sys
+
+
+def test_plugin_loaded_but_nothing_imported(pytestconfig):
+    assert pytestconfig.pluginmanager.has_plugin("namesrv_redis.testing.plugin")
+    assert "fakeredis" not in sys.modules
+    assert "namesrv_redis.pod" not in sys.modules
+    assert "namesrv_redis.testing.server" not in sys.modules
+"""
+
+
+def plugin_installed() -> bool:
+    """Is the pytest11 entry point installed (pip install), or is this a bare checkout?"""
+    return any(ep.name == PLUGIN for ep in entry_points(group="pytest11"))
+
+
+@pytest.fixture
+def outside(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    # the subprocess imports namesrv_redis from this checkout
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
+    monkeypatch.delenv("ROCKETMQ_NAMESRV_REDIS", raising=False)
+    return pytester
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    plugin = () if plugin_installed() else ("-p", PLUGIN)
+    return pytester.runpytest_subprocess(*plugin, "-p", "no:cacheprovider", *args, timeout=120)
+
+
+def test_outside_project_uses_the_fixtures(outside: pytest.Pytester) -> None:
+    outside.makepyfile(test_outside=OUTSIDE_TESTS)
+    result = run(outside, "-v")
+    result.assert_outcomes(passed=6)
+
+
+def test_the_plugin_imports_nothing_until_a_fixture_is_used(outside: pytest.Pytester) -> None:
+    outside.makepyfile(test_lazy=LAZY_TEST)
+    run(outside).assert_outcomes(passed=1)
+
+
+@pytest.mark.real_redis
+def test_outside_project_on_a_real_redis_server(outside: pytest.Pytester) -> None:
+    outside.makepyfile(test_outside=OUTSIDE_TESTS)
+    result = run(outside, "--rocketmq-namesrv-redis=embedded")
+    result.assert_outcomes(passed=6)
+
+
+def test_marker_takes_keywords_only(outside: pytest.Pytester) -> None:
+    outside.makepyfile(
+        test_bad="""
+        import pytest
+
+        @pytest.mark.rocketmq_namesrv("embedded")
+        def test_it(rocketmq_namesrv):
+            pass
+        """
+    )
+    result = run(outside)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*keyword arguments only*"])
+
+
+def test_help_lists_the_option(outside: pytest.Pytester) -> None:
+    result = run(outside, "--help")
+    result.stdout.fnmatch_lines(["*--rocketmq-namesrv-redis=REDIS*"])
+
+
+@pytest.mark.slow
+def test_installed_wheel_brings_the_fixtures(tmp_path: Path) -> None:
+    """What `pip install 'namesrv-redis[testing]'` gives: the wheel built from this checkout,
+    installed in a fresh virtualenv, registers the pytest11 entry point; an outside project's
+    tests then find the fixtures with no -p and no conftest."""
+    import subprocess
+    import sys
+
+    def sh(*cmd: str, cwd: Path = tmp_path) -> str:
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{cmd}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        return proc.stdout
+
+    wheels, venv, project = tmp_path / "wheels", tmp_path / "venv", tmp_path / "project"
+    sh(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT))
+    [wheel] = wheels.glob("namesrv_redis-*.whl")
+    # the dependencies (fakeredis[lua] among them) come from this environment
+    sh(sys.executable, "-m", "venv", "--system-site-packages", str(venv))
+    python = str(venv / "bin" / "python")
+    sh(python, "-m", "pip", "install", "-q", "--no-deps", str(wheel))
+    project.mkdir()
+    (project / "test_outside.py").write_text(OUTSIDE_TESTS)
+    where = sh(python, "-c", "import namesrv_redis.testing.plugin as p; print(p.__file__)")
+    assert where.startswith(str(venv)), where  # the installed copy, not this checkout
+    out = sh(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
+    assert "6 passed" in out, out
