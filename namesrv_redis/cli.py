@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, help="HTTP port (default 8080)")
     serve.add_argument("--workers", type=int, help="processes sharing the ports (default 1)")
     serve.add_argument("--admin-token", help="bearer token required by HTTP admin calls")
+    serve.add_argument(
+        "--redis-wait-replicas",
+        type=int,
+        help="replicas that must confirm each write (WAIT) before it is acknowledged; "
+        "-1 (default): the master's replicas, capped at 1; 0: off (docs/ha.md)",
+    )
 
     check = sub.add_parser("check", help="report broken invariants of a namespace")
     _common_options(check)
@@ -67,6 +73,7 @@ _OPTION_FIELDS = (
     "http_port",
     "workers",
     "admin_token",
+    "redis_wait_replicas",
 )
 
 

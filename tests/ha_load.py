@@ -129,7 +129,7 @@ class HaLoad:
         await self.stop()
         for c in self._clients:
             with contextlib.suppress(Exception):
-                await c.close()
+                await asyncio.wait_for(c.close(), 2.0)
 
     async def _request(self, client: RemotingClient, code: int, ext: dict[str, str]) -> int:
         try:
