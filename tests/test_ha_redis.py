@@ -248,3 +248,53 @@ async def test_the_epoch_is_shared_by_every_pod(
         assert await client.get(Keys(namespace).epoch) == epoch
     finally:
         await client.aclose()
+
+
+# ------------------------------------------------------------------ keyspace notifications
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
+
+
+async def test_notifications_switched_off_are_switched_on_again(
+    own_redis: RedisServerProcess, namespace: str
+) -> None:
+    pod = NamesrvProcess(own_redis.url, namespace).start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{pod.http_port}") as http:
+            # as after a restart or a promotion that brought the node's own setting
+            command(own_redis.port, "CONFIG", "SET", "notify-keyspace-events", "")
+            wait_until(
+                lambda: "x" in command(own_redis.port, "CONFIG", "GET", "notify-keyspace-events"),
+                5,
+                "the pod to turn expiry events on again",
+            )
+            await asyncio.sleep(0.2)
+            assert _metric((await http.get("/metrics")).text, "namesrv_keyspace_notifications") == 1
+            ready = (await http.get("/readyz")).json()
+            assert ready["status"] == "ready" and "notices" not in ready
+    finally:
+        pod.stop()
+    assert "notify-keyspace-events was ''" in pod.log()
+
+
+async def test_notifications_that_cannot_be_enabled_are_reported(namespace: str) -> None:
+    server = RedisServerProcess(
+        "--notify-keyspace-events", "", "--rename-command", "CONFIG", "NSR_HIDDEN_CONFIG"
+    ).start()
+    pod = NamesrvProcess(server.url, namespace).start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{pod.http_port}") as http:
+            await asyncio.sleep(1.5)
+            assert _metric((await http.get("/metrics")).text, "namesrv_keyspace_notifications") == 0
+            ready = (await http.get("/readyz")).json()
+            assert ready["status"] == "ready"
+            assert any("keyspace notifications off" in n for n in ready["notices"])
+    finally:
+        pod.stop()
+        server.stop()
+    assert "cannot enable keyspace notifications" in pod.log()
