@@ -30,61 +30,30 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from namesrv_redis.store.keys import Keys
 from tests.conftest import RedisServerProcess
-from tests.ha_load import HaLoad
-from tests.redis_topologies import ClusterSet, SentinelSet, command, kill
-from tests.serverproc import NamesrvProcess
-from tests.test_ha_cluster import key_slot
+from tests.ha_load import run_failure, start_pods
+from tests.redis_topologies import ClusterSet, SentinelSet, command
+from tests.test_ha_cluster import migrate, promote
+from tests.test_ha_sentinel import fail_over
 
-POD_ENV = {"NAMESRV_SCAN_NOT_ACTIVE_BROKER_INTERVAL": "10000"}
 NAMESPACE = "ha-bench"
 
 
-async def _measure(
-    url: str, fail: Callable[[], None], settle_s: float, timeout_ms: int
-) -> dict[str, Any]:
-    pods = [NamesrvProcess(url, NAMESPACE, env=POD_ENV).start() for _ in range(2)]
-    load = HaLoad([p.addr for p in pods], brokers=10, timeout_ms=timeout_ms)
+async def _measure(url: str, fail: Callable[[], None], timeout_ms: int) -> dict[str, Any]:
+    pods = start_pods(url, NAMESPACE)
     try:
-        await load.start()
-        await asyncio.sleep(2.0)
-        load.mark()
-        await asyncio.to_thread(fail)
-        await asyncio.sleep(settle_s)
-        await load.stop()
-        await asyncio.sleep(1.5)
-        await load.verify(pods[0].addr)
-        await load.measure_detection()
+        load = await run_failure(pods, fail, timeout_ms=timeout_ms)
+        await load.close()
         return load.report.summary()
     finally:
-        await load.close()
         for p in pods:
             p.stop()
-
-
-def _wait(predicate: Callable[[], bool], limit_s: float = 30) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except (OSError, AssertionError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError("the failover did not happen")
 
 
 async def sentinel(planned: bool) -> dict[str, Any]:
     s = SentinelSet().start()
     try:
-        old = s.master_port()
-
-        def fail() -> None:
-            s.failover() if planned else kill(s.server_on(old))
-            _wait(lambda: s.master_port() != old)
-
-        return await _measure(s.url, fail, 8.0, 4000)
+        return await _measure(s.url, lambda: fail_over(s, planned=planned), 4000)
     finally:
         s.stop()
 
@@ -92,19 +61,8 @@ async def sentinel(planned: bool) -> dict[str, Any]:
 async def cluster(kind: str) -> dict[str, Any]:
     c = ClusterSet().start()
     try:
-        slot = key_slot(Keys(NAMESPACE).prefix)
-        owner = c.owner_of(slot)
-
-        def fail() -> None:
-            if kind == "migration":
-                target = next(m for m in {c.owner_of(x) for x in (0, 6000, 12000)} if m != owner)
-                c.migrate_slot(slot, target)
-            else:
-                replica = c.replica_of(owner)
-                kill(next(n for n in c.nodes if n.port == owner))
-                _wait(lambda: c.owner_of(slot) == replica)
-
-        return await _measure(c.url, fail, 8.0, 6000)
+        fail = migrate(c, NAMESPACE) if kind == "migration" else promote(c, NAMESPACE)
+        return await _measure(c.url, fail, 6000)
     finally:
         c.stop()
 
@@ -127,7 +85,7 @@ async def standalone(kind: str) -> dict[str, Any]:
                 server.port, server.dir = port, tempfile.mkdtemp(prefix="nsr-bench-redis-")
                 server.start()
 
-        return await _measure(server.url, fail, 6.0, 6000)
+        return await _measure(server.url, fail, 6000)
     finally:
         if server.proc is not None and server.proc.poll() is None:
             os.kill(server.proc.pid, signal.SIGCONT)
@@ -143,6 +101,19 @@ SCENARIOS: dict[str, Callable[[], Any]] = {
     "standalone-restart-empty": lambda: standalone("restart"),
     "standalone-flushall": lambda: standalone("flushall"),
 }
+
+
+async def _bounded(scenario: Any, limit_s: float = 240) -> dict[str, Any]:
+    """One scenario, or a dump of what it was waiting for when it overran."""
+    task = asyncio.ensure_future(scenario)
+    done, _ = await asyncio.wait([task], timeout=limit_s)
+    if not done:
+        for t in asyncio.all_tasks():
+            t.print_stack(limit=8, file=sys.stderr)
+        task.cancel()
+        raise TimeoutError(f"scenario overran {limit_s}s")
+    result: dict[str, Any] = task.result()
+    return result
 
 
 def _median(values: list[Any]) -> Any:
@@ -161,7 +132,7 @@ def main() -> int:
     results: dict[str, list[dict[str, Any]]] = {}
     for name in args.only or list(SCENARIOS):
         for _ in range(args.runs):
-            results.setdefault(name, []).append(asyncio.run(SCENARIOS[name]()))
+            results.setdefault(name, []).append(asyncio.run(_bounded(SCENARIOS[name]())))
             print(name, results[name][-1], flush=True)
     header = (
         "scenario",

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,7 +99,9 @@ class HaLoad:
         self.t0 = time.monotonic()
 
     async def _client(self, i: int) -> RemotingClient:
-        client = await RemotingClient.connect(*_addr(self.pods[i % len(self.pods)]))
+        client = await asyncio.wait_for(
+            RemotingClient.connect(*_addr(self.pods[i % len(self.pods)])), 3.0
+        )
         self._clients.append(client)
         return client
 
@@ -210,7 +213,8 @@ class HaLoad:
                 if code != 0:
                     self.report.removed_heartbeating.append(f"hb-{i}")
         finally:
-            await client.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), 2.0)
         return self.report
 
     async def measure_detection(self, timeout_ms: int = 2000, limit_s: float = 15.0) -> float:
@@ -241,3 +245,55 @@ class HaLoad:
                 return detected
             await asyncio.sleep(0.02)
         raise AssertionError(f"the silent broker was not removed within {limit_s}s of its deadline")
+
+
+# ------------------------------------------------------------------ one failure, end to end
+
+SWEEP_MS = 10_000
+"""The pods' sweeper interval in these scenarios: a detection under a second is therefore an
+expiry notification, not a sweep."""
+POD_ENV = {"NAMESRV_SCAN_NOT_ACTIVE_BROKER_INTERVAL": str(SWEEP_MS)}
+
+
+def start_pods(url: str, namespace: str, count: int = 2) -> list[Any]:
+    from tests.serverproc import NamesrvProcess
+
+    return [NamesrvProcess(url, namespace, env=POD_ENV).start() for _ in range(count)]
+
+
+async def run_failure(
+    pods: list[Any],
+    fail: Callable[[], None],
+    *,
+    brokers: int = 10,
+    timeout_ms: int = 4000,
+    warmup_s: float = 2.0,
+    settle_s: float = 8.0,
+) -> HaLoad:
+    """Load the pods, call ``fail`` (in a thread) at t=0, keep loading for ``settle_s``, then
+    verify what survived and measure detection. Close the returned load when done."""
+    load = HaLoad([p.addr for p in pods], brokers=brokers, timeout_ms=timeout_ms)
+    await load.start()
+    await asyncio.sleep(warmup_s)
+    load.mark()
+    await asyncio.to_thread(fail)
+    await asyncio.sleep(settle_s)
+    await load.stop()
+    await asyncio.sleep(1.5)  # every pod's cache has seen the last events
+    await load.verify(pods[0].addr)
+    await load.measure_detection()
+    return load
+
+
+def assert_nothing_lost(load: HaLoad, pods: list[Any], detection_limit_ms: float = 1500) -> None:
+    report = load.report
+    print(f"\n{report.summary()}")
+    assert report.acked, "no registration was acknowledged at all"
+    assert report.lost == [], f"acknowledged registrations lost: {report.lost}"
+    assert report.removed_heartbeating == [], report.removed_heartbeating
+    assert not report.route_failures, f"{len(report.route_failures)} route failures"
+    assert report.detection_ms is not None and report.detection_ms < detection_limit_ms, (
+        f"dead broker found {report.detection_ms} ms after its deadline"
+    )
+    for p in pods:
+        assert "Traceback" not in p.log()

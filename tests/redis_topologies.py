@@ -191,6 +191,22 @@ def kill(server: RedisServerProcess) -> None:
         server.proc.wait()
 
 
+def key_slot(key: str) -> int:
+    """CRC16 (XMODEM) of the hash tag, mod 16384: Redis Cluster's key slot."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            key = key[start + 1 : end]
+    crc = 0
+    for byte in key.encode():
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc % 16384
+
+
 def cluster_port(taken: set[int]) -> int:
     """A free port whose cluster bus port (port + 10000) is free too."""
     for _ in range(1000):
@@ -290,6 +306,9 @@ class ClusterSet:
                     if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
                         return int(parts[1].split(":")[1].split("@")[0])
         raise AssertionError(f"no master serves slot {slot}")
+
+    def masters(self) -> set[int]:
+        return {self.owner_of(s) for s in (0, 6000, 12000)}
 
     def replica_of(self, master_port: int) -> int:
         master_id = self.node_id(master_port)

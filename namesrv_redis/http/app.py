@@ -437,7 +437,8 @@ def create_app(
         summary="Name-server addresses in the form RocketMQ clients poll (host:port;…)",
     )
     async def nsaddr(subgroup: str) -> PlainTextResponse:
-        return PlainTextResponse(";".join(await live_pod_addresses(store.redis, store.keys)))
+        pods = await store.deadlines.run("read", live_pod_addresses(store.redis, store.keys))
+        return PlainTextResponse(";".join(pods))
 
     # ---------------------------------------------------------------- health and metrics
 
