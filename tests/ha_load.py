@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import random
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +40,8 @@ class Report:
     refused: list[float] = field(default_factory=list)
     """When a registration or heartbeat was answered with an error (or not at all)."""
     route_ok: int = 0
-    route_failures: list[float] = field(default_factory=list)
+    route_failures: list[tuple[float, int]] = field(default_factory=list)
+    """(when, response code; -1 = no answer)."""
     lost: list[str] = field(default_factory=list)
     """Acknowledged probe topics missing at the end."""
     removed_heartbeating: list[str] = field(default_factory=list)
@@ -192,7 +195,7 @@ class HaLoad:
             if code == 0:
                 self.report.route_ok += 1
             else:
-                self.report.route_failures.append(self.now())
+                self.report.route_failures.append((self.now(), code))
             await asyncio.sleep(self.route_interval_s)
 
     async def verify(self, pod: str) -> Report:
@@ -291,9 +294,13 @@ def assert_nothing_lost(load: HaLoad, pods: list[Any], detection_limit_ms: float
     assert report.acked, "no registration was acknowledged at all"
     assert report.lost == [], f"acknowledged registrations lost: {report.lost}"
     assert report.removed_heartbeating == [], report.removed_heartbeating
-    assert not report.route_failures, f"{len(report.route_failures)} route failures"
+    assert not report.route_failures, f"route failures (s, code): {report.route_failures}"
     assert report.detection_ms is not None and report.detection_ms < detection_limit_ms, (
         f"dead broker found {report.detection_ms} ms after its deadline"
     )
     for p in pods:
-        assert "Traceback" not in p.log()
+        assert "Traceback" not in p.log_path.read_text()
+        # route events, the expiry subscription and notifications all came back
+        with urllib.request.urlopen(f"http://127.0.0.1:{p.http_port}/readyz", timeout=5) as r:
+            ready = json.loads(r.read())
+        assert ready == {"status": "ready"}, ready

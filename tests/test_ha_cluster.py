@@ -80,7 +80,7 @@ async def test_slot_migration_moves_the_subscription(
     )
     try:
         assert_nothing_lost(load, pods)
-        assert any("moved from" in p.log() for p in pods)
+        assert any("moved from" in p.log_path.read_text() for p in pods)
     finally:
         await load.close()
 

@@ -138,7 +138,7 @@ async def test_a_hung_redis_is_answered_within_the_deadlines(
         os.kill(own_redis.proc.pid, signal.SIGCONT)  # type: ignore[union-attr]
         broker.bump()
         assert (await broker.register(client)).code == 0
-        assert "Traceback" not in pod.log()
+        assert "Traceback" not in pod.log_path.read_text()
     finally:
         os.kill(own_redis.proc.pid, signal.SIGCONT)  # type: ignore[union-attr]
         await client.close()
@@ -180,7 +180,7 @@ async def _routes_back_after(
     route (a pod that has not noticed yet still answers from its cache)."""
     t = time.monotonic()
     while time.monotonic() - t < limit_s:
-        noticed = all("re-applied" in p.log() for p in pods)
+        noticed = all("re-applied" in p.log_path.read_text() for p in pods)
         if noticed and await _all_routes(clients, topics):
             return time.monotonic() - t
         await asyncio.sleep(0.05)
@@ -230,7 +230,7 @@ async def test_routes_come_back_without_the_brokers_registering_again(
         for gone in ("Left", "Dropped"):
             resp = await readers[0].request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": gone})
             assert resp is not None and resp.code == 17, f"{gone} came back"
-        logs = "".join(p.log() for p in two_pods)
+        logs = "".join(p.log_path.read_text() for p in two_pods)
         assert "lost the data of namespace" in logs and "re-applied 3 of 3" in logs
     finally:
         for c in brokers + readers:
@@ -279,7 +279,7 @@ async def test_notifications_switched_off_are_switched_on_again(
             assert ready["status"] == "ready" and "notices" not in ready
     finally:
         pod.stop()
-    assert "notify-keyspace-events was ''" in pod.log()
+    assert "notify-keyspace-events was ''" in pod.log_path.read_text()
 
 
 async def test_notifications_that_cannot_be_enabled_are_reported(namespace: str) -> None:
@@ -297,4 +297,4 @@ async def test_notifications_that_cannot_be_enabled_are_reported(namespace: str)
     finally:
         pod.stop()
         server.stop()
-    assert "cannot enable keyspace notifications" in pod.log()
+    assert "cannot enable keyspace notifications" in pod.log_path.read_text()

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -101,9 +101,43 @@ def parse_target(url: str) -> RedisTarget:
     return RedisTarget(Deployment.STANDALONE)
 
 
-def create_sentinel(target: RedisTarget) -> Sentinel:
+class EpochSentinel(Sentinel):
+    """Master discovery that asks every sentinel and believes the highest ``config-epoch``.
+
+    redis-py takes the first sentinel's answer. Right after a failover, a sentinel that has
+    not yet heard of it still names the old master — which stays writable for seconds and
+    then throws away what it took. A failover bumps the configuration epoch, so the master
+    named with the highest epoch is the current one (Sentinel resolves conflicts the same way).
+    """
+
+    async def current(self, service_name: str) -> tuple[Any, str, int]:
+        """(the sentinel with the newest view, master ip, master port)."""
+        best: tuple[int, Any, str, int] | None = None
+        errors: list[str] = []
+        for sentinel in self.sentinels:
+            try:
+                masters: Any = await sentinel.sentinel_masters()
+            except (RedisConnectionError, RedisTimeoutError) as e:
+                errors.append(f"{sentinel}: {e!r}")
+                continue
+            state = masters.get(service_name)
+            if state and self.check_master_state(state, service_name):  # type: ignore[no-untyped-call]
+                epoch = int(state.get("config-epoch", 0))
+                if best is None or epoch > best[0]:
+                    best = (epoch, sentinel, state["ip"], int(state["port"]))
+        if best is None:
+            detail = f": {', '.join(errors)}" if errors else ""
+            raise MasterNotFoundError(f"No master found for {service_name!r}{detail}")
+        return best[1], best[2], best[3]
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        _, ip, port = await self.current(service_name)
+        return ip, port
+
+
+def create_sentinel(target: RedisTarget) -> EpochSentinel:
     """A client of the sentinels themselves (master discovery, ``+switch-master``)."""
-    return Sentinel(  # type: ignore[no-untyped-call]
+    return EpochSentinel(  # type: ignore[no-untyped-call]
         target.hosts,
         sentinel_kwargs={
             "password": target.password,

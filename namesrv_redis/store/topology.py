@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 from namesrv_redis.metrics import KEYSPACE_NOTIFICATIONS, REDIS_ERRORS, REDIS_FAILOVERS
 from namesrv_redis.store.connection import (
     Deployment,
+    EpochSentinel,
     RedisTarget,
     create_sentinel,
     ensure_keyspace_events,
@@ -55,18 +56,28 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _healthy_replicas(replicas: list[dict[str, Any]]) -> int:
-    """Replicas that Sentinel sees up *and* replicating (a demoted master resyncing to the new
-    one is not yet a replica a write can be confirmed by)."""
+def _healthy_replicas(replicas: list[dict[str, Any]], demoted: tuple[str, int] | None) -> int:
+    """Replicas a write can be confirmed by, as Sentinel sees them.
+
+    A replica counts unless Sentinel flags it down. One exception: the master a failover just
+    demoted, until it has resynced from the new master (it cannot confirm anything yet, and
+    the new master holds all there is). A replica whose link merely looks broken still counts:
+    during a failover that is the node being promoted, and counting it is what makes writes
+    that still reach the old master fail WAIT instead of being acknowledged and then lost.
+    """
     count = 0
     for r in replicas:
         flags = set(_s(r.get("flags", "")).split(","))
+        if flags & _DOWN_FLAGS or r.get("is_disconnected") is True:
+            continue
+        resyncing = _s(r.get("master-link-status", "ok")) != "ok"
         if (
-            not flags & _DOWN_FLAGS
-            and r.get("is_disconnected") is not True
-            and _s(r.get("master-link-status", "ok")) == "ok"
+            resyncing
+            and demoted is not None
+            and (_s(r.get("ip")), int(r.get("port", 0))) == demoted
         ):
-            count += 1
+            continue
+        count += 1
     return count
 
 
@@ -93,9 +104,11 @@ class Topology:
         """Bumped whenever the node to subscribe to for expiry events changes."""
         self.on_failover: list[FailoverCallback] = []
         self.master: tuple[str, int] | None = None
+        self._demoted: tuple[str, int] | None = None
+        """The master the last Sentinel failover replaced."""
         self._owner: tuple[str, int] | None = None
         self._owner_client: Redis | None = None
-        self._sentinel = (
+        self._sentinel: EpochSentinel | None = (
             create_sentinel(target) if target.deployment is Deployment.SENTINEL else None
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -141,6 +154,8 @@ class Topology:
 
     async def check(self, *, replicas_now: bool = False) -> None:
         """One round: slot owner (Cluster), notifications, replica count."""
+        if self._sentinel is not None:
+            await self._follow_master()
         async with self._check_lock:
             if self.target.deployment is Deployment.CLUSTER:
                 await self._follow_slot_owner()
@@ -169,10 +184,11 @@ class Topology:
 
     async def _replica_count(self) -> int:
         if self._sentinel is not None:
-            for s in self._sentinel.sentinels:
-                with contextlib.suppress(Exception):
-                    return _healthy_replicas(await s.sentinel_slaves(self.target.service))
-            return self.replication.replicas_seen if self.replication else 0
+            # the sentinel with the newest configuration epoch: one that has not heard of a
+            # failover yet would count the promoted node as a replica
+            sentinel, _, _ = await self._sentinel.current(self.target.service)
+            replicas = await sentinel.sentinel_slaves(self.target.service)
+            return _healthy_replicas(replicas, self._demoted)
         info = await self.expiry_client().info("replication")
         return sum(  # replicas still syncing cannot confirm a write yet
             1
@@ -259,10 +275,20 @@ class Topology:
             await asyncio.sleep(delay)
             delay = min(5.0, delay * 2)
 
+    async def _follow_master(self) -> None:
+        """Pub/sub may miss a ``+switch-master`` (a sentinel connection down at that moment):
+        every check also asks the sentinels which master is current."""
+        assert self._sentinel is not None
+        _, ip, port = await self._sentinel.current(self.target.service)
+        if self.master is None:
+            self.master = (ip, port)
+        elif self.master != (ip, port):
+            await self._master_switched(self.master, (ip, port))
+
     async def _master_switched(self, old: tuple[str, int], new: tuple[str, int]) -> None:
         if self.master == new:
             return  # another sentinel said so already
-        self.master = new
+        self.master, self._demoted = new, old
         REDIS_FAILOVERS.inc()
         log.warning(
             "Sentinel: master of %r switched from %s:%d to %s:%d; dropping every connection "
