@@ -324,12 +324,18 @@ class ClusterSet:
         src_id, dst_id = self.node_id(src), self.node_id(to_port)
         command(to_port, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", src_id)
         command(src, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", dst_id)
-        while True:
+        for _ in range(1000):
             reply = command(src, "CLUSTER", "GETKEYSINSLOT", str(slot), "100")
             keys = [x for x in reply.split("\r\n")[1:] if x and not x.startswith("$")]
             if not keys:
                 break
-            command(src, "MIGRATE", "127.0.0.1", str(to_port), "", "0", "5000", "KEYS", *keys)
+            moved = command(
+                src, "MIGRATE", "127.0.0.1", str(to_port), "", "0", "5000", "REPLACE", "KEYS", *keys
+            )
+            if not moved.startswith(("+OK", "+NOKEY")):
+                time.sleep(0.1)  # IOERR under load: try the batch again
+        else:
+            raise AssertionError(f"slot {slot} could not be migrated")
         for n in self.nodes:
             if n.proc is not None and n.proc.poll() is None:
                 command(n.port, "CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)
