@@ -20,6 +20,7 @@ from namesrv_redis.http import create_app, warn_if_unprotected
 from namesrv_redis.http.fast_routes import RouteFastPath
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
+from namesrv_redis.remoting.tls import ServerTls, https_options, tls_options
 from namesrv_redis.route_reader import RouteReader
 from namesrv_redis.store.connection import create_redis, describe_url
 from namesrv_redis.store.embedded import EmbeddedRedis
@@ -68,6 +69,7 @@ class Pod:
         self.liveness: Liveness | None = None
         self.advertiser: PodAdvertiser | None = None
         self.http: _EmbeddedUvicorn | None = None
+        self.tls: ServerTls | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -112,6 +114,10 @@ class Pod:
         )
         await self.liveness.start()
 
+        opts = tls_options(s)
+        if opts.enabled or s.http_tls_enable:
+            self.tls = ServerTls(opts)
+            self.tls.load()
         self.remoting = RemotingServer(
             self.processor,
             host=s.listen_host,
@@ -120,6 +126,7 @@ class Pod:
             max_connections=s.max_connections,
             idle_timeout_s=s.server_channel_max_idle_time_seconds,
             reuse_port=self.reuse_port,
+            tls=self.tls if opts.enabled else None,
         )
         await self.remoting.start()
 
@@ -145,13 +152,26 @@ class Pod:
             self.events,
         )
         config = uvicorn.Config(
-            app, log_level=s.log_level.lower(), access_log=False, lifespan="off"
+            app,
+            log_level=s.log_level.lower(),
+            access_log=False,
+            lifespan="off",
+            **https_options(self.tls if s.http_tls_enable else None),
         )
+        if s.http_tls_enable and self.tls is not None:
+            config.load()
+            assert config.ssl is not None
+            self.tls.follow(config.ssl)  # a certificate reload reaches HTTPS too
         self.http = _EmbeddedUvicorn(config)
         sock = listening_socket(s.http_host, s.http_port, reuse_port=self.reuse_port)
         self.http_port = sock.getsockname()[1]
         self._http_task = asyncio.create_task(self.http.serve(sockets=[sock]), name="http")
-        log.info("HTTP tier listening on %s:%d", s.http_host, self.http_port)
+        log.info(
+            "HTTP tier listening on %s:%d%s",
+            s.http_host,
+            self.http_port,
+            " (HTTPS)" if s.http_tls_enable else "",
+        )
 
     async def stop(self, grace_s: float = 5.0) -> None:
         if self.http is not None:
@@ -170,12 +190,15 @@ class Pod:
                 await self.redis.aclose()
         if self.embedded is not None:
             await self.embedded.stop()
+        if self.tls is not None:
+            self.tls.close()
 
     async def run(self) -> None:
         """Start, serve until SIGTERM or SIGINT, stop."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         try:
             await self.start()
             log.info(
@@ -188,6 +211,13 @@ class Pod:
             log.info("shutting down")
         finally:
             await self.stop()
+
+    def reload_tls(self) -> None:
+        """SIGHUP: reload the TLS certificate from its files (remoting and HTTPS)."""
+        if self.tls is not None:
+            self.tls.reload()
+        else:
+            log.info("SIGHUP: TLS is off, nothing to reload")
 
     # ------------------------------------------------------------------ state
 

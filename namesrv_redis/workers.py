@@ -31,7 +31,13 @@ def run_pod(settings: Settings, *, reuse_port: bool = False) -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(Pod(settings, reuse_port=reuse_port).run())
+    from namesrv_redis.remoting.tls import TlsConfigError
+
+    try:
+        asyncio.run(Pod(settings, reuse_port=reuse_port).run())
+    except TlsConfigError as e:
+        log.error("cannot start TLS: %s", e)
+        raise SystemExit(2) from None
 
 
 def _worker_main(settings: Settings, log_level: str) -> None:

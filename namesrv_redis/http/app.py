@@ -170,17 +170,32 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def admin_exposed_without_token(settings: Settings) -> bool:
+    """True when admin calls would be reachable from other machines without a token."""
+    return settings.admin_token is None and not is_loopback(settings.http_host)
+
+
 def warn_if_unprotected(settings: Settings, logger: logging.Logger) -> bool:
-    """Warn when admin calls are reachable from other machines without a token."""
-    if settings.admin_token is None and not is_loopback(settings.http_host):
+    """Say so when admin calls are reachable from other machines without a token: they are
+    then refused (403) unless ``allowUnauthenticatedAdmin`` says otherwise."""
+    if not admin_exposed_without_token(settings):
+        return False
+    if settings.allow_unauthenticated_admin:
         logger.warning(
-            "HTTP admin endpoints on %s:%d are not protected: set --admin-token "
-            "(NAMESRV_ADMIN_TOKEN) or bind --http-host 127.0.0.1",
+            "HTTP admin endpoints on %s:%d are not protected (--allow-unauthenticated-admin): "
+            "anyone who reaches this port can change routes and KV config",
             settings.http_host,
             settings.http_port,
         )
-        return True
-    return False
+    else:
+        logger.warning(
+            "HTTP admin endpoints on %s:%d are not protected, so they are disabled: set "
+            "--admin-token (NAMESRV_ADMIN_TOKEN), bind --http-host 127.0.0.1, or pass "
+            "--allow-unauthenticated-admin",
+            settings.http_host,
+            settings.http_port,
+        )
+    return True
 
 
 def _s(v: Any) -> str:
@@ -247,8 +262,17 @@ def create_app(
         )
 
     def require_admin(authorization: str | None = Header(default=None)) -> None:
-        token = settings_provider().admin_token
+        settings = settings_provider()
+        token = settings.admin_token
         if token is None:
+            if admin_exposed_without_token(settings) and not settings.allow_unauthenticated_admin:
+                raise ApiError(
+                    403,
+                    "admin_disabled",
+                    "admin calls are disabled: this HTTP tier listens on a non-loopback "
+                    "address without an admin token (set --admin-token, or "
+                    "--allow-unauthenticated-admin to accept the risk)",
+                )
             return
         if not authorization or not authorization.startswith("Bearer "):
             raise ApiError(401, "unauthorized", "admin calls need Authorization: Bearer <token>")
