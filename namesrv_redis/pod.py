@@ -18,10 +18,12 @@ import uvicorn
 from namesrv_redis.config import Settings, apply_namesrv_config_update
 from namesrv_redis.http import create_app, warn_if_unprotected
 from namesrv_redis.http.fast_routes import RouteFastPath
+from namesrv_redis.remoting.acl import start_acl
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
 from namesrv_redis.remoting.tls import ServerTls, https_options, tls_options
 from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.store.acl import AclStore
 from namesrv_redis.store.connection import create_redis, describe_url
 from namesrv_redis.store.embedded import EmbeddedRedis
 from namesrv_redis.store.events import RouteEvent, RouteEvents
@@ -70,6 +72,7 @@ class Pod:
         self.advertiser: PodAdvertiser | None = None
         self.http: _EmbeddedUvicorn | None = None
         self.tls: ServerTls | None = None
+        self.acl: AclStore | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -100,6 +103,8 @@ class Pod:
             enabled=s.route_cache_max_age_ms > 0,
         )
         self.processor = NamesrvProcessor(store, self.settings, self.routes)
+        self.acl = AclStore(store)
+        self.processor.guard = await start_acl(s, self.acl)
         # a lost event is noticed within two polls: the cache's staleness bound
         poll_s = s.route_cache_max_age_ms / 2000 if s.route_cache_max_age_ms > 0 else 0.5
         self.events = RouteEvents(self.redis, store.keys, store=store, poll_interval_s=poll_s)
@@ -147,6 +152,7 @@ class Pod:
                 settings_provider=self._current,
                 readiness=self.readiness,
                 routes=self.routes,
+                acl=self.acl,
             ),
             self.routes,
             self.events,

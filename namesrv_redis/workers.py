@@ -31,12 +31,13 @@ def run_pod(settings: Settings, *, reuse_port: bool = False) -> None:
         uvloop.install()
     except ImportError:
         pass
+    from namesrv_redis.remoting.acl import AclConfigError
     from namesrv_redis.remoting.tls import TlsConfigError
 
     try:
         asyncio.run(Pod(settings, reuse_port=reuse_port).run())
-    except TlsConfigError as e:
-        log.error("cannot start TLS: %s", e)
+    except (TlsConfigError, AclConfigError) as e:
+        log.error("cannot start: %s", e)
         raise SystemExit(2) from None
 
 

@@ -24,8 +24,10 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from namesrv_redis.config import Settings
+from namesrv_redis.http.acl_api import add_acl_routes
 from namesrv_redis.metrics import REGISTRY, REQUEST_LATENCY, REQUESTS, set_table_sizes
 from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.store.acl import AclStore
 from namesrv_redis.store.events import RouteEvents
 from namesrv_redis.store.pods import live_pod_addresses
 from namesrv_redis.store.route_store import RouteStore
@@ -213,6 +215,7 @@ def create_app(
     readiness: Callable[[], Awaitable[str | None]],
     routes: RouteReader | None = None,
     max_wait_s: float = MAX_WAIT_S,
+    acl: AclStore | None = None,
 ) -> FastAPI:
     """The FastAPI application of one pod."""
     reader = routes if routes is not None else RouteReader(store, enabled=False)
@@ -486,6 +489,8 @@ def create_app(
             pass  # the gauges keep their last value; redis errors are counted elsewhere
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+    if acl is not None:
+        add_acl_routes(app, acl, require_admin)
     app.add_middleware(RequestMetrics)
     return app
 

@@ -245,6 +245,9 @@ class RemotingProtocol(asyncio.Protocol):
         ext = cmd.ext_fields
         if not ext or "__ZONE_MODE" in ext:
             return False
+        guard = self.server.processor.guard
+        if guard is not None and guard.require_signed_reads:
+            return False  # the signature is checked on the processor's path
         topic = ext.get("topic")
         if topic is None:
             return False

@@ -35,6 +35,8 @@ key (after the prefix)          type   contents
 ``kv:<namespace>``              hash   KV config of that namespace
 ``config``                      hash   name-server options changed by UPDATE_NAMESRV_CONFIG
 ``pods``                        zset   remoting address of each live pod -> deadline (ms)
+``acl``                         hash   ACL accessKey -> ``{"secretKey","permission"}`` JSON
+                                       (``admin`` or ``broker``; written by acl_write.lua)
 ``events``                      chan   pub/sub channel of route-change events (JSON)
 ==============================  =====  =========================================================
 """
@@ -150,3 +152,7 @@ class Keys:
     @property
     def events(self) -> str:
         return self.prefix + "events"
+
+    @property
+    def acl(self) -> str:
+        return self.prefix + "acl"
