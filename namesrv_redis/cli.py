@@ -15,6 +15,13 @@ from typing import Any
 
 from namesrv_redis import __version__
 from namesrv_redis.config import Settings, load_settings
+from namesrv_redis.security_cli import (
+    SECURITY_FIELDS,
+    add_acl_command,
+    add_redis_security_options,
+    add_serve_security_options,
+    cmd_acl,
+)
 
 log = logging.getLogger("namesrv_redis")
 
@@ -46,9 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, help="HTTP port (default 8080)")
     serve.add_argument("--workers", type=int, help="processes sharing the ports (default 1)")
     serve.add_argument("--admin-token", help="bearer token required by HTTP admin calls")
+    add_serve_security_options(serve)
+    add_redis_security_options(serve)
 
     check = sub.add_parser("check", help="report broken invariants of a namespace")
     _common_options(check)
+    add_redis_security_options(check)
+    add_acl_command(sub, _common_options)
 
     bench = sub.add_parser("bench", help="benchmark a name server (docs/benchmarks.md)")
     from namesrv_redis.bench.options import add_bench_options
@@ -67,6 +78,7 @@ _OPTION_FIELDS = (
     "http_port",
     "workers",
     "admin_token",
+    *SECURITY_FIELDS,
 )
 
 
@@ -101,7 +113,10 @@ def cmd_check(settings: Settings) -> int:
         return 2
 
     async def run() -> int:
-        client = create_redis(settings.redis_url or "")
+        from namesrv_redis.store.redis_tls import redis_client_options
+
+        url = settings.redis_url or ""
+        client = create_redis(url, **redis_client_options(settings, url))
         try:
             problems = await check_namespace(client, settings.namespace)
         finally:
@@ -133,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     if args.command == "serve":
         return cmd_serve(settings)
+    if args.command == "acl":
+        return cmd_acl(settings, args)
     return cmd_check(settings)
 
 

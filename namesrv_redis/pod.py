@@ -29,6 +29,7 @@ from namesrv_redis.store.embedded import EmbeddedRedis
 from namesrv_redis.store.events import RouteEvent, RouteEvents
 from namesrv_redis.store.liveness import Liveness
 from namesrv_redis.store.pods import PodAdvertiser
+from namesrv_redis.store.redis_tls import redis_client_options
 from namesrv_redis.store.route_store import RouteStore
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class Pod:
             await self.embedded.start()
             url = self.embedded.url
             log.info("no Redis URL configured: started an embedded Redis at %s", url)
-        self.redis = create_redis(url)
+        self.redis = create_redis(url, **redis_client_options(s, url))
         log.info("route store: %s namespace %r", describe_url(url), s.namespace)
         store = self.store = RouteStore(
             self.redis,

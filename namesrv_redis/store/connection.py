@@ -63,9 +63,13 @@ def create_redis(url: str, *, decode_responses: bool = False, **kw: Any) -> Any:
         if not path:
             raise ValueError("a Sentinel URL names its service: redis+sentinel://h:p/service")
         db = int(path[1]) if len(path) > 1 else 0
+        # the sentinels' own credentials/TLS from redis_tls.py win over the URL's password
+        sentinel_kw = {"password": password} if password else {}
+        sentinel_kw.update(kw.pop("sentinel_kwargs", None) or {})
+        password = kw.pop("password", password)
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             hosts,
-            sentinel_kwargs={"password": password} if password else None,
+            sentinel_kwargs=sentinel_kw or None,
             socket_connect_timeout=3.0,
         )
         return sentinel.master_for(
@@ -78,6 +82,7 @@ def create_redis(url: str, *, decode_responses: bool = False, **kw: Any) -> Any:
         )
     if scheme == "redis+cluster" or query.get("cluster", ["false"])[0].lower() == "true":
         password, hosts = _hosts(parts.netloc)
+        password = kw.pop("password", password)  # an option (redis_tls.py) wins over the URL
         opts = _common(kw)
         opts.pop("health_check_interval", None)
         opts.pop("retry_on_error", None)
