@@ -451,3 +451,18 @@ async def test_admin_calls_disabled_on_public_bind_without_token(
             assert r.status_code == status, (settings, r.text)
             if status == 403:
                 assert r.json()["error"] == "admin_disabled"
+
+
+def test_acl_command(redis_server: Any, namespace: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from namesrv_redis.cli import main
+
+    common = ["--redis-url", redis_server.url, "--namespace", namespace]
+    assert main(["acl", "put", "ops", "--secret-key", "s3", "--permission", "admin", *common]) == 0
+    assert main(["acl", "put", "brk", "--secret-key", "s4", "--permission", "broker", *common]) == 0
+    capsys.readouterr()
+    assert main(["acl", "list", *common]) == 0
+    out = capsys.readouterr().out
+    assert out == "brk\tbroker\nops\tadmin\n"
+    assert main(["acl", "delete", "brk", *common]) == 0
+    assert main(["acl", "delete", "brk", *common]) == 1
+    assert main(["acl", "put", *common]) == 2

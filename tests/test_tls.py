@@ -312,3 +312,48 @@ async def test_serve_refuses_tls_without_certificate_when_test_mode_is_off(
     )
     with pytest.raises(RuntimeError, match="needs a certificate"):
         proc.start()
+
+
+async def test_serve_https_and_sighup_reload(redis_server: Any, namespace: str, ca: TestCA) -> None:
+    import signal
+
+    import httpx
+
+    from tests.serverproc import NamesrvProcess
+
+    srv = ca.issue("server")
+    proc = NamesrvProcess(
+        redis_server.url,
+        namespace,
+        "--http-tls",
+        "--tls-mode",
+        "enforcing",
+        "--tls-cert",
+        str(srv.cert),
+        "--tls-key",
+        str(srv.key),
+        "--tls-test-mode",
+        "false",
+    ).start()
+    try:
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(ca.path))) as h:
+            r = await h.get(f"https://127.0.0.1:{proc.http_port}/healthz")
+            assert r.status_code == 200 and r.json() == {"status": "ok"}
+        async with httpx.AsyncClient() as h:
+            with pytest.raises(httpx.HTTPError):
+                await h.get(f"http://127.0.0.1:{proc.http_port}/healthz")
+        verified = ssl.create_default_context(cafile=str(ca.path))
+        c = await RemotingClient.connect("127.0.0.1", proc.port, ssl=verified)
+        resp = await c.request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": "none"})
+        assert resp is not None and resp.code == 17
+        await c.close()
+        assert await refused(proc.port)  # enforcing
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGHUP)
+        for _ in range(100):
+            if "TLS certificate reloaded" in proc.log():
+                break
+            await asyncio.sleep(0.05)
+        assert "TLS certificate reloaded" in proc.log()
+    finally:
+        proc.stop()
