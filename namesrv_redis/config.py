@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     acl_bootstrap_file: str | None = None
     acl_require_signed_reads: bool = False
     acl_broker_addr_allowlist: str = ""
+    acl_allow_unsigned_brokers: bool = False
     acl_refresh_ms: int = Field(1000, ge=0)
     # Redis credentials and TLS (docs/security.md)
     redis_username: str | None = None
@@ -158,6 +159,7 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "acl_bootstrap_file": "aclBootstrapFile",
     "acl_require_signed_reads": "aclRequireSignedReads",
     "acl_broker_addr_allowlist": "aclBrokerAddrAllowlist",
+    "acl_allow_unsigned_brokers": "aclAllowUnsignedBrokers",
     "acl_refresh_ms": "aclRefreshMs",
     "redis_username": "redisUsername",
     "redis_password": "redisPassword",

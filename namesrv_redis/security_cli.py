@@ -38,6 +38,7 @@ SERVE_FIELDS = (
     "acl_bootstrap_file",
     "acl_require_signed_reads",
     "acl_broker_addr_allowlist",
+    "acl_allow_unsigned_brokers",
 )
 SECURITY_FIELDS = SERVE_FIELDS + REDIS_FIELDS
 
@@ -121,6 +122,12 @@ def add_serve_security_options(p: argparse.ArgumentParser) -> None:
         "--acl-broker-allowlist",
         dest="acl_broker_addr_allowlist",
         help="address ranges brokers may register from, e.g. 10.0.0.0/8,192.168.1.0/24",
+    )
+    g.add_argument(
+        "--acl-allow-unsigned-brokers",
+        action="store_const",
+        const=True,
+        help="accept unsigned broker registrations/heartbeats from the allowlist (RocketMQ 4.x)",
     )
 
 

@@ -466,3 +466,23 @@ def test_acl_command(redis_server: Any, namespace: str, capsys: pytest.CaptureFi
     assert main(["acl", "delete", "brk", *common]) == 0
     assert main(["acl", "delete", "brk", *common]) == 1
     assert main(["acl", "put", *common]) == 2
+
+
+async def test_unsigned_brokers_from_the_allowlist() -> None:
+    """RocketMQ 4.x brokers do not sign: with aclAllowUnsignedBrokers, the allowlist decides."""
+    g = AclGuard(
+        MemoryAcl(ADMIN),  # type: ignore[arg-type]
+        broker_allowlist="127.0.0.0/8",
+        unsigned_brokers=True,
+    )
+    reg = RemotingCommand(code=RC.REGISTER_BROKER, ext_fields={"brokerAddr": "127.0.0.1:10911"})
+    assert await g.check(reg, CONN) is None
+    far = RemotingCommand(code=RC.REGISTER_BROKER, ext_fields={"brokerAddr": "10.0.0.1:10911"})
+    assert (await g.check(far, CONN)) is not None
+    qdv = RemotingCommand(code=RC.QUERY_DATA_VERSION, ext_fields={"brokerAddr": "8.8.8.8:1"})
+    assert (await g.check(qdv, CONN)) is not None
+    kv = RemotingCommand(code=RC.PUT_KV_CONFIG, ext_fields={"namespace": "n", "key": "k"})
+    refused = await g.check(kv, CONN)
+    assert refused is not None and "must be signed" in (refused.remark or "")
+    with pytest.raises(AclConfigError, match="needs aclBrokerAddrAllowlist"):
+        AclGuard(MemoryAcl(), unsigned_brokers=True)  # type: ignore[arg-type]

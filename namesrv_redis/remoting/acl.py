@@ -65,9 +65,8 @@ MUTATING = BROKER_CODES | frozenset(
     )
 )
 """Request codes that change the route tables, liveness, KV or name-server config."""
-ADDRESS_CHECKED = frozenset(
-    int(c) for c in (RC.REGISTER_BROKER, RC.UNREGISTER_BROKER, RC.BROKER_HEARTBEAT)
-)
+ADDRESS_CHECKED = BROKER_CODES
+"""Checked against aclBrokerAddrAllowlist (connection and announced broker address)."""
 _KNOWN_CODES = frozenset(int(c) for c in RequestCode)
 
 
@@ -140,12 +139,21 @@ class AclGuard:
         signatures: bool = True,
         require_signed_reads: bool = False,
         broker_allowlist: str = "",
+        unsigned_brokers: bool = False,
         refresh_s: float = 1.0,
     ) -> None:
         self.store = store
         self.signatures = signatures and store is not None
         self.require_signed_reads = require_signed_reads and self.signatures
         self.allowlist = parse_networks(broker_allowlist)
+        if unsigned_brokers and not self.allowlist:
+            raise AclConfigError(
+                "aclAllowUnsignedBrokers needs aclBrokerAddrAllowlist (the address ranges "
+                "unsigned brokers may register from)"
+            )
+        self.unsigned_brokers = unsigned_brokers
+        """RocketMQ 4.x brokers never sign: let their unsigned broker requests through when
+        they come from (and announce) an allowed address."""
         self.refresh_s = refresh_s
         self._creds: dict[str, Credential] | None = None
         self._loaded_at = 0.0
@@ -180,6 +188,8 @@ class AclGuard:
         ext = cmd.ext_fields or {}
         ak, sig = ext.get(ACCESS_KEY), ext.get(SIGNATURE)
         if not ak or not sig:
+            if self.unsigned_brokers and cmd.code in BROKER_CODES:
+                return None  # the address allowlist decides (check() runs it next)
             return self._refuse(
                 cmd,
                 conn,
@@ -263,6 +273,7 @@ def guard_from_settings(settings: Any, store: AclStore | None) -> AclGuard | Non
         signatures=settings.acl_enable,
         require_signed_reads=settings.acl_require_signed_reads,
         broker_allowlist=settings.acl_broker_addr_allowlist,
+        unsigned_brokers=settings.acl_allow_unsigned_brokers,
         refresh_s=settings.acl_refresh_ms / 1000,
     )
 
