@@ -30,6 +30,7 @@ from tests.serverproc import NamesrvProcess
 from tests.tlscerts import Issued, TestCA
 
 PASSWORD = "pod-secret-pw"
+SENTINEL_PASSWORD = "sentinel-secret-pw"
 NAMESPACE = "tlsns"
 
 
@@ -117,6 +118,40 @@ def tls_redis() -> Iterator[TlsRedis]:
         server = TlsRedis(Path(d))
         yield server
         server.stop()
+
+
+def start_tls_sentinel(tls_redis: TlsRedis) -> tuple[subprocess.Popen[bytes], int]:
+    """A redis-sentinel reachable only over TLS, with its own password, watching the TLS
+    master (which it reaches with a client certificate and the admin user)."""
+    cert = tls_redis.ca.issue("sentinel", both=True)
+    port = free_port()
+    d = tls_redis.dir
+    conf = d / f"sentinel-{port}.conf"
+    conf.write_text(
+        f"port 0\ntls-port {port}\nbind 127.0.0.1\n"
+        f"tls-cert-file {cert.cert}\ntls-key-file {cert.key}\n"
+        f"tls-ca-cert-file {tls_redis.ca.path}\ntls-auth-clients yes\ntls-replication yes\n"
+        f"requirepass {SENTINEL_PASSWORD}\ndir {d}\n"
+        f"sentinel monitor mymaster 127.0.0.1 {tls_redis.port} 1\n"
+        "sentinel auth-user mymaster admin\nsentinel auth-pass mymaster admin-pw\n"
+    )
+    binary = Path(redis_server_binary()).with_name("redis-sentinel")
+    if not binary.exists():
+        pytest.skip("no redis-sentinel binary")
+    proc = subprocess.Popen(
+        [str(binary), str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"sentinel failed: {proc.stdout.read()!r}") from None  # type: ignore[union-attr]
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("sentinel did not start")
 
 
 def client_of(settings: Settings) -> Any:
@@ -267,3 +302,46 @@ def test_minimal_acl_names_only_the_namespace() -> None:
     assert "+evalsha" in rule and "+config|set" not in rule
     assert "+config|set" in minimal_acl("prod", config_set=True)
     assert ssl.OPENSSL_VERSION  # the tests above need an OpenSSL-backed ssl module
+
+
+async def test_sentinel_over_tls_with_its_own_password(tls_redis: TlsRedis) -> None:
+    from namesrv_redis.store.route_store import RouteStore
+
+    proc, port = start_tls_sentinel(tls_redis)
+    try:
+        url = f"redis+sentinel://127.0.0.1:{port}/mymaster"
+        s = tls_redis.settings().model_copy(
+            update={
+                "redis_url": url,
+                "redis_tls": True,
+                "redis_sentinel_password": SENTINEL_PASSWORD,
+            }
+        )
+        client = client_of(s)
+        store = RouteStore(client, NAMESPACE)
+        await store.load_scripts()
+        await store.put_kv("ns", "via-sentinel", "yes")
+        assert await store.get_kv("ns", "via-sentinel") == "yes"
+        await client.aclose()
+        # the sentinel itself is TLS-only and refuses a client without its password
+        tls_kw = {
+            "ssl": True,
+            "ssl_ca_certs": str(tls_redis.ca.path),
+            "ssl_certfile": str(tls_redis.client_cert.cert),
+            "ssl_keyfile": str(tls_redis.client_cert.key),
+        }
+        anonymous = aioredis.Redis(host="127.0.0.1", port=port, **tls_kw)  # type: ignore[arg-type]
+        with pytest.raises((AuthenticationError, ResponseError)):
+            await anonymous.execute_command("SENTINEL", "MASTERS")
+        await anonymous.aclose()
+        authed = aioredis.Redis(
+            host="127.0.0.1",
+            port=port,
+            password=SENTINEL_PASSWORD,
+            **tls_kw,  # type: ignore[arg-type]
+        )
+        assert await authed.ping()
+        await authed.aclose()
+    finally:
+        proc.terminate()
+        proc.wait(5)
