@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
 from namesrv_redis.broker_sim import SimBroker
@@ -154,9 +156,12 @@ def start_tls_sentinel(tls_redis: TlsRedis) -> tuple[subprocess.Popen[bytes], in
     raise RuntimeError("sentinel did not start")
 
 
-def client_of(settings: Settings) -> Any:
+def client_of(settings: Settings, *, retries: bool = True) -> Any:
     assert settings.redis_url is not None
-    return create_redis(settings.redis_url, **redis_client_options(settings, settings.redis_url))
+    extra: dict[str, Any] = {} if retries else {"retry": Retry(NoBackoff(), 0)}
+    return create_redis(
+        settings.redis_url, **redis_client_options(settings, settings.redis_url), **extra
+    )
 
 
 async def test_only_tls_with_the_pod_user(tls_redis: TlsRedis) -> None:
@@ -171,7 +176,9 @@ async def test_only_tls_with_the_pod_user(tls_redis: TlsRedis) -> None:
         await good.config_set("notify-keyspace-events", "")
     await good.aclose()
     # wrong password
-    bad = client_of(tls_redis.settings().model_copy(update={"redis_password": "nope"}))
+    bad = client_of(
+        tls_redis.settings().model_copy(update={"redis_password": "nope"}), retries=False
+    )
     with pytest.raises((AuthenticationError, ResponseError)):
         await bad.ping()
     await bad.aclose()
@@ -179,12 +186,14 @@ async def test_only_tls_with_the_pod_user(tls_redis: TlsRedis) -> None:
     s = tls_redis.settings().model_copy(
         update={"redis_tls_cert_file": None, "redis_tls_key_file": None}
     )
-    nocert = client_of(s)
+    nocert = client_of(s, retries=False)
     with pytest.raises(Exception):  # noqa: B017 - ssl or connection error, by platform
         await nocert.ping()
     await nocert.aclose()
     # plain TCP on the TLS port gets nothing useful
-    plain = aioredis.Redis(host="127.0.0.1", port=tls_redis.port, socket_timeout=2)
+    plain = aioredis.Redis(
+        host="127.0.0.1", port=tls_redis.port, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
     with pytest.raises(Exception):  # noqa: B017
         await plain.ping()
     await plain.aclose()
