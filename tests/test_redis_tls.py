@@ -310,6 +310,7 @@ def test_minimal_acl_names_only_the_namespace() -> None:
     assert "&__keyevent@2__:expired" in rule and "-@all" in rule
     assert "+evalsha" in rule and "+config|set" not in rule
     assert "+config|set" in minimal_acl("prod", config_set=True)
+    assert "+cluster|slots +command" in minimal_acl("prod", cluster=True)
     assert ssl.OPENSSL_VERSION  # the tests above need an OpenSSL-backed ssl module
 
 
@@ -351,6 +352,69 @@ async def test_sentinel_over_tls_with_its_own_password(tls_redis: TlsRedis) -> N
         )
         assert await authed.ping()
         await authed.aclose()
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+async def test_cluster_over_tls_with_least_privilege_user(tls_redis: TlsRedis) -> None:
+    """A one-node Redis Cluster reachable only over TLS; the pod's user (the minimal ACL plus
+    what the cluster client needs) runs the scripts there."""
+    from namesrv_redis.store.route_store import RouteStore
+
+    d = tls_redis.dir
+    port = free_port()
+    node_cert = tls_redis.ca.issue("cluster-node", both=True)
+    acl = d / f"cluster-{port}.acl"
+    acl.write_text(
+        "user default off\n"
+        f"user namesrv on >{PASSWORD} {minimal_acl(NAMESPACE, cluster=True)}\n"
+        "user admin on >admin-pw ~* &* +@all\n"
+    )
+    proc = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+            "--tls-cert-file", str(node_cert.cert), "--tls-key-file", str(node_cert.key),
+            "--tls-ca-cert-file", str(tls_redis.ca.path), "--tls-auth-clients", "yes",
+            "--tls-cluster", "yes", "--cluster-enabled", "yes",
+            "--cluster-config-file", str(d / f"nodes-{port}.conf"),
+            "--aclfile", str(acl), "--save", "", "--appendonly", "no", "--dir", str(d),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    tls_kw: dict[str, Any] = {
+        "ssl": True,
+        "ssl_ca_certs": str(tls_redis.ca.path),
+        "ssl_certfile": str(tls_redis.client_cert.cert),
+        "ssl_keyfile": str(tls_redis.client_cert.key),
+    }
+    try:
+        admin = aioredis.Redis(
+            host="127.0.0.1", port=port, username="admin", password="admin-pw", **tls_kw
+        )
+        for _ in range(100):
+            try:
+                await admin.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+                break
+            except Exception:
+                time.sleep(0.05)
+        for _ in range(100):
+            info = await admin.execute_command("CLUSTER", "INFO")
+            if b"cluster_state:ok" in info:
+                break
+            time.sleep(0.05)
+        await admin.aclose()
+        s = tls_redis.settings().model_copy(
+            update={"redis_url": f"redis+cluster://127.0.0.1:{port}", "redis_tls": True}
+        )
+        client = client_of(s)
+        store = RouteStore(client, NAMESPACE)
+        await store.load_scripts()
+        await store.put_kv("ns", "via-cluster", "yes")
+        assert await store.get_kv("ns", "via-cluster") == "yes"
+        await client.aclose()
     finally:
         proc.terminate()
         proc.wait(5)

@@ -42,7 +42,13 @@ POD_COMMANDS = (
 )
 
 
-def minimal_acl(namespace: str, *, db: int = 0, config_set: bool = False) -> str:
+CLUSTER_COMMANDS = "cluster|slots command"
+"""What redis-py's cluster client needs on top: the slot map and the command table."""
+
+
+def minimal_acl(
+    namespace: str, *, db: int = 0, config_set: bool = False, cluster: bool = False
+) -> str:
     """The ACL rules (after ``ACL SETUSER <user> on >password``) a pod of ``namespace`` needs:
     these commands, the namespace's keys, its event channel and the expired-key channel.
     (redis-py also sends CLIENT SETINFO, a Redis 7.2 command; its refusal is ignored.)"""
@@ -50,6 +56,8 @@ def minimal_acl(namespace: str, *, db: int = 0, config_set: bool = False) -> str
     commands = " ".join(f"+{c}" for group in POD_COMMANDS for c in group.split())
     if config_set:
         commands += " +config|set"
+    if cluster:
+        commands += "".join(f" +{c}" for c in CLUSTER_COMMANDS.split())
     return (
         f"resetkeys ~{keys.prefix}* resetchannels &{keys.events} &__keyevent@{db}__:expired "
         f"-@all {commands}"
