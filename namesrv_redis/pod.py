@@ -124,6 +124,7 @@ class Pod:
         if opts.enabled or s.http_tls_enable:
             self.tls = ServerTls(opts)
             self.tls.load()
+            self.tls.start_watch()  # certificate files checked for changes (remoting and HTTPS)
         self.remoting = RemotingServer(
             self.processor,
             host=s.listen_host,

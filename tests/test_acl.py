@@ -486,3 +486,20 @@ async def test_unsigned_brokers_from_the_allowlist() -> None:
     assert refused is not None and "must be signed" in (refused.remark or "")
     with pytest.raises(AclConfigError, match="needs aclBrokerAddrAllowlist"):
         AclGuard(MemoryAcl(), unsigned_brokers=True)  # type: ignore[arg-type]
+
+
+def test_security_options_cannot_be_changed_at_run_time() -> None:
+    """UPDATE_NAMESRV_CONFIG (even signed by an admin) never turns ACL or TLS off."""
+    from namesrv_redis.config import apply_namesrv_config_update
+
+    s = Settings(acl_enable=True)
+    props = {
+        "aclEnable": "false",
+        "aclRequireSignedReads": "false",
+        "aclBrokerAddrAllowlist": "0.0.0.0/0",
+        "tls.server.mode": "disabled",
+        "allowUnauthenticatedAdmin": "true",
+        "redisPassword": "x",
+    }
+    new, applied = apply_namesrv_config_update(s, props)
+    assert applied == [] and new.acl_enable and new.tls_server_mode == "permissive"
