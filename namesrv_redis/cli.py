@@ -15,6 +15,13 @@ from typing import Any
 
 from namesrv_redis import __version__
 from namesrv_redis.config import Settings, load_settings
+from namesrv_redis.security_cli import (
+    SECURITY_FIELDS,
+    add_acl_command,
+    add_redis_security_options,
+    add_serve_security_options,
+    cmd_acl,
+)
 
 log = logging.getLogger("namesrv_redis")
 
@@ -52,9 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="replicas that must confirm each write (WAIT) before it is acknowledged; "
         "-1 (default): the master's replicas, capped at 1; 0: off (docs/ha.md)",
     )
+    add_serve_security_options(serve)
+    add_redis_security_options(serve)
 
     check = sub.add_parser("check", help="report broken invariants of a namespace")
     _common_options(check)
+    add_redis_security_options(check)
+    add_acl_command(sub, _common_options)
 
     bench = sub.add_parser("bench", help="benchmark a name server (docs/benchmarks.md)")
     from namesrv_redis.bench.options import add_bench_options
@@ -74,6 +85,7 @@ _OPTION_FIELDS = (
     "workers",
     "admin_token",
     "redis_wait_replicas",
+    *SECURITY_FIELDS,
 )
 
 
@@ -108,7 +120,10 @@ def cmd_check(settings: Settings) -> int:
         return 2
 
     async def run() -> int:
-        client = create_redis(settings.redis_url or "")
+        from namesrv_redis.store.redis_tls import redis_client_options
+
+        url = settings.redis_url or ""
+        client = create_redis(url, **redis_client_options(settings, url))
         try:
             problems = await check_namespace(client, settings.namespace)
         finally:
@@ -140,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     if args.command == "serve":
         return cmd_serve(settings)
+    if args.command == "acl":
+        return cmd_acl(settings, args)
     return cmd_check(settings)
 
 

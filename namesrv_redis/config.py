@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from namesrv_redis.remoting.tls import DEFAULT_TLS_CONFIG_FILE, parse_client_auth, parse_mode
 from namesrv_redis.store.keys import validate_namespace
 
 DEFAULT_BLACK_LIST = "configBlackList;configStorePath;kvConfigPath"
@@ -61,6 +62,38 @@ class Settings(BaseSettings):
     cluster_test: bool = False
     product_env_name: str = "center"
     rocketmq_home: str = ""
+    # remoting TLS, under RocketMQ's TlsSystemConfig names (docs/security.md)
+    tls_server_mode: str = "permissive"
+    tls_server_cert_path: str | None = None
+    tls_server_key_path: str | None = None
+    tls_server_key_password: SecretStr | None = None
+    tls_server_trust_cert_path: str | None = None
+    tls_server_need_client_auth: str = "none"
+    tls_test_mode_enable: bool = True
+    tls_config_file: str = DEFAULT_TLS_CONFIG_FILE
+    tls_ciphers: str | None = None
+    tls_reload_interval_seconds: float = Field(5.0, ge=0)
+    http_tls_enable: bool = False
+    allow_unauthenticated_admin: bool = False
+    # ACL: signatures of RocketMQ's AclClientRPCHook (docs/security.md)
+    acl_enable: bool = False
+    acl_bootstrap_file: str | None = None
+    acl_require_signed_reads: bool = False
+    acl_broker_addr_allowlist: str = ""
+    acl_allow_unsigned_brokers: bool = False
+    acl_refresh_ms: int = Field(1000, ge=0)
+    # Redis credentials and TLS (docs/security.md)
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    redis_tls: bool | None = None
+    redis_tls_ca_file: str | None = None
+    redis_tls_cert_file: str | None = None
+    redis_tls_key_file: str | None = None
+    redis_tls_key_password: SecretStr | None = None
+    redis_tls_check_hostname: bool = True
+    redis_sentinel_username: str | None = None
+    redis_sentinel_password: SecretStr | None = None
+    redis_sentinel_tls: bool | None = None
 
     @field_validator("namespace")
     @classmethod
@@ -75,6 +108,16 @@ class Settings(BaseSettings):
                 "deadline includes its replication confirmation)"
             )
         return self
+
+    @field_validator("tls_server_mode")
+    @classmethod
+    def _tls_mode(cls, v: str) -> str:
+        return parse_mode(v).value
+
+    @field_validator("tls_server_need_client_auth")
+    @classmethod
+    def _tls_client_auth(cls, v: str) -> str:
+        return parse_client_auth(v).value
 
     @field_validator("log_level")
     @classmethod
@@ -118,6 +161,35 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "redis_wait_replicas": "redisWaitReplicas",
     "redis_wait_timeout_millis": "redisWaitTimeoutMillis",
     "admin_token": "adminToken",
+    "tls_server_mode": "tls.server.mode",
+    "tls_server_cert_path": "tls.server.certPath",
+    "tls_server_key_path": "tls.server.keyPath",
+    "tls_server_key_password": "tls.server.keyPassword",
+    "tls_server_trust_cert_path": "tls.server.trustCertPath",
+    "tls_server_need_client_auth": "tls.server.need.client.auth",
+    "tls_test_mode_enable": "tls.test.mode.enable",
+    "tls_config_file": "tls.config.file",
+    "tls_ciphers": "tls.ciphers",
+    "tls_reload_interval_seconds": "tlsReloadIntervalSeconds",
+    "http_tls_enable": "httpTlsEnable",
+    "allow_unauthenticated_admin": "allowUnauthenticatedAdmin",
+    "acl_enable": "aclEnable",
+    "acl_bootstrap_file": "aclBootstrapFile",
+    "acl_require_signed_reads": "aclRequireSignedReads",
+    "acl_broker_addr_allowlist": "aclBrokerAddrAllowlist",
+    "acl_allow_unsigned_brokers": "aclAllowUnsignedBrokers",
+    "acl_refresh_ms": "aclRefreshMs",
+    "redis_username": "redisUsername",
+    "redis_password": "redisPassword",
+    "redis_tls": "redisTls",
+    "redis_tls_ca_file": "redisTlsCaFile",
+    "redis_tls_cert_file": "redisTlsCertFile",
+    "redis_tls_key_file": "redisTlsKeyFile",
+    "redis_tls_key_password": "redisTlsKeyPassword",
+    "redis_tls_check_hostname": "redisTlsCheckHostname",
+    "redis_sentinel_username": "redisSentinelUsername",
+    "redis_sentinel_password": "redisSentinelPassword",
+    "redis_sentinel_tls": "redisSentinelTls",
 }
 FIELDS_BY_ROCKETMQ_NAME = {v: k for k, v in ROCKETMQ_NAMES.items()}
 
@@ -142,7 +214,16 @@ RUNTIME_UPDATABLE = frozenset(
 )
 """Options UPDATE_NAMESRV_CONFIG may change (Redis, ports and secrets are not among them)."""
 
-_SECRET = frozenset({"admin_token", "redis_url"})
+_SECRET = frozenset(
+    {
+        "admin_token",
+        "redis_url",
+        "tls_server_key_password",
+        "redis_password",
+        "redis_tls_key_password",
+        "redis_sentinel_password",
+    }
+)
 
 
 def _field_name(key: str) -> str | None:

@@ -123,3 +123,17 @@ REBUILT_REGISTRATIONS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+TLS_CONNECTIONS = Counter(
+    "namesrv_remoting_accepted_total",
+    "Remoting connections accepted with TLS on, by outcome (tls, plain, refused_plain, "
+    "handshake_failed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+ACL_REFUSALS = Counter(
+    "namesrv_acl_refusals_total",
+    "Requests refused by ACL with NO_PERMISSION, by request code and reason (unsigned, "
+    "unknown_key, bad_signature, forbidden, address, unavailable).",
+    ["code", "reason"],
+    registry=REGISTRY,
+)

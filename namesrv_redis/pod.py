@@ -14,9 +14,12 @@ import socket
 from typing import Any
 
 from namesrv_redis.config import Settings, apply_namesrv_config_update
+from namesrv_redis.remoting.acl import start_acl
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
+from namesrv_redis.remoting.tls import ServerTls, https_options, tls_options
 from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.store.acl import AclStore
 from namesrv_redis.store.connection import (
     Deployment,
     RedisTarget,
@@ -29,6 +32,7 @@ from namesrv_redis.store.embedded import EmbeddedRedis
 from namesrv_redis.store.events import RouteEvent, RouteEvents
 from namesrv_redis.store.liveness import Liveness
 from namesrv_redis.store.pods import PodAdvertiser
+from namesrv_redis.store.redis_tls import redis_client_options
 from namesrv_redis.store.replication import Replication
 from namesrv_redis.store.route_store import RouteStore
 from namesrv_redis.store.topology import Topology
@@ -89,6 +93,8 @@ class Pod:
         self.advertiser: PodAdvertiser | None = None
         self.topology: Topology | None = None
         self.http: Any = None
+        self.tls: ServerTls | None = None
+        self.acl: AclStore | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -97,6 +103,7 @@ class Pod:
     async def start(self) -> None:
         s = self.settings
         target = RedisTarget(Deployment.STANDALONE)  # a client handed in (tests)
+        options: dict[str, Any] = {}
         if self.redis is None:
             url = s.redis_url
             if not url:
@@ -104,7 +111,8 @@ class Pod:
                 await self.embedded.start()
                 url = self.embedded.url
                 log.info("no Redis URL configured: started an embedded Redis at %s", url)
-            self.redis = create_redis(url)
+            options = redis_client_options(s, url)
+            self.redis = create_redis(url, **options)
             target = parse_target(url)
             log.info("route store: %s namespace %r", describe_url(url), s.namespace)
         replication = Replication(s.redis_wait_replicas, s.redis_wait_timeout_millis)
@@ -117,7 +125,9 @@ class Pod:
         )
         await store.load_scripts()
         await self._load_shared_config()
-        self.topology = Topology(self.redis, target, store.keys, replication=replication)
+        self.topology = Topology(
+            self.redis, target, store.keys, replication=replication, client_options=options
+        )
         await self.topology.start()
 
         self.routes = RouteReader(
@@ -127,6 +137,8 @@ class Pod:
             enabled=s.route_cache_max_age_ms > 0,
         )
         self.processor = NamesrvProcessor(store, self.settings, self.routes)
+        self.acl = AclStore(store)
+        self.processor.guard = await start_acl(s, self.acl)
         # a lost event is noticed within two polls: the cache's staleness bound
         poll_s = s.route_cache_max_age_ms / 2000 if s.route_cache_max_age_ms > 0 else 0.5
         self.events = RouteEvents(self.redis, store.keys, store=store, poll_interval_s=poll_s)
@@ -144,6 +156,11 @@ class Pod:
         await self.liveness.start()
         self.topology.on_failover.append(self._failed_over)
 
+        opts = tls_options(s)
+        if opts.enabled or s.http_tls_enable:
+            self.tls = ServerTls(opts)
+            self.tls.load()
+            self.tls.start_watch()  # certificate files checked for changes (remoting and HTTPS)
         self.remoting = RemotingServer(
             self.processor,
             host=s.listen_host,
@@ -152,6 +169,7 @@ class Pod:
             max_connections=s.max_connections,
             idle_timeout_s=s.server_channel_max_idle_time_seconds,
             reuse_port=self.reuse_port,
+            tls=self.tls if opts.enabled else None,
         )
         await self.remoting.start()
 
@@ -179,18 +197,32 @@ class Pod:
                 readiness=self.readiness,
                 routes=self.routes,
                 notices=self.notices,
+                acl=self.acl,
             ),
             self.routes,
             self.events,
         )
         config = uvicorn.Config(
-            app, log_level=s.log_level.lower(), access_log=False, lifespan="off"
+            app,
+            log_level=s.log_level.lower(),
+            access_log=False,
+            lifespan="off",
+            **https_options(self.tls if s.http_tls_enable else None),
         )
+        if s.http_tls_enable and self.tls is not None:
+            config.load()
+            assert config.ssl is not None
+            self.tls.follow(config.ssl)  # a certificate reload reaches HTTPS too
         self.http = _embedded_uvicorn(config)
         sock = listening_socket(s.http_host, s.http_port, reuse_port=self.reuse_port)
         self.http_port = sock.getsockname()[1]
         self._http_task = asyncio.create_task(self.http.serve(sockets=[sock]), name="http")
-        log.info("HTTP tier listening on %s:%d", s.http_host, self.http_port)
+        log.info(
+            "HTTP tier listening on %s:%d%s",
+            s.http_host,
+            self.http_port,
+            " (HTTPS)" if s.http_tls_enable else "",
+        )
 
     async def stop(self, grace_s: float = 5.0) -> None:
         if self.http is not None:
@@ -209,12 +241,15 @@ class Pod:
                 await self.redis.aclose()
         if self.embedded is not None:
             await self.embedded.stop()
+        if self.tls is not None:
+            self.tls.close()
 
     async def run(self) -> None:
         """Start, serve until SIGTERM or SIGINT, stop."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         try:
             await self.start()
             log.info(
@@ -227,6 +262,13 @@ class Pod:
             log.info("shutting down")
         finally:
             await self.stop()
+
+    def reload_tls(self) -> None:
+        """SIGHUP: reload the TLS certificate from its files (remoting and HTTPS)."""
+        if self.tls is not None:
+            self.tls.reload()
+        else:
+            log.info("SIGHUP: TLS is off, nothing to reload")
 
     # ------------------------------------------------------------------ state
 

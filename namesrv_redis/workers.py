@@ -31,7 +31,15 @@ def run_pod(settings: Settings, *, reuse_port: bool = False) -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(Pod(settings, reuse_port=reuse_port).run())
+    from namesrv_redis.remoting.acl import AclConfigError
+    from namesrv_redis.remoting.tls import TlsConfigError
+    from namesrv_redis.store.redis_tls import RedisOptionError
+
+    try:
+        asyncio.run(Pod(settings, reuse_port=reuse_port).run())
+    except (TlsConfigError, AclConfigError, RedisOptionError) as e:
+        log.error("cannot start: %s", e)
+        raise SystemExit(2) from None
 
 
 def _worker_main(settings: Settings, log_level: str) -> None:

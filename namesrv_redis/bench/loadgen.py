@@ -36,7 +36,7 @@ class LoadSpec:
     pipeline: int
     duration_s: float
     warmup_s: float
-    protocol: str = "remoting"  # or "http"
+    protocol: str = "remoting"  # or "remoting+tls", "http"
     version: int = 409
     validate: str = "fast"  # fast | full
     seed: int = 0
@@ -233,6 +233,11 @@ async def _run(spec: LoadSpec) -> LoadResult:
     window = _Window(spec.warmup_s, spec.duration_s)
     loop = asyncio.get_running_loop()
     proto_cls = _HttpRoutes if spec.protocol == "http" else _RemotingRoutes
+    ssl_ctx = None
+    if spec.protocol == "remoting+tls":  # as a RocketMQ client with -Dtls.enable=true
+        from namesrv_redis.remoting.tls import client_context_insecure
+
+        ssl_ctx = client_context_insecure()
     dones = []
     for i in range(spec.connections):
         done: asyncio.Future[None] = loop.create_future()
@@ -241,6 +246,7 @@ async def _run(spec: LoadSpec) -> LoadResult:
             lambda rng=rng, done=done: proto_cls(spec, result, window, rng, done),  # type: ignore[misc]
             spec.host,
             spec.port,
+            ssl=ssl_ctx,
         )
         dones.append(done)
     cpu0 = self_cpu_s()

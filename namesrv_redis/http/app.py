@@ -24,8 +24,10 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from namesrv_redis.config import Settings
+from namesrv_redis.http.acl_api import add_acl_routes
 from namesrv_redis.metrics import REGISTRY, REQUEST_LATENCY, REQUESTS, set_table_sizes
 from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.store.acl import AclStore
 from namesrv_redis.store.events import RouteEvents
 from namesrv_redis.store.pods import live_pod_addresses
 from namesrv_redis.store.route_store import RouteStore
@@ -172,17 +174,32 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def admin_exposed_without_token(settings: Settings) -> bool:
+    """True when admin calls would be reachable from other machines without a token."""
+    return settings.admin_token is None and not is_loopback(settings.http_host)
+
+
 def warn_if_unprotected(settings: Settings, logger: logging.Logger) -> bool:
-    """Warn when admin calls are reachable from other machines without a token."""
-    if settings.admin_token is None and not is_loopback(settings.http_host):
+    """Say so when admin calls are reachable from other machines without a token: they are
+    then refused (403) unless ``allowUnauthenticatedAdmin`` says otherwise."""
+    if not admin_exposed_without_token(settings):
+        return False
+    if settings.allow_unauthenticated_admin:
         logger.warning(
-            "HTTP admin endpoints on %s:%d are not protected: set --admin-token "
-            "(NAMESRV_ADMIN_TOKEN) or bind --http-host 127.0.0.1",
+            "HTTP admin endpoints on %s:%d are not protected (--allow-unauthenticated-admin): "
+            "anyone who reaches this port can change routes and KV config",
             settings.http_host,
             settings.http_port,
         )
-        return True
-    return False
+    else:
+        logger.warning(
+            "HTTP admin endpoints on %s:%d are not protected, so they are disabled: set "
+            "--admin-token (NAMESRV_ADMIN_TOKEN), bind --http-host 127.0.0.1, or pass "
+            "--allow-unauthenticated-admin",
+            settings.http_host,
+            settings.http_port,
+        )
+    return True
 
 
 def _s(v: Any) -> str:
@@ -201,6 +218,7 @@ def create_app(
     routes: RouteReader | None = None,
     max_wait_s: float = MAX_WAIT_S,
     notices: Callable[[], list[str]] | None = None,
+    acl: AclStore | None = None,
 ) -> FastAPI:
     """The FastAPI application of one pod."""
     reader = routes if routes is not None else RouteReader(store, enabled=False)
@@ -250,8 +268,17 @@ def create_app(
         )
 
     def require_admin(authorization: str | None = Header(default=None)) -> None:
-        token = settings_provider().admin_token
+        settings = settings_provider()
+        token = settings.admin_token
         if token is None:
+            if admin_exposed_without_token(settings) and not settings.allow_unauthenticated_admin:
+                raise ApiError(
+                    403,
+                    "admin_disabled",
+                    "admin calls are disabled: this HTTP tier listens on a non-loopback "
+                    "address without an admin token (set --admin-token, or "
+                    "--allow-unauthenticated-admin to accept the risk)",
+                )
             return
         if not authorization or not authorization.startswith("Bearer "):
             raise ApiError(401, "unauthorized", "admin calls need Authorization: Bearer <token>")
@@ -467,6 +494,8 @@ def create_app(
             pass  # the gauges keep their last value; redis errors are counted elsewhere
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+    if acl is not None:
+        add_acl_routes(app, acl, require_admin)
     app.add_middleware(RequestMetrics)
     return app
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl as _ssl
 from typing import Any, cast
 
 from namesrv_redis.remoting.codec import JSON, FrameDecoder, RemotingCommand, encode_request
@@ -22,9 +23,13 @@ class RemotingClient(asyncio.Protocol):
         self._opaques = itertools.count(1)
 
     @classmethod
-    async def connect(cls, host: str, port: int) -> RemotingClient:
+    async def connect(
+        cls, host: str, port: int, *, ssl: _ssl.SSLContext | None = None
+    ) -> RemotingClient:
         loop = asyncio.get_running_loop()
-        _, proto = await loop.create_connection(cls, host, port)
+        _, proto = await loop.create_connection(
+            cls, host, port, ssl=ssl, server_hostname=host if ssl is not None else None
+        )
         return proto
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -24,6 +24,7 @@ from namesrv_redis.config import (
 )
 from namesrv_redis.metrics import REGISTRATIONS
 from namesrv_redis.model import QueueData, canonical_data_version
+from namesrv_redis.remoting.acl import AclGuard
 from namesrv_redis.remoting.codec import RemotingCommand
 from namesrv_redis.remoting.codes import RequestCode, ResponseCode
 from namesrv_redis.remoting.errors import BadRequest
@@ -118,8 +119,14 @@ class NamesrvProcessor:
         self.accepted = AcceptedRegistrations()
         """Per connected broker process: its last accepted registration, to re-apply when
         Redis loses the namespace's data (:mod:`namesrv_redis.remoting.rebuild`)."""
+        self.guard: AclGuard | None = None
+        """ACL signature and address checks (namesrv_redis/remoting/acl.py), when configured."""
 
     async def process(self, cmd: RemotingCommand, conn: Connection) -> Response:
+        if self.guard is not None:
+            refused = await self.guard.check(cmd, conn)
+            if refused is not None:
+                return refused
         handler = HANDLERS.get(cmd.code)
         if handler is None:
             return Response(

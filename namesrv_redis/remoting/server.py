@@ -23,10 +23,12 @@ from typing import Any, cast
 from redis.exceptions import RedisError
 
 from namesrv_redis.metrics import CONNECTIONS, REQUEST_LATENCY, REQUESTS, RESPONSES
+from namesrv_redis.remoting.accept import SniffingAcceptor, bind_listener
 from namesrv_redis.remoting.codec import FrameDecoder, FrameError, RemotingCommand, encode_response
 from namesrv_redis.remoting.codes import RequestCode
 from namesrv_redis.remoting.errors import RemotingError, error_response_code
 from namesrv_redis.remoting.processor import V4_9_4, Connection, NamesrvProcessor, Response
+from namesrv_redis.remoting.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,12 @@ class RemotingServer:
         max_connections: int = 10_000,
         idle_timeout_s: float = 120.0,
         reuse_port: bool = False,
+        tls: ServerTls | None = None,
     ) -> None:
         self.processor = processor
+        self.tls = tls if tls is not None and tls.opts.enabled else None
+        """With TLS on, one port serves TLS and plain clients (see :mod:`.accept`)."""
+        self._acceptor: SniffingAcceptor | None = None
         self.host = host
         self.port = port
         self.pod_id = pod_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -91,11 +97,34 @@ class RemotingServer:
 
     @property
     def bound_port(self) -> int:
+        if self._acceptor is not None:
+            return self._acceptor.port
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.tls is not None:
+            tls = self.tls
+            tls.context  # noqa: B018 - loads it (and generates a test certificate) if needed
+            self._acceptor = SniffingAcceptor(
+                bind_listener(self.host, self.port, reuse_port=self.reuse_port),
+                lambda: RemotingProtocol(self),
+                mode=tls.opts.mode,
+                context=lambda: tls.context,
+                handshake_timeout_s=tls.opts.handshake_timeout_s,
+                capacity_left=lambda: self.max_connections - len(self.connections),
+            )
+            self._acceptor.start()
+            tls.start_watch()
+            self._idle_task = asyncio.create_task(self._close_idle_loop(), name="remoting-idle")
+            log.info(
+                "remoting server listening on %s:%d (TLS %s)",
+                self.host,
+                self.bound_port,
+                tls.opts.mode.value,
+            )
+            return
         self._server = await loop.create_server(
             lambda: RemotingProtocol(self),
             self.host,
@@ -116,6 +145,10 @@ class RemotingServer:
         self.stopping = True
         if self._server is not None:
             self._server.close()
+        if self._acceptor is not None:
+            await self._acceptor.close()
+        if self.tls is not None:
+            self.tls.close()
         if self._idle_task is not None:
             self._idle_task.cancel()
         if self._tasks:
@@ -212,6 +245,9 @@ class RemotingProtocol(asyncio.Protocol):
         ext = cmd.ext_fields
         if not ext or "__ZONE_MODE" in ext:
             return False
+        guard = self.server.processor.guard
+        if guard is not None and guard.require_signed_reads:
+            return False  # the signature is checked on the processor's path
         topic = ext.get("topic")
         if topic is None:
             return False

@@ -135,42 +135,57 @@ class EpochSentinel(Sentinel):
         return ip, port
 
 
-def create_sentinel(target: RedisTarget) -> EpochSentinel:
+def sentinel_options(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
+    """How to reach the sentinels themselves: the URL's password, overridden by the
+    sentinels' own credentials and TLS (``options["sentinel_kwargs"]``, from
+    :func:`namesrv_redis.store.redis_tls.redis_client_options`)."""
+    kw: dict[str, Any] = {"password": target.password} if target.password else {}
+    kw.update(options.get("sentinel_kwargs") or {})
+    return kw
+
+
+def create_sentinel(target: RedisTarget, options: dict[str, Any] | None = None) -> EpochSentinel:
     """A client of the sentinels themselves (master discovery, ``+switch-master``)."""
     return EpochSentinel(  # type: ignore[no-untyped-call]
         target.hosts,
         sentinel_kwargs={
-            "password": target.password,
             "socket_connect_timeout": 1.0,
             "socket_timeout": SOCKET_TIMEOUT_S,
+            **sentinel_options(target, options or {}),
         },
         socket_connect_timeout=1.0,
     )
 
 
 def create_redis(url: str, *, decode_responses: bool = False, **kw: Any) -> Any:
-    """A redis-py asyncio client (``Redis`` or ``RedisCluster``) for the URL."""
+    """A redis-py asyncio client (``Redis`` or ``RedisCluster``) for the URL. ``kw`` may carry
+    credentials and TLS options (an option's password wins over the URL's) and, for Sentinel,
+    ``sentinel_kwargs`` for the sentinels themselves."""
     if urlsplit(url).scheme.lower() == "memory":
         from namesrv_redis.testing.memory import memory_redis
 
         return memory_redis(url, decode_responses=decode_responses)
     target = parse_target(url)
     if target.deployment is Deployment.SENTINEL:
-        return create_sentinel(target).master_for(
+        sentinel = create_sentinel(target, kw)
+        kw.pop("sentinel_kwargs", None)
+        password = kw.pop("password", target.password)
+        return sentinel.master_for(
             target.service,
             redis_class=Redis,
             db=target.db,
-            password=target.password,
+            password=password,
             decode_responses=decode_responses,
             **_common(kw),
         )
     if target.deployment is Deployment.CLUSTER:
+        password = kw.pop("password", target.password)
         opts = _common(kw)
         opts.pop("health_check_interval", None)
         opts.pop("retry_on_error", None)
         return RedisCluster(
             startup_nodes=[ClusterNode(h, p) for h, p in target.hosts],
-            password=target.password,
+            password=password,
             decode_responses=decode_responses,
             **opts,
         )
@@ -187,17 +202,12 @@ def create_redis(url: str, *, decode_responses: bool = False, **kw: Any) -> Any:
     return Redis(connection_pool=pool)
 
 
-def node_client(cluster: Any, host: str, port: int) -> Redis:
-    """A plain client of one Cluster node (its keyspace events, its CONFIG), with the
-    cluster client's credentials."""
-    kwargs = cluster.get_connection_kwargs() if hasattr(cluster, "get_connection_kwargs") else {}
-    return Redis(
-        host=host,
-        port=port,
-        password=kwargs.get("password"),
-        username=kwargs.get("username"),
-        **_common({}),
-    )
+def node_client(target: RedisTarget, options: dict[str, Any], host: str, port: int) -> Redis:
+    """A plain client of one Cluster node (its keyspace events, its CONFIG, confirmed writes)
+    with the cluster client's credentials and TLS options."""
+    kw = {k: v for k, v in options.items() if k != "sentinel_kwargs"}
+    kw.setdefault("password", target.password)
+    return Redis(host=host, port=port, **_common(kw))
 
 
 def describe_url(url: str) -> str:

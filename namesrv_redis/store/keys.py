@@ -38,6 +38,8 @@ key (after the prefix)          type   contents
 ``epoch``                       str    random token set (SET NX) by the first pod that finds it
                                        missing: a changed or missing epoch tells every pod
                                        that Redis lost the namespace's data (docs/ha.md)
+``acl``                         hash   ACL accessKey -> ``{"secretKey","permission"}`` JSON
+                                       (``admin`` or ``broker``; written by acl_write.lua)
 ``events``                      chan   pub/sub channel of route-change events (JSON)
 ==============================  =====  =========================================================
 """
@@ -157,3 +159,7 @@ class Keys:
     @property
     def epoch(self) -> str:
         return self.prefix + "epoch"
+
+    @property
+    def acl(self) -> str:
+        return self.prefix + "acl"

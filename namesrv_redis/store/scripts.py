@@ -51,6 +51,7 @@ class Scripts:
     config_update: AsyncScript
     route: AsyncScript
     cluster_info: AsyncScript
+    acl_write: AsyncScript
 
 
 def script_names() -> list[str]:

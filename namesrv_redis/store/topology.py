@@ -38,6 +38,7 @@ from namesrv_redis.store.connection import (
     create_sentinel,
     ensure_keyspace_events,
     node_client,
+    sentinel_options,
 )
 from namesrv_redis.store.keys import Keys
 from namesrv_redis.store.replication import Replication
@@ -92,12 +93,15 @@ class Topology:
         *,
         replication: Replication | None = None,
         check_interval_s: float = CHECK_INTERVAL_S,
+        client_options: dict[str, Any] | None = None,
     ) -> None:
         self.redis = redis
         self.target = target
         self.keys = keys
         self.replication = replication
         self.check_interval_s = check_interval_s
+        self.client_options = dict(client_options or {})
+        """Credentials and TLS options the pod's client was made with (redis_tls.py)."""
         self.notifications = False
         """Whether the node that owns the namespace emits expired-key events."""
         self.generation = 0
@@ -109,7 +113,9 @@ class Topology:
         self._owner: tuple[str, int] | None = None
         self._owner_client: Redis | None = None
         self._sentinel: EpochSentinel | None = (
-            create_sentinel(target) if target.deployment is Deployment.SENTINEL else None
+            create_sentinel(target, self.client_options)
+            if target.deployment is Deployment.SENTINEL
+            else None
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._last_replicas_check = 0.0
@@ -202,7 +208,7 @@ class Topology:
             return
         previous, old_client = self._owner, self._owner_client
         self._owner = owner
-        self._owner_client = node_client(self.redis, *owner)
+        self._owner_client = node_client(self.target, self.client_options, *owner)
         self.generation += 1
         if previous is not None:
             log.warning(
@@ -246,9 +252,9 @@ class Topology:
             client = Redis(
                 host=host,
                 port=port,
-                password=self.target.password,
                 socket_connect_timeout=1.0,
                 client_name="namesrv-redis-sentinel-watch",
+                **sentinel_options(self.target, self.client_options),
             )
             pubsub: Any = client.pubsub(ignore_subscribe_messages=True)
             try:
