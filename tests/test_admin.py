@@ -64,9 +64,10 @@ def test_signature_equals_the_javascript_clients(tmp_path: Path) -> None:
         pytest.skip("npm install --prefix tests/interop/node first")
     header = {"topic": "TopicTest", "namespace": "ns", "key": "k"}
     body = b"listenPort=9876\n"
+    head, text = json.dumps(header), json.dumps(body.decode())
     script = (
         "const Channel = require('ali-ons/lib/channel');"
-        f"const cmd = {{customHeader: {json.dumps(header)}, body: Buffer.from({json.dumps(body.decode())}), extFields: {{}}}};"
+        f"const cmd = {{customHeader: {head}, body: Buffer.from({text}), extFields: {{}}}};"
         "Channel.prototype.beforeRequest.call("
         "{accessKey: 'ak', secretKey: 'sk', onsChannel: 'ALIYUN'}, cmd);"
         "console.log(JSON.stringify(cmd.extFields));"
