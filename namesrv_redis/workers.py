@@ -56,6 +56,13 @@ def serve(settings: Settings) -> int:
         settings = settings.model_copy(update={"redis_url": embedded.url})
         log.info("embedded Redis for %d workers at %s", settings.workers, embedded.url)
 
+    from namesrv_redis.estate_metrics import MultiprocessDir
+
+    with MultiprocessDir() as metrics_dir:  # /metrics of any worker reports them all
+        return _supervise(settings, metrics_dir, embedded)
+
+
+def _supervise(settings: Settings, metrics_dir: Any, embedded: Any) -> int:
     ctx = mp.get_context("spawn")
     stopping = False
 
@@ -89,6 +96,7 @@ def serve(settings: Settings) -> int:
                     stopping, status = True, 1
                     break
                 log.warning("worker %s exited with %s: restarting it", p.pid, p.exitcode)
+                metrics_dir.worker_died(p.pid)
                 procs[i], started[i] = start_worker(), time.monotonic()
     finally:
         for p in procs:
