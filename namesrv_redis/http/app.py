@@ -461,6 +461,9 @@ def create_app(
             set_table_sizes(snap.brokers, snap.clusters, snap.topics)
         return Response(exposition(estate), media_type=CONTENT_TYPE_LATEST)
 
+    from namesrv_redis.http.console import add_console
+
+    add_console(app, store, settings_provider)
     app.add_middleware(RequestMetrics)
     return app
 
