@@ -339,3 +339,35 @@ def test_ours_watch_pushes_changes(pod: NamesrvProcess, broker: BrokerThread) ->
             watch.kill()
     assert change["via"] == "sse" and not change["initial"]
     assert change["route"]["queueDatas"][0]["writeQueueNums"] == 16
+
+
+def test_copy_kv_config_from_java_to_ours(
+    pod: NamesrvProcess, java: JavaReplayServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = admin(
+        capsys, "copyKvConfig", "-n", java.addr, "-s", "probe_ns", "--to", pod.addr
+    )
+    assert code == 0 and f"copied 1 key(s) of probe_ns from {java.addr} to {pod.addr}" in out
+    assert admin(capsys, "getKvConfig", "-n", pod.addr, "-s", "probe_ns", "-k", "k1")[1] == "v1\n"
+
+
+@pytest.mark.slow
+def test_demo_broker_registers_and_unregisters(
+    pod: NamesrvProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "namesrv_redis.demo_broker", "-n", pod.addr, "-b", "broker-demo",
+         "--addr", "127.0.0.1:40911", "-t", "DemoTopic"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        assert "registered DefaultCluster/broker-demo" in demo.stdout.readline()
+        code, out, _ = admin(capsys, "topicRoute", "-n", pod.addr, "-t", "DemoTopic")
+        assert code == 0 and "0=127.0.0.1:40911" in out
+        demo.terminate()
+        assert demo.wait(10) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert admin(capsys, "topicRoute", "-n", pod.addr, "-t", "DemoTopic")[0] == 3

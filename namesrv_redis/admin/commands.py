@@ -279,6 +279,31 @@ async def delete_kv_config(ns: NameServers, args: argparse.Namespace) -> int:
     return _fanout_print(args, outcomes, f"delete {args.namespace}/{args.key}")
 
 
+async def copy_kv_config(ns: NameServers, args: argparse.Namespace) -> int:
+    """A KV namespace read from ``-n`` (the first that answers) written to every ``--to``
+    name server: how KV config moves off a Java NameServer (its kvConfig.json)."""
+    source, table = await nsv.kv_list(ns, args.namespace)
+    targets = nsv.parse_addresses(args.to)
+    outcomes: list[Outcome] = []
+    async with NameServers(targets, ns.credentials, timeout=ns.timeout) as dest:
+        for key, value in sorted(table.items()):
+            fields = {"namespace": args.namespace, "key": key, "value": value}
+            for o in await dest.call_all(RequestCode.PUT_KV_CONFIG, fields):
+                outcomes.append(o)
+    if args.json:
+        render.as_json(
+            [
+                {"nameServer": o.addr, "ok": o.ok, "error": None if o.ok else str(o.error)}
+                for o in outcomes
+            ]
+        )
+    else:
+        print(
+            f"copied {len(table)} key(s) of {args.namespace} from {source} to {', '.join(targets)}"
+        )
+    return _fanout_exit(outcomes)
+
+
 async def kv_list(ns: NameServers, args: argparse.Namespace) -> int:
     _, table = await nsv.kv_list(ns, args.namespace)
     if args.json:
@@ -403,6 +428,9 @@ def add_admin_parser(sub: Any) -> None:
     p = verb("deleteKvConfig", delete_kv_config, "delete a KV config value on every name server")
     p.add_argument("-s", "--namespace", required=True)
     p.add_argument("-k", "--key", required=True)
+    p = verb("copyKvConfig", copy_kv_config, "copy a KV namespace from -n to other servers")
+    p.add_argument("-s", "--namespace", required=True)
+    p.add_argument("--to", required=True, help='destination name servers, "host:port;host:port"')
     p = verb("kvList", kv_list, "a KV config namespace")
     p.add_argument("-s", "--namespace", required=True)
     verb("getNamesrvConfig", get_namesrv_config, "every name server's config")
