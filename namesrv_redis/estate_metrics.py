@@ -6,30 +6,24 @@ once per scrape (one pipelined round trip) and carry a ``namespace`` label. Aggr
 across pods with ``max by (namespace)``, never ``sum`` (docs/operations.md). ``namesrv_redis_up``
 is per pod: whether this scrape reached Redis.
 
-**Every worker of a ``--workers`` pod**: the parent gives the workers one
-``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode: each process writes its
-counters and histograms to memory-mapped files there), so whichever worker the kernel hands a
-scrape to reports the sums over all of them. A pod of one process keeps the in-memory registry.
+**Every worker of a ``--workers`` pod**: whichever worker the kernel hands a scrape to
+reports the sums over all of them (:mod:`namesrv_redis.worker_metrics`).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from namesrv_redis.metrics import REGISTRY
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from namesrv_redis.worker_metrics import merged, worker_metrics_dir
 
 
 @dataclass
@@ -109,49 +103,18 @@ class _Joined:
 
 
 def exposition(estate: EstateCollector | None = None) -> bytes:
-    """The text of ``/metrics``: this process's registry, or every worker's in multiprocess
-    mode, plus the estate gauges."""
-    path = os.environ.get(MULTIPROC_ENV)
-    if path:
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]
-        source: Any = registry
-    else:
-        source = REGISTRY
+    """The text of ``/metrics``: this process's registry (merged with the other workers' in a
+    ``--workers`` pod, see :mod:`namesrv_redis.worker_metrics`) plus the estate gauges."""
+    directory = worker_metrics_dir()
+    source: Any = REGISTRY if directory is None else _Merged(directory)
     if estate is not None:
         source = _Joined(source, estate)
     return generate_latest(source)
 
 
-class MultiprocessDir:
-    """The directory a ``--workers`` pod's processes share their metrics through.
+class _Merged:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
 
-    ``$PROMETHEUS_MULTIPROC_DIR`` when set (e.g. a Kubernetes emptyDir; emptied of stale
-    files at start), otherwise a private temporary directory removed on exit.
-    """
-
-    def __init__(self) -> None:
-        given = os.environ.get(MULTIPROC_ENV)
-        self.owned = not given
-        self.path = Path(given) if given else Path(tempfile.mkdtemp(prefix="namesrv-metrics-"))
-
-    def __enter__(self) -> MultiprocessDir:
-        self.path.mkdir(parents=True, exist_ok=True)
-        for stale in self.path.glob("*.db"):
-            stale.unlink()
-        os.environ[MULTIPROC_ENV] = str(self.path)  # inherited by the spawned workers
-        return self
-
-    def worker_died(self, pid: int | None) -> None:
-        """Drop a dead worker's live gauges (its counters keep counting in the sums)."""
-        if pid is not None:
-            from prometheus_client import multiprocess
-
-            multiprocess.mark_process_dead(pid, str(self.path))  # type: ignore[no-untyped-call]
-
-    def __exit__(self, *exc: object) -> None:
-        if self.owned:
-            os.environ.pop(MULTIPROC_ENV, None)
-            shutil.rmtree(self.path, ignore_errors=True)
+    def collect(self) -> Iterator[Metric]:
+        return merged(self.directory)

@@ -69,25 +69,21 @@ CONNECTIONS = Gauge(
     "namesrv_remoting_connections",
     "Open remoting connections.",
     registry=REGISTRY,
-    multiprocess_mode="livesum",  # --workers: the pod's total
 )
 BROKERS = Gauge(
     "namesrv_brokers",
     "Registered broker addresses (all pods; read from Redis at scrape time).",
     registry=REGISTRY,
-    multiprocess_mode="mostrecent",
 )
 CLUSTERS = Gauge(
     "namesrv_clusters",
     "Clusters (all pods; read from Redis at scrape time).",
     registry=REGISTRY,
-    multiprocess_mode="mostrecent",
 )
 TOPICS = Gauge(
     "namesrv_topics",
     "Topics with queue data (all pods; read from Redis at scrape time).",
     registry=REGISTRY,
-    multiprocess_mode="mostrecent",
 )
 
 

@@ -39,7 +39,15 @@ def _worker_main(settings: Settings, log_level: str) -> None:
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
     )
-    run_pod(settings, reuse_port=True)
+    from namesrv_redis.worker_metrics import SnapshotWriter, worker_metrics_dir
+
+    directory = worker_metrics_dir()
+    writer = SnapshotWriter(directory).start() if directory is not None else None
+    try:
+        run_pod(settings, reuse_port=True)
+    finally:
+        if writer is not None:
+            writer.stop()
 
 
 def serve(settings: Settings) -> int:
@@ -56,9 +64,9 @@ def serve(settings: Settings) -> int:
         settings = settings.model_copy(update={"redis_url": embedded.url})
         log.info("embedded Redis for %d workers at %s", settings.workers, embedded.url)
 
-    from namesrv_redis.estate_metrics import MultiprocessDir
+    from namesrv_redis.worker_metrics import WorkerMetricsDir
 
-    with MultiprocessDir() as metrics_dir:  # /metrics of any worker reports them all
+    with WorkerMetricsDir() as metrics_dir:  # /metrics of any worker reports them all
         return _supervise(settings, metrics_dir, embedded)
 
 

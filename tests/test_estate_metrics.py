@@ -10,10 +10,12 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,6 +25,7 @@ from namesrv_redis.estate_metrics import EstateCollector, exposition
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codes import RequestCode
 from namesrv_redis.store.keys import Keys
+from namesrv_redis.worker_metrics import SNAPSHOT_INTERVAL_S, merged
 from tests.brokerthread import BrokerThread
 from tests.conftest import RedisServerProcess, free_port
 from tests.serverproc import NamesrvProcess
@@ -92,6 +95,7 @@ def test_every_scrape_of_a_workers_pod_counts_every_worker(
     workers_pod: tuple[NamesrvProcess, BrokerThread],
 ) -> None:
     pod, _ = workers_pod
+    time.sleep(SNAPSHOT_INTERVAL_S * 1.5)  # the staleness bound of other workers' counts
     seen = set()
     for _ in range(6):  # new connections: the kernel hands them to either worker
         m = samples(scrape(pod))
@@ -100,6 +104,45 @@ def test_every_scrape_of_a_workers_pod_counts_every_worker(
             ROUTE_QUERIES
         )
     assert seen == {ROUTE_QUERIES}  # each worker answered some; each scrape saw them all
+
+
+def test_merge_sums_counters_keeps_the_dead_and_picks_gauges(tmp_path: Path) -> None:
+    def family(name: str, kind: str, samples: list[list[object]]) -> dict[str, object]:
+        return {"name": name, "documentation": "d", "type": kind, "unit": "", "samples": samples}
+
+    def snapshot(path: Path, requests: float, connections: float, flag: float) -> None:
+        path.write_bytes(
+            orjson.dumps(
+                [
+                    family("namesrv_requests", "counter",
+                           [["namesrv_requests_total", {}, requests]]),
+                    family("namesrv_remoting_connections", "gauge",
+                           [["namesrv_remoting_connections", {}, connections]]),
+                    family("namesrv_keyspace_notifications", "gauge",
+                           [["namesrv_keyspace_notifications", {}, flag]]),
+                    family("namesrv_brokers", "gauge", [["namesrv_brokers", {}, 99.0]]),
+                ]
+            )
+        )  # fmt: skip
+
+    own = list(
+        text_string_to_metric_families(
+            "# TYPE namesrv_requests_total counter\nnamesrv_requests_total 5\n"
+            "# TYPE namesrv_remoting_connections gauge\nnamesrv_remoting_connections 2\n"
+            "# TYPE namesrv_keyspace_notifications gauge\nnamesrv_keyspace_notifications 1\n"
+            "# TYPE namesrv_brokers gauge\nnamesrv_brokers 3\n"
+        )
+    )
+    snapshot(tmp_path / "worker-1.json", 7, 4, 0)  # a live worker
+    snapshot(tmp_path / "dead-2.json", 11, 50, 0)  # a worker that died: only its counts stay
+    (tmp_path / "worker-3.json").write_bytes(b"[{half-writ")  # torn: ignored
+    got = {s.name: s.value for f in merged(tmp_path, own) for s in f.samples}
+    assert got == {
+        "namesrv_requests_total": 5 + 7 + 11,
+        "namesrv_remoting_connections": 2 + 4,
+        "namesrv_keyspace_notifications": 0,
+        "namesrv_brokers": 3,  # the answering worker's own, just read from Redis
+    }
 
 
 @pytest.mark.slow
@@ -124,6 +167,7 @@ def test_http_labels_stay_bounded(workers_pod: tuple[NamesrvProcess, BrokerThrea
         for i in range(30):
             http.get(f"/no/such/path/{i}")
             http.get(f"/v1/routes/random-topic-{i}")
+    time.sleep(SNAPSHOT_INTERVAL_S * 1.5)  # whichever worker answered, its counts are in
     m = samples(scrape(pod))
     codes = {lab["code"] for lab, _ in m["namesrv_request_seconds_bucket"]}
     assert "GET unmatched" in codes and "GET /v1/routes/{topic}" in codes
