@@ -44,3 +44,4 @@ class BrokerThread:
             self.run(self.client.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()

@@ -40,6 +40,7 @@ class JavaReplayServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def addr(self) -> str:
@@ -68,13 +69,17 @@ class JavaReplayServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         decoder = FrameDecoder()
+        self._writers.add(writer)
         try:
             while data := await reader.read(65536):
                 for cmd in decoder.feed(data):
                     frame = self.answer(cmd)
                     if frame is not None:
                         writer.write(frame)
+        except ConnectionError:
+            pass
         finally:
+            self._writers.discard(writer)
             writer.close()
 
     def start(self) -> JavaReplayServer:
@@ -87,6 +92,15 @@ class JavaReplayServer:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.close()
+            server = self._server
+
+            async def close() -> None:
+                server.close()
+                for w in list(self._writers):  # the admin's connections, if still open
+                    w.close()
+                await server.wait_closed()
+
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()

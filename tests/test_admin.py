@@ -337,6 +337,7 @@ def test_ours_watch_pushes_changes(pod: NamesrvProcess, broker: BrokerThread) ->
     finally:
         if watch.poll() is None:
             watch.kill()
+        watch.communicate()
     assert change["via"] == "sse" and not change["initial"]
     assert change["route"]["queueDatas"][0]["writeQueueNums"] == 16
 
@@ -370,4 +371,5 @@ def test_demo_broker_registers_and_unregisters(
     finally:
         if demo.poll() is None:
             demo.kill()
+        demo.communicate()
     assert admin(capsys, "topicRoute", "-n", pod.addr, "-t", "DemoTopic")[0] == 3
