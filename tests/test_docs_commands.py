@@ -114,6 +114,7 @@ def test_quickstart_from_pip_install(tmp_path: Path) -> None:
     assert '{"status":"ready"}' in out
     assert "DefaultCluster  broker-a      0     127.0.0.1:10911" in out
     assert '"brokerName":"broker-a"' in out  # the HTTP route
+    assert "<title>namesrv-redis console</title>" in out  # the console ships in the wheel
     # the installed console script is the one that ran
     assert (env_dir / "bin" / "namesrv-redis").is_file()
 
