@@ -373,3 +373,27 @@ def test_demo_broker_registers_and_unregisters(
             demo.kill()
         demo.communicate()
     assert admin(capsys, "topicRoute", "-n", pod.addr, "-t", "DemoTopic")[0] == 3
+
+
+@pytest.mark.slow
+def test_watch_falls_back_to_polling_and_sees_a_change(
+    pod: NamesrvProcess, broker: BrokerThread
+) -> None:
+    """When the event stream cannot be had, watch polls, and still reports the change."""
+    dead_http = f"http://127.0.0.1:{free_port()}"
+    with subprocess.Popen(
+        [sys.executable, "-m", "namesrv_redis.cli", "admin", "watch", "-n", pod.addr,
+         "-t", "AdminTopic", "--json", "--count", "1", "--duration", "20",
+         "--interval", "0.2", "--http", dead_http],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as watch:  # fmt: skip
+        assert watch.stdout is not None and watch.stderr is not None
+        first = json.loads(watch.stdout.readline())
+        assert first["initial"]
+        assert "polling instead" in watch.stderr.readline()
+        broker.broker.add_topics(["AdminTopic"], queues=3)
+        broker.register()
+        change = json.loads(watch.stdout.readline())
+        assert watch.wait(10) == 0
+    assert change["via"] == "poll" and not change["initial"]
+    assert change["route"]["queueDatas"][0]["writeQueueNums"] == 3

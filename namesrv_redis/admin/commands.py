@@ -38,6 +38,18 @@ EXIT_UNREACHABLE = 4
 EXIT_PARTIAL = 5
 EXIT_NO_PERMISSION = 6
 
+HELP = """mqadmin-like commands for any RocketMQ name server (Java or namesrv-redis).
+
+exit codes:
+  0  done: every name server asked answered SUCCESS
+  1  a name server refused (SYSTEM_ERROR or another error response code)
+  2  bad usage or input (missing option, malformed address or credentials)
+  3  not found: TOPIC_NOT_EXIST or QUERY_NOT_FOUND
+  4  unreachable: no name server of -n answered
+  5  partial: a change reached some name servers of -n but not all
+  6  no permission: NO_PERMISSION, e.g. a key in the server's configBlackList
+"""
+
 Verb = Callable[[NameServers, argparse.Namespace], Awaitable[int]]
 VERBS: dict[str, Verb] = {}
 
@@ -390,7 +402,7 @@ def add_admin_parser(sub: Any) -> None:
     admin = sub.add_parser(
         "admin",
         help="mqadmin-like commands for any RocketMQ name server",
-        description=__doc__,
+        description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verbs = admin.add_subparsers(dest="verb", required=True, metavar="VERB")
