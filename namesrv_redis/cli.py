@@ -1,4 +1,4 @@
-"""The ``namesrv-redis`` command: ``serve``, ``check`` and ``bench``.
+"""The ``namesrv-redis`` command: ``serve``, ``check``, ``bench`` and ``admin``.
 
 Options also come from the environment (``NAMESRV_<OPTION>``) and from ``--config FILE``
 (RocketMQ ``.properties`` names, or TOML/JSON); the command line wins.
@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     from namesrv_redis.bench.options import add_bench_options
 
     add_bench_options(bench)
+
+    from namesrv_redis.admin.commands import add_admin_parser
+
+    add_admin_parser(sub)
     return parser
 
 
@@ -147,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging("WARNING")
         return run_bench(args)
+    if args.command == "admin":
+        from namesrv_redis.admin.commands import run_admin
+
+        return run_admin(args)
     try:
         settings = settings_from_args(args)
     except ValueError as e:

@@ -47,7 +47,15 @@ def _worker_main(settings: Settings, log_level: str) -> None:
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
     )
-    run_pod(settings, reuse_port=True)
+    from namesrv_redis.worker_metrics import SnapshotWriter, worker_metrics_dir
+
+    directory = worker_metrics_dir()
+    writer = SnapshotWriter(directory).start() if directory is not None else None
+    try:
+        run_pod(settings, reuse_port=True)
+    finally:
+        if writer is not None:
+            writer.stop()
 
 
 def serve(settings: Settings) -> int:
@@ -69,6 +77,13 @@ def serve(settings: Settings) -> int:
         settings = settings.model_copy(update={"redis_url": embedded.url})
         log.info("embedded Redis for %d workers at %s", settings.workers, embedded.url)
 
+    from namesrv_redis.worker_metrics import WorkerMetricsDir
+
+    with WorkerMetricsDir() as metrics_dir:  # /metrics of any worker reports them all
+        return _supervise(settings, metrics_dir, embedded)
+
+
+def _supervise(settings: Settings, metrics_dir: Any, embedded: Any) -> int:
     ctx = mp.get_context("spawn")
     stopping = False
 
@@ -102,6 +117,7 @@ def serve(settings: Settings) -> int:
                     stopping, status = True, 1
                     break
                 log.warning("worker %s exited with %s: restarting it", p.pid, p.exitcode)
+                metrics_dir.worker_died(p.pid)
                 procs[i], started[i] = start_worker(), time.monotonic()
     finally:
         for p in procs:

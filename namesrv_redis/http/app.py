@@ -18,14 +18,15 @@ import orjson
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from namesrv_redis.config import Settings
+from namesrv_redis.estate_metrics import EstateCollector, exposition
 from namesrv_redis.http.acl_api import add_acl_routes
-from namesrv_redis.metrics import REGISTRY, REQUEST_LATENCY, REQUESTS, set_table_sizes
+from namesrv_redis.metrics import REQUEST_LATENCY, REQUESTS, set_table_sizes
 from namesrv_redis.route_reader import RouteReader
 from namesrv_redis.store.acl import AclStore
 from namesrv_redis.store.events import RouteEvents
@@ -481,21 +482,28 @@ def create_app(
             return JSONResponse({"status": "ready", **extra})
         return JSONResponse({"status": "not_ready", "reason": reason, **extra}, status_code=503)
 
+    estate = EstateCollector(store.keys.namespace)
+
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
-        try:
-            async with store.redis.pipeline(transaction=False) as pipe:
-                pipe.zcard(store.keys.deadlines)
-                pipe.scard(store.keys.clusters)
-                pipe.scard(store.keys.topics)
-                brokers, clusters, topics = await store.deadlines.run("read", pipe.execute())
-            set_table_sizes(int(brokers), int(clusters), int(topics))
-        except RedisError:
-            pass  # the gauges keep their last value; redis errors are counted elsewhere
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        # One Redis round trip per scrape; on failure the gauges keep their last value and
+        # namesrv_redis_up says 0.
+        snap = await estate.refresh(
+            store.redis,
+            store.keys,
+            int(time.time() * 1000),
+            timeout_s=store.deadlines.read_ms / 1000,
+        )
+        if snap.redis_up:
+            set_table_sizes(snap.brokers, snap.clusters, snap.topics)
+        return Response(exposition(estate), media_type=CONTENT_TYPE_LATEST)
 
     if acl is not None:
         add_acl_routes(app, acl, require_admin)
+
+    from namesrv_redis.http.console import add_console
+
+    add_console(app, store, settings_provider)
     app.add_middleware(RequestMetrics)
     return app
 
