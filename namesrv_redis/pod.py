@@ -18,7 +18,10 @@ import uvicorn
 from namesrv_redis.config import Settings, apply_namesrv_config_update
 from namesrv_redis.http import create_app, warn_if_unprotected
 from namesrv_redis.http.fast_routes import RouteFastPath
+from namesrv_redis.remoting.limits import FlowLimits
+from namesrv_redis.remoting.offload import Offloader
 from namesrv_redis.remoting.processor import NamesrvProcessor
+from namesrv_redis.remoting.register_body import set_max_inflated
 from namesrv_redis.remoting.server import RemotingServer
 from namesrv_redis.route_reader import RouteReader
 from namesrv_redis.store.connection import create_redis, describe_url
@@ -64,6 +67,7 @@ class Pod:
         self.routes: RouteReader | None = None
         self.processor: NamesrvProcessor | None = None
         self.remoting: RemotingServer | None = None
+        self.offload: Offloader | None = None
         self.events: RouteEvents | None = None
         self.liveness: Liveness | None = None
         self.advertiser: PodAdvertiser | None = None
@@ -112,6 +116,11 @@ class Pod:
         )
         await self.liveness.start()
 
+        limits = FlowLimits.from_settings(s)
+        set_max_inflated(s.flow_register_body_max_inflated)
+        if limits.offload_min_body > 0:
+            self.offload = Offloader(self.processor, url, min_body=limits.offload_min_body)
+            await self.offload.start()
         self.remoting = RemotingServer(
             self.processor,
             host=s.listen_host,
@@ -120,6 +129,8 @@ class Pod:
             max_connections=s.max_connections,
             idle_timeout_s=s.server_channel_max_idle_time_seconds,
             reuse_port=self.reuse_port,
+            limits=limits,
+            offload=self.offload,
         )
         await self.remoting.start()
 
@@ -161,7 +172,7 @@ class Pod:
         if self._http_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._http_task, grace_s)
-        for part in (self.advertiser, self.liveness, self.events):
+        for part in (self.advertiser, self.liveness, self.events, self.offload):
             if part is not None:
                 with contextlib.suppress(Exception):
                     await part.stop()

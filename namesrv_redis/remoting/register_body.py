@@ -33,7 +33,23 @@ from namesrv_redis import fastjson
 from namesrv_redis.remoting.codes import V5_0_0
 
 _I32 = struct.Struct(">i")
-MAX_INFLATED = 256 * 1024 * 1024
+DEFAULT_MAX_INFLATED = 16 * 1024 * 1024
+"""A compressed body may inflate to what a broker could have sent uncompressed (one frame)."""
+INFLATE_STEP = 1024 * 1024
+_max_inflated = DEFAULT_MAX_INFLATED
+
+
+def set_max_inflated(limit: int) -> None:
+    """The pod's bound on a compressed register body's inflated size (setting
+    ``flow_register_body_max_inflated``)."""
+    global _max_inflated
+    if limit < INFLATE_STEP:
+        raise ValueError(f"inflated body limit {limit} is below {INFLATE_STEP} bytes")
+    _max_inflated = limit
+
+
+def max_inflated() -> int:
+    return _max_inflated
 
 
 class BodyError(ValueError):
@@ -208,15 +224,30 @@ class _Reader:
         return b
 
 
-def _inflate(body: bytes | bytearray) -> bytes:
+def _inflate(body: bytes | bytearray, limit: int | None = None) -> bytes:
+    """Inflate a step at a time, refusing the body as soon as it passes ``limit`` bytes (a
+    few hundred KB of zeros inflate to gigabytes: nothing past the limit is ever held)."""
+    limit = _max_inflated if limit is None else limit
+    parts: list[bytes] = []
+    total = 0
     try:
         inflater = zlib.decompressobj()
-        raw = inflater.decompress(body, MAX_INFLATED)
-        if inflater.unconsumed_tail:
-            raise BodyError("compressed register body inflates past 256 MiB")
+        data: bytes | bytearray = body
+        while True:
+            chunk = inflater.decompress(data, min(INFLATE_STEP, limit + 1 - total))
+            total += len(chunk)
+            if total > limit:
+                raise BodyError(
+                    f"compressed register body inflates past {limit} bytes "
+                    f"(the pod's limit, flow_register_body_max_inflated)"
+                )
+            parts.append(chunk)
+            data = inflater.unconsumed_tail
+            if inflater.eof or (not data and not chunk):
+                break
     except zlib.error as e:
         raise BodyError(f"compressed register body: {e}") from None
-    return raw
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 T = TypeVar("T")

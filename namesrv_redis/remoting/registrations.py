@@ -15,11 +15,13 @@ changed topic is one whose entry hash the old table lacks. (Two different entrie
 64-bit hash within one broker's table — odds near 1e-11 for 10,000 topics — would leave that
 topic's change unsent until its next change.) Memory is bounded by the number of remembered
 topics, least recently registered broker forgotten first; forgetting only costs a full
-registration.
+registration. The memory is shared by the event loop and the worker thread that stores big
+registrations (see ``offload.py``), hence its lock.
 """
 
 from __future__ import annotations
 
+import threading
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -79,6 +81,7 @@ class RememberedRegistrations:
         self.max_topic_entries = max_topic_entries
         self._by_identity: OrderedDict[Hashable, Remembered] = OrderedDict()
         self._entries = 0
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._by_identity)
@@ -88,22 +91,28 @@ class RememberedRegistrations:
         return self._entries
 
     def get(self, identity: Hashable) -> Remembered | None:
-        found = self._by_identity.get(identity)
-        if found is not None:
-            self._by_identity.move_to_end(identity)
-        return found
+        with self._lock:
+            found = self._by_identity.get(identity)
+            if found is not None:
+                self._by_identity.move_to_end(identity)
+            return found
 
     def put(self, identity: Hashable, remembered: Remembered) -> None:
-        self.forget(identity)
-        if len(remembered.names) > self.max_topic_entries:
-            return
-        self._by_identity[identity] = remembered
-        self._entries += len(remembered.names)
-        while self._entries > self.max_topic_entries:
-            _, oldest = self._by_identity.popitem(last=False)
-            self._entries -= len(oldest.names)
+        with self._lock:
+            self._forget(identity)
+            if len(remembered.names) > self.max_topic_entries:
+                return
+            self._by_identity[identity] = remembered
+            self._entries += len(remembered.names)
+            while self._entries > self.max_topic_entries:
+                _, oldest = self._by_identity.popitem(last=False)
+                self._entries -= len(oldest.names)
 
     def forget(self, identity: Hashable) -> None:
+        with self._lock:
+            self._forget(identity)
+
+    def _forget(self, identity: Hashable) -> None:
         old = self._by_identity.pop(identity, None)
         if old is not None:
             self._entries -= len(old.names)
