@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -189,6 +190,9 @@ class Pod:
             loop.add_signal_handler(sig, self._stopping.set)
         try:
             await self.start()
+            # What start-up allocated lives as long as the process: out of the collector's
+            # generations, full collections stay short (they pause the loop).
+            gc.freeze()
             log.info(
                 "namesrv-redis pod %d ready: remoting %s:%d",
                 os.getpid(),

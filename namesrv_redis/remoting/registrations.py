@@ -24,8 +24,9 @@ from __future__ import annotations
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from namesrv_redis.model import QueueConfig, canonical_data_version, state_version
@@ -54,8 +55,29 @@ class Remembered:
     """hash((topic, QueueNums)) of every topic of the body."""
 
 
+STEP = 8192
+"""Hashing and set operations over a big table go this many topics at a time: each step is
+one short stretch of C code, so a registration running on the worker thread (offload.py)
+never holds the interpreter lock for long against the event loop."""
+
+
+def _hashes(items: Iterable[Hashable]) -> array[int]:
+    out: array[int] = array("q")
+    it = iter(items)
+    while chunk := list(islice(it, STEP)):
+        out.extend(map(hash, chunk))
+    return out
+
+
+def _set_of(values: array[int]) -> set[int]:
+    out: set[int] = set()
+    for i in range(0, len(values), STEP):
+        out.update(values[i : i + STEP])
+    return out
+
+
 def entry_hashes(table: TopicTable) -> array[int]:
-    return array("q", map(hash, table.items()))
+    return _hashes(table.items())
 
 
 def remember(
@@ -69,7 +91,7 @@ def remember(
         token,
         data_version,
         state_version,
-        array("q", map(hash, table)),
+        _hashes(table),
         entries if entries is not None else entry_hashes(table),
     )
 
@@ -139,11 +161,13 @@ class TableDiff:
 def diff_tables(old: Remembered, new: TopicTable, entries: array[int]) -> TableDiff:
     """``entries`` = :func:`entry_hashes` of ``new``. Set operations in C; a Python loop over
     the topics only when some did change."""
-    fresh = set(entries).difference(old.entries)
+    fresh = _set_of(entries)
+    for i in range(0, len(old.entries), STEP):
+        fresh.difference_update(old.entries[i : i + STEP])
     if not fresh:
         return TableDiff([], len(old.names) - len(new))
     changed = [item for item, h in zip(new.items(), entries, strict=True) if h in fresh]
-    names = set(old.names)
+    names = _set_of(old.names)
     modified = sum(1 for t, _ in changed if hash(t) in names)
     unchanged = len(new) - len(changed)
     return TableDiff(
