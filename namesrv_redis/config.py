@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     flow_connection_max_pending: int | None = Field(None, ge=1)
     flow_partial_frame_budget: int | None = Field(None, ge=1024 * 1024)
     flow_partial_frame_timeout_s: float | None = Field(None, gt=0)
+    flow_route_max_running: int | None = Field(None, ge=1)
+    flow_route_max_queued: int | None = Field(None, ge=0)
     flow_client_max_running: int | None = Field(None, ge=1)
     flow_client_max_queued: int | None = Field(None, ge=0)
     flow_broker_max_running: int | None = Field(None, ge=1)

@@ -491,3 +491,18 @@ async def test_big_registrations_run_off_the_loop() -> None:
                 await client.aclose()
     finally:
         server.stop()
+
+
+async def test_uncached_route_queries_have_a_lane_of_their_own(make_pod: PodFactory) -> None:
+    pod = await make_pod(client_max_running=1, client_max_queued=0, connection_max_pending=10)
+    c = await pod.client()
+    assert (await broker(2).register(c)).code == 0
+    raw = RawClient(pod.server.bound_port)
+    await raw.send(slow_requests(5))
+    await eventually(lambda: pod.server.admission.client.rejected == 4)
+    pod.server.processor.routes.clear()
+    route = await c.request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": "T1"}, version=409)
+    assert route is not None and route.code == 0 and route.body
+    assert pod.server.admission.route.rejected == 0
+    raw.close()
+    await c.close()

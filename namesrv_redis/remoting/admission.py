@@ -5,7 +5,8 @@ each lane runs at most ``max_running`` requests and queues at most ``max_queued`
 request that finds the queue full, or that waited longer than ``max_wait_s`` for its turn,
 is answered ``SYSTEM_BUSY`` with RocketMQ's ``[REJECTREQUEST]`` remark instead of piling up.
 Broker requests (registration, heartbeat, data version, unregistration) have a lane of their
-own, so a flood of route queries cannot starve them. Cached route answers need no lane: they
+own, so a flood of client requests cannot starve them; route queries have another (as the
+Java NameServer's clientRequestExecutor), and every other request shares the third. Cached route answers need no lane: they
 are written without waiting for anything.
 """
 
@@ -17,7 +18,7 @@ from collections import deque
 from typing import Protocol
 
 from namesrv_redis.remoting.codec import RemotingCommand
-from namesrv_redis.remoting.limits import BROKER_CODES, FlowLimits
+from namesrv_redis.remoting.limits import BROKER_CODES, ROUTE_CODES, FlowLimits
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +88,16 @@ class Lane:
 
 
 class Admission:
-    """The two lanes of a pod: broker requests and everything else."""
+    """The three lanes of a pod: broker requests, route queries, everything else."""
 
     def __init__(self, limits: FlowLimits) -> None:
-        self.broker = Lane(
-            "broker", limits.broker_max_running, limits.broker_max_queued, limits.max_queue_wait_s
-        )
-        self.client = Lane(
-            "client", limits.client_max_running, limits.client_max_queued, limits.max_queue_wait_s
-        )
+        wait = limits.max_queue_wait_s
+        self.broker = Lane("broker", limits.broker_max_running, limits.broker_max_queued, wait)
+        self.route = Lane("route", limits.route_max_running, limits.route_max_queued, wait)
+        self.client = Lane("client", limits.client_max_running, limits.client_max_queued, wait)
+        self.lanes = (self.broker, self.route, self.client)
 
     def lane_for(self, code: int) -> Lane:
-        return self.broker if code in BROKER_CODES else self.client
+        if code in BROKER_CODES:
+            return self.broker
+        return self.route if code in ROUTE_CODES else self.client

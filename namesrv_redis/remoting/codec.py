@@ -280,6 +280,15 @@ class FrameDecoder:
         """Budget bytes held by the partial frame being received (0 when none)."""
         return self._reserved
 
+    def clear(self) -> None:
+        """Drop whatever is buffered and the ``admit`` callback (its owner is going away:
+        nothing must keep a partial 16 MiB body alive until the next garbage collection)."""
+        self._buf = bytearray()
+        self._big = None
+        self._reserved = 0
+        self.admit = None
+        self.blocked = False
+
     def granted(self, length: int) -> None:
         """The budget the blocked decoder asked for is now reserved: carry on."""
         self._reserved = length

@@ -26,6 +26,10 @@ BROKER_CODES = frozenset(
 """Requests brokers send to stay registered: they have their own admission lane, so that a
 flood of client requests can never starve them."""
 
+ROUTE_CODES = frozenset({int(RequestCode.GET_ROUTEINFO_BY_TOPIC)})
+"""Route queries the cache could not answer: a lane of their own, as in the Java NameServer
+(its clientRequestExecutor), so that admin floods do not starve them nor they the rest."""
+
 
 @dataclass(frozen=True, slots=True)
 class FlowLimits:
@@ -42,12 +46,15 @@ class FlowLimits:
     partial_frame_timeout_s: float = 60.0
     """A big frame must be complete this long after it started, or its connection is closed
     (a stalled sender must not hold the budget)."""
-    client_max_running: int = 32
+    route_max_running: int = 16
+    route_max_queued: int = 10_000
+    client_max_running: int = 16
     client_max_queued: int = 10_000
     broker_max_running: int = 16
     broker_max_queued: int = 10_000
-    """Admission lanes: requests running at once and waiting, pod-wide; a request that finds
-    its lane's queue full is answered SYSTEM_BUSY."""
+    """Admission lanes (route queries not answered from the cache; broker requests; every
+    other request): requests running at once and waiting, pod-wide; a request that finds its
+    lane's queue full is answered SYSTEM_BUSY."""
     max_queue_wait_s: float = 3.0
     """A queued request still waiting after this (RocketMQ clients time out after 3 s) is
     answered SYSTEM_BUSY instead of being processed for nobody."""

@@ -24,8 +24,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from namesrv_redis.remoting.codec import RemotingCommand
 from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.remoting.errors import RemotingError
 from namesrv_redis.remoting.processor import Connection, NamesrvProcessor, Response
 from namesrv_redis.store.connection import create_redis
 from namesrv_redis.store.route_store import RouteStore
@@ -34,6 +37,9 @@ log = logging.getLogger(__name__)
 
 _REGISTER = int(RequestCode.REGISTER_BROKER)
 JOB_SWITCH_INTERVAL_S = 0.0005
+MAX_CONCURRENT_JOBS = 2
+"""Big registrations decoded at once: each may hold a 16 MiB body, its inflated form and its
+decoded table, so this bounds their memory (brokers register every 30 s: they wait a moment)."""
 
 
 class _SwitchInterval:
@@ -57,6 +63,25 @@ class _SwitchInterval:
                 sys.setswitchinterval(self._saved)
 
 
+async def _process(worker: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
+    """``worker.process`` on the worker's loop. A failure crosses to the pod's loop without
+    its traceback: the frames it references (a 16 MiB inflated body, a decoded table) would
+    otherwise live as long as the futures that carried it. Unexpected ones are logged here,
+    with their traceback, first."""
+    try:
+        return await worker.process(cmd, conn)
+    except Exception as e:
+        if not isinstance(e, (RemotingError, RedisError)):
+            log.exception("offloaded request code=%d failed", cmd.code)
+        chained: BaseException | None = e
+        for _ in range(16):  # a chain is short; never loop on a cyclic one
+            if chained is None:
+                break
+            chained.__traceback__ = None
+            chained = chained.__cause__ or chained.__context__
+        raise e from e.__cause__
+
+
 class Offloader:
     def __init__(
         self, processor: NamesrvProcessor, redis_url: str, *, min_body: int = 256 * 1024
@@ -70,6 +95,7 @@ class Offloader:
         self._worker: NamesrvProcessor | None = None
         self._redis: Any = None
         self._switch = _SwitchInterval()
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_JOBS)
 
     def wants(self, cmd: RemotingCommand) -> bool:
         if cmd.code != _REGISTER or not cmd.body:
@@ -128,14 +154,15 @@ class Offloader:
         """Run ``cmd`` on the worker; the caller's loop stays free meanwhile."""
         worker, loop = self._worker, self._loop
         assert worker is not None and loop is not None, "Offloader not started"
-        worker.settings = self.main.settings  # UPDATE_NAMESRV_CONFIG may have changed them
-        worker.store.delete_topic_with_broker_registration = (
-            self.main.store.delete_topic_with_broker_registration
-        )
-        self.jobs += 1
-        with self._switch.lowered():
-            future = asyncio.run_coroutine_threadsafe(worker.process(cmd, conn), loop)
-            return await asyncio.wrap_future(future)
+        async with self._slots:
+            worker.settings = self.main.settings  # UPDATE_NAMESRV_CONFIG may have changed them
+            worker.store.delete_topic_with_broker_registration = (
+                self.main.store.delete_topic_with_broker_registration
+            )
+            self.jobs += 1
+            with self._switch.lowered():
+                future = asyncio.run_coroutine_threadsafe(_process(worker, cmd, conn), loop)
+                return await asyncio.wrap_future(future)
 
     async def stop(self) -> None:
         if self._loop is not None and self._thread is not None and self._thread.is_alive():

@@ -237,6 +237,7 @@ def _inflate(body: bytes | bytearray, limit: int | None = None) -> bytes:
             chunk = inflater.decompress(data, min(INFLATE_STEP, limit + 1 - total))
             total += len(chunk)
             if total > limit:
+                parts.clear()  # not kept alive by the traceback's frame
                 raise BodyError(
                     f"compressed register body inflates past {limit} bytes "
                     f"(the pod's limit, flow_register_body_max_inflated)"

@@ -349,9 +349,8 @@ class RemotingProtocol(asyncio.Protocol):
         """A closed connection gives back the budget of what it will never process."""
         budget = self.server.frame_budget
         budget.cancel(self._frame_granted)
-        if self.decoder.reserved:
-            budget.release(self.decoder.reserved)
-            self.decoder.granted(0)
+        budget.release(self.decoder.reserved)
+        self.decoder.clear()
         for cmd in self.backlog:
             self._release(cmd)
         self.backlog.clear()
