@@ -21,12 +21,12 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from namesrv_redis.bench.stats import percentile  # noqa: E402
-from namesrv_redis.broker_sim import SimBroker  # noqa: E402
-from namesrv_redis.remoting.client import RemotingClient  # noqa: E402
-from namesrv_redis.remoting.codes import RequestCode  # noqa: E402
-from tests.conftest import RedisServerProcess  # noqa: E402
-from tests.serverproc import NamesrvProcess  # noqa: E402
+from namesrv_redis.bench.stats import percentile
+from namesrv_redis.broker_sim import SimBroker
+from namesrv_redis.remoting.client import RemotingClient
+from namesrv_redis.remoting.codes import RequestCode
+from tests.conftest import RedisServerProcess
+from tests.serverproc import NamesrvProcess
 
 MIB = 1024 * 1024
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import socket
 import struct
@@ -30,13 +31,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _pod import MIB, Observer, PodUnderTest, RssSampler, Samples, mib  # noqa: E402
+from _pod import MIB, Observer, PodUnderTest, RssSampler, Samples, mib
 
-from namesrv_redis.broker_sim import SimBroker  # noqa: E402
-from namesrv_redis.remoting.client import RemotingClient  # noqa: E402
-from namesrv_redis.remoting.codec import encode_request  # noqa: E402
-from namesrv_redis.remoting.codes import RequestCode  # noqa: E402
-from namesrv_redis.remoting.register_body import crc32_masked  # noqa: E402
+from namesrv_redis.broker_sim import SimBroker
+from namesrv_redis.remoting.client import RemotingClient
+from namesrv_redis.remoting.codec import encode_request
+from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.remoting.register_body import crc32_masked
 
 CEILING_OVER_BASELINE = 200 * MIB
 """The bound the limits are sized for (docs/protocol.md, "Limits"): the partial-frame budget
@@ -61,10 +62,8 @@ async def send_for(sock: socket.socket, chunks: Callable[[], Any], seconds: floa
             await loop.sock_sendall(sock, chunk)
             sent += len(chunk)
 
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(run(), seconds)
-    except TimeoutError:
-        pass
     return sent
 
 
@@ -94,9 +93,7 @@ async def attack_partial_frames(port: int, seconds: float) -> dict[str, Any]:
     prefix = struct.pack(">ii", declared, len(header)) + header
     body = b"\0" * (sent_each - len(prefix))
     socks = [raw_socket(port) for _ in range(40)]
-    totals = await asyncio.gather(
-        *(send_for(s, lambda: [prefix, body], seconds) for s in socks)
-    )
+    totals = await asyncio.gather(*(send_for(s, lambda: [prefix, body], seconds) for s in socks))
     for s in socks:
         s.close()
     return {
@@ -226,9 +223,9 @@ async def run(args: argparse.Namespace, put: PodUnderTest) -> int:
         for name in chosen:
             before = rss.now()
             t0 = time.time()
-            results[name] = await ATTACKS[name](port, *(
-                (watched[0], args.seconds) if name == "pipeline" else (args.seconds,)
-            ))
+            results[name] = await ATTACKS[name](
+                port, *((watched[0], args.seconds) if name == "pipeline" else (args.seconds,))
+            )
             t1 = time.time()
             await asyncio.sleep(2)
             phases.append((name, before, t0, t1, rss.now()))

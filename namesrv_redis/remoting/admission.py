@@ -6,8 +6,8 @@ request that finds the queue full, or that waited longer than ``max_wait_s`` for
 is answered ``SYSTEM_BUSY`` with RocketMQ's ``[REJECTREQUEST]`` remark instead of piling up.
 Broker requests (registration, heartbeat, data version, unregistration) have a lane of their
 own, so a flood of client requests cannot starve them; route queries have another (as the
-Java NameServer's clientRequestExecutor), and every other request shares the third. Cached route answers need no lane: they
-are written without waiting for anything.
+Java NameServer's clientRequestExecutor), and every other request shares the third. Cached
+route answers need no lane: they are written without waiting for anything.
 """
 
 from __future__ import annotations
