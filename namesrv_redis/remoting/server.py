@@ -142,10 +142,12 @@ class RemotingServer:
             self._server.close()
         if self._idle_task is not None:
             self._idle_task.cancel()
+        deadline = time.monotonic() + grace_s
         while self._tasks:  # queued requests start as running ones finish
-            done, _ = await asyncio.wait(list(self._tasks), timeout=grace_s)
-            if not done:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 break
+            await asyncio.wait(list(self._tasks), timeout=left)
         for conn in list(self.connections):
             conn.close()
         for task in list(self._tasks):
@@ -287,7 +289,8 @@ class RemotingProtocol(asyncio.Protocol):
             if cmd.code == _GET_ROUTE:
                 before = len(out)
                 if self._answer_route_from_cache(cmd, out):
-                    self._release(cmd)
+                    if cmd.reserved:
+                        self._release(cmd)
                     if len(out) > before:
                         size += len(out[-1])
                         if size >= _FLUSH_BYTES:  # may pause writing: checked above
