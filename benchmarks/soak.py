@@ -11,6 +11,9 @@ Load, all at once for the whole run:
   silent on an open connection; the soak checks that its route disappears (liveness expiry);
 - admin: cluster info, all-topic list, KV put/get/delete and GET_NAMESRV_CONFIG, ~20/s.
 
+"gen lag" is the longest stall of the generator's own event loop in the interval: latency
+spikes that coincide with one are the generator's (it shares the machine with the pod).
+
 Growth: RSS and Redis memory are fitted with a line over the run after its first fifth
 (warm-up); the slope is printed per minute and flagged when the fitted growth over the
 measured span exceeds 10 % of the warm RSS (or 10 % of Redis' memory).
@@ -51,8 +54,10 @@ class Window:
         self.lat.setdefault(kind, []).append(us)
         if code == 2:
             self.codes[f"{kind}:busy"] += 1
+        elif code == -1:
+            self.codes[f"{kind}:timeout"] += 1
         elif code not in (0, 17, 22):  # topic / KV not found are normal answers here
-            self.codes[f"{kind}:failed"] += 1
+            self.codes[f"{kind}:code{code}"] += 1
 
     def p(self, kind: str, q: float) -> float:
         return percentile(sorted(self.lat.get(kind, [])), q) / 1000
@@ -66,6 +71,8 @@ async def timed(w: Window, kind: str, c: RemotingClient, code: int, *a: Any, **k
     except (TimeoutError, ConnectionError):
         resp, rc = None, -1
     w.add(kind, int((time.perf_counter() - started) * 1e6), rc)
+    if rc not in (-1, 0, 2, 17, 22) and resp is not None:
+        print(f"  {kind} request code {code} answered {rc}: {resp.remark}", flush=True)
     return resp
 
 
@@ -78,6 +85,15 @@ class Soak:
         self.expired_late = 0
         self.rnd = random.Random(7)
         self.topics: list[str] = []
+        self.gen_lag_ms = 0.0
+
+    async def lag_monitor(self) -> None:
+        """The generator's own loop stalls: a latency spike that coincides with one is (at
+        least partly) the generator's, not the pod's."""
+        while self.running():
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            self.gen_lag_ms = max(self.gen_lag_ms, (time.perf_counter() - t - 0.01) * 1000)
 
     def running(self) -> bool:
         return time.monotonic() < self.deadline
@@ -196,17 +212,20 @@ async def run(args: argparse.Namespace, put: PodUnderTest) -> int:
     await asyncio.sleep(2)  # registered before the route clients start
     tasks += [asyncio.create_task(soak.routes()) for _ in range(4)]
     tasks += [asyncio.create_task(soak.expiry()), asyncio.create_task(soak.admin())]
+    tasks.append(asyncio.create_task(soak.lag_monitor()))
     rss_points: list[tuple[float, float]] = []
     redis_points: list[tuple[float, float]] = []
     print(
         f"{'min':>5} {'pod RSS':>8} {'redis':>8} | {'routes':>7} {'p50':>6} {'p99':>6} | "
-        f"{'reg p99':>7} {'dv p99':>7} {'adm p99':>7} | {'expired':>7} {'late':>4} | problems"
+        f"{'reg p99':>7} {'dv p99':>7} {'adm p99':>7} | {'expired':>7} {'late':>4} | "
+        f"{'gen lag':>7} | problems"
     )
     with RssSampler(put.pid, interval_s=1.0) as rss:
         while soak.running():
             await asyncio.sleep(min(args.report_every, max(0.0, soak.deadline - time.monotonic())))
             elapsed = time.monotonic() - start
             w, soak.w = soak.w, Window()
+            gen_lag, soak.gen_lag_ms = soak.gen_lag_ms, 0.0
             now_rss = rss.now()
             used = int((await redis.info("memory"))["used_memory"])
             rss_points.append((elapsed, now_rss))
@@ -217,7 +236,8 @@ async def run(args: argparse.Namespace, put: PodUnderTest) -> int:
                 f"{routes:>7} {w.p('route', 50):6.2f} {w.p('route', 99):6.2f} | "
                 f"{w.p('register', 99):7.2f} {w.p('dataversion', 99):7.2f} "
                 f"{w.p('admin', 99):7.2f} | "
-                f"{soak.expired_ok:>7} {soak.expired_late:>4} | {dict(w.codes) or '-'}",
+                f"{soak.expired_ok:>7} {soak.expired_late:>4} | {gen_lag:6.0f}ms | "
+                f"{dict(w.codes) or '-'}",
                 flush=True,
             )
     await asyncio.gather(*tasks, return_exceptions=True)
