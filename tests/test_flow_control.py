@@ -38,19 +38,29 @@ SLOW = int(RequestCode.GET_KV_CONFIG)
 """The request code the gated processor holds until the test opens its gate."""
 
 
+BIG = int(RequestCode.GET_KVLIST_BY_NAMESPACE)
+"""The request code the gated processor answers at once with a 100 KB body."""
+
+
 class GatedProcessor(NamesrvProcessor):
-    """Holds every SLOW request until ``gate`` is set; everything else as usual."""
+    """Holds every SLOW request until ``gate`` is set; answers BIG with 100 KB at once;
+    everything else as usual."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.gate = asyncio.Event()
         self.started = 0
+        self.started_big = 0
 
     async def process(self, cmd: RemotingCommand, conn: Connection) -> Response:
         if cmd.code == SLOW:
             self.started += 1
             await self.gate.wait()
             return Response(ext_fields={"value": "v"})
+        if cmd.code == BIG:
+            self.started_big += 1
+            await asyncio.sleep(0)
+            return Response(body=b"x" * 100_000)
         return await super().process(cmd, conn)
 
 
@@ -184,14 +194,18 @@ async def test_a_client_that_never_reads_costs_about_one_buffer(make_pod: PodFac
     answer = len(route.body) + 200
 
     raw = RawClient(pod.server.bound_port)
-    n = 100_000  # ~14 MB of requests, ~100 MB of answers if they were all buffered
+    await eventually(lambda: len(pod.server.connections) == 2)
+    proto = pod.protocol()
+    assert proto.transport is not None
+    sock = proto.transport.get_extra_info("socket")  # small kernel buffers: back-pressure
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # shows sooner
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    n = 30_000  # ~4 MB of requests, ~30 MB of answers if they were all buffered
     frames = b"".join(
         encode_request(RequestCode.GET_ROUTEINFO_BY_TOPIC, i, {"topic": "T0"}, version=409)
         for i in range(n)
     )
     sender = asyncio.create_task(raw.send(frames))
-    await eventually(lambda: len(pod.server.connections) == 2)
-    proto = pod.protocol()
     await eventually(lambda: "write" in proto.paused_by)
     assert proto.transport is not None
     peak = 0
@@ -227,6 +241,30 @@ async def test_one_connection_has_at_most_its_share_in_flight(make_pod: PodFacto
     assert sorted(a.opaque for a in answers) == list(range(1, 101))
     assert all(a.code == 0 for a in answers)  # waited unread: none refused
     await eventually(lambda: not proto.paused_by and proto.pending == 0)
+    raw.close()
+
+
+async def test_queued_requests_do_not_start_while_answers_do_not_drain(
+    make_pod: PodFactory,
+) -> None:
+    pod = await make_pod(write_buffer_high=16 * 1024, write_buffer_low=4096, client_max_running=2)
+    raw = RawClient(pod.server.bound_port, rcvbuf=4096)
+    await eventually(lambda: len(pod.server.connections) == 1)
+    proto = pod.protocol()
+    assert proto.transport is not None
+    sock = proto.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    frames = b"".join(encode_request(BIG, i, {"namespace": "n"}) for i in range(32))
+    await raw.send(frames)
+    await eventually(lambda: "write" in proto.paused_by)
+    await asyncio.sleep(0.2)
+    started = pod.processor.started_big
+    assert started < 32 // 2  # the rest wait: not one 100 KB answer each in memory
+    assert proto.transport.get_write_buffer_size() <= 16 * 1024 + (started + 1) * 100_100
+    answers = await raw.read_frames(32)
+    assert sorted(a.opaque for a in answers) == list(range(32))
+    assert all(a.code == 0 and len(a.body or b"") == 100_000 for a in answers)
+    assert pod.processor.started_big == 32
     raw.close()
 
 

@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 class Admittee(Protocol):
     """What a lane calls back: the connection a request came on."""
 
-    def start_admitted(self, cmd: RemotingCommand, lane: Lane) -> None: ...
+    def start_admitted(self, cmd: RemotingCommand, lane: Lane) -> bool:
+        """Start ``cmd`` (True), or decline for now (False: the connection cannot take an
+        answer yet and keeps the request; the lane's slot goes to the next one)."""
+        ...
 
     def refuse_admitted(self, cmd: RemotingCommand, waited_s: float) -> None: ...
 
@@ -50,7 +53,8 @@ class Lane:
         """Start ``cmd`` now, or queue it; False when the lane is full (answer busy)."""
         if self.running < self.max_running and not self._queue:
             self.running += 1
-            who.start_admitted(cmd, self)
+            if not who.start_admitted(cmd, self):
+                self.running -= 1
             return True
         if len(self._queue) < self.max_queued:
             self._queue.append((time.monotonic(), who, cmd))
@@ -70,7 +74,8 @@ class Lane:
                 who.refuse_admitted(cmd, waited)
                 continue
             self.running += 1
-            who.start_admitted(cmd, self)
+            if not who.start_admitted(cmd, self):
+                self.running -= 1
 
     def _reject(self) -> None:
         self.rejected += 1

@@ -33,13 +33,14 @@ ROUTE_CODES = frozenset({int(RequestCode.GET_ROUTEINFO_BY_TOPIC)})
 
 @dataclass(frozen=True, slots=True)
 class FlowLimits:
-    write_buffer_high: int = 1024 * 1024
+    write_buffer_high: int = 256 * 1024
     """A connection whose unsent answers exceed this stops being read from…"""
-    write_buffer_low: int = 256 * 1024
+    write_buffer_low: int = 64 * 1024
     """…until they drain below this."""
     connection_max_pending: int = 32
     """Requests of one connection admitted and not yet answered; past it the connection's
-    further requests wait unread (TCP back-pressure), they are not refused."""
+    further requests wait unread (TCP back-pressure), they are not refused. Queued ones do
+    not start while the connection's answers do not drain."""
     partial_frame_budget: int = 64 * 1024 * 1024
     """Pod-wide bytes of big frames (≥ 256 KiB) being received or not yet answered; a
     connection whose next big frame does not fit waits unread until it does."""

@@ -318,13 +318,21 @@ class RemotingProtocol(asyncio.Protocol):
             self.pending -= 1
             self._answer_busy(cmd)
 
-    def start_admitted(self, cmd: RemotingCommand, lane: Lane) -> None:
-        """Called by the lane when ``cmd`` may run."""
+    def start_admitted(self, cmd: RemotingCommand, lane: Lane) -> bool:
+        """Called by the lane when ``cmd`` may run. Declined while the connection's answers
+        do not drain: the request goes back to the front of its backlog (to be admitted again
+        when they do), so that a client that does not read holds no more answers in the
+        making than were already started."""
         if self.closed:  # nobody to answer: skip the work
-            lane.done()
             self._finished(cmd)
-            return
+            return False
+        if self._write_paused:
+            self.pending -= 1
+            self.backlog.appendleft(cmd)
+            self._pause("backlog")
+            return False
         self.server.spawn(self._run(cmd, lane))
+        return True
 
     def refuse_admitted(self, cmd: RemotingCommand, waited_s: float) -> None:
         """Called by the lane when ``cmd`` waited too long for its turn."""
