@@ -188,7 +188,15 @@ async def _observe(port: int, topics: list[str], pipe: Connection) -> Samples:
         pipe.recv()
         stop.set()
 
+    async def lag() -> None:
+        """The observer's own loop stalls (the machine's, not the pod's)."""
+        while not stop.is_set():
+            t, started = time.time(), time.perf_counter()
+            await asyncio.sleep(0.01)
+            samples.add("lag", t, int((time.perf_counter() - started - 0.01) * 1e6), 0)
+
     tasks = [asyncio.create_task(routes()) for _ in range(2)]
+    tasks.append(asyncio.create_task(lag()))
     tasks.append(asyncio.create_task(broker()))
     await watch()
     await asyncio.gather(*tasks, return_exceptions=True)

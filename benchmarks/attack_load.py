@@ -1,7 +1,9 @@
 """The attacks of issue #12 point 4 against a real ``namesrv-redis serve`` on a real
 redis-server, one after another: for each, the pod's peak RSS against a stated ceiling and
 what other clients (an observer process: route queries, a broker's data-version checks and
-registrations) saw meanwhile — p50/p99/max and how many were refused or failed.
+registrations) saw meanwhile — p50/p99/max and how many were refused or failed — beside the
+observer's own longest loop stall and the machine's load average, to tell the pod's delays
+from the machine's.
 
     python benchmarks/attack_load.py [--seconds 8] [--only pipeline,bomb,...]
 
@@ -19,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import struct
 import sys
@@ -195,15 +198,17 @@ async def setup(port: int) -> tuple[RemotingClient, list[str]]:
     return c, watched
 
 
-def row(name: str, base: int, peak: int, after: int, s: Samples, t0: float, t1: float) -> str:
-    r, h, g = (s.stats(k, t0, t1) for k in ("route", "heartbeat", "register"))
+def row(
+    name: str, base: int, peak: int, after: int, s: Samples, t0: float, t1: float, load: float
+) -> str:
+    r, h, g, lag = (s.stats(k, t0, t1) for k in ("route", "heartbeat", "register", "lag"))
     ok = "ok" if peak <= base + CEILING_OVER_BASELINE else "OVER"
     return (
         f"{name:17} {mib(peak):>9} {mib(peak - base):>8} {mib(after):>9} {ok:>4} | "
         f"{r['count']:>6} {r['p50_ms']:6.2f} {r['p99_ms']:7.2f} {r['max_ms']:8.1f} "
         f"{int(r['busy'] + r['failed']):>4} | "
         f"{h['p99_ms']:7.2f} {g['p99_ms']:7.2f} {int(h['busy'] + g['busy']):>4} "
-        f"{int(h['failed'] + g['failed']):>4}"
+        f"{int(h['failed'] + g['failed']):>4} | {lag['max_ms']:7.1f} {load:5.1f}"
     )
 
 
@@ -215,11 +220,11 @@ async def run(args: argparse.Namespace, put: PodUnderTest) -> int:
     lines = []
     with RssSampler(put.pid) as rss, Observer(port, watched) as observer:
         await asyncio.sleep(3)
-        phases: list[tuple[str, int, float, float, int]] = []
+        phases: list[tuple[str, int, float, float, int, float]] = []
         t0 = time.time()
         await asyncio.sleep(args.seconds)
         base = rss.now()
-        phases.append(("baseline", base, t0, time.time(), base))
+        phases.append(("baseline", base, t0, time.time(), base, os.getloadavg()[0]))
         for name in chosen:
             before = rss.now()
             t0 = time.time()
@@ -228,18 +233,19 @@ async def run(args: argparse.Namespace, put: PodUnderTest) -> int:
             )
             t1 = time.time()
             await asyncio.sleep(2)
-            phases.append((name, before, t0, t1, rss.now()))
+            phases.append((name, before, t0, t1, rss.now(), os.getloadavg()[0]))
         samples = observer.stop()
     await keeper.close()
     base = phases[0][1]
     lines.append(
         f"{'attack':17} {'peak RSS':>9} {'+base':>8} {'after':>9} {'ceil':>4} | "
         f"{'routes':>6} {'p50ms':>6} {'p99ms':>7} {'max ms':>8} {'bad':>4} | "
-        f"{'dv p99':>7} {'reg p99':>7} {'busy':>4} {'fail':>4}"
+        f"{'dv p99':>7} {'reg p99':>7} {'busy':>4} {'fail':>4} | {'obs lag':>7} {'load':>5}"
     )
-    for name, _before, t0, t1, after in phases:
+    for name, _before, t0, t1, after, load in phases:
         tail = 0 if name == "baseline" else 2  # what an attack leaves behind counts too
-        lines.append(row(name, base, rss.peak(t0, t1 + tail), after, samples, t0, t1))
+        peak = rss.peak(t0, t1 + tail)
+        lines.append(row(name, base, peak, after, samples, t0, t1, load))
     print(f"pod RSS ceiling: baseline {mib(base)} + {mib(CEILING_OVER_BASELINE)}")
     print("\n".join(lines))
     print("attack details:", json.dumps(results, indent=1))
