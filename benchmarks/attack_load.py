@@ -11,8 +11,8 @@ Attacks: ``pipeline`` (1M route requests, answers never read), ``topic-lists`` (
 GET_ALL_TOPIC_LIST of ~360 KB answers, never read), ``partial-frames`` (40 connections each
 sending 15 MiB of a declared 16 MiB frame), ``bomb`` (20 compressed register bodies of
 ~260 KB inflating to 255 MiB), ``big-registration`` (a 100,000-topic broker registering, then
-re-registering with changes), ``flood`` (400 connections pipelining uncached requests:
-admission control answers SYSTEM_BUSY).
+re-registering with changes), ``flood`` (400 connections pipelining GET_KV_CONFIG, a Redis
+read each: admission control answers SYSTEM_BUSY).
 """
 
 from __future__ import annotations
@@ -158,11 +158,13 @@ async def attack_flood(port: int, seconds: float) -> dict[str, Any]:
     codes: Counter[int] = Counter()
     deadline = time.monotonic() + seconds
 
+    kv = {"namespace": "flood", "key": "k"}  # a Redis read each: never cached nor coalesced
+
     async def flooder() -> None:
         c = await RemotingClient.connect("127.0.0.1", port)
         while time.monotonic() < deadline:
             answers = await asyncio.gather(
-                *(c.request(RequestCode.GET_BROKER_CLUSTER_INFO, timeout=10) for _ in range(40)),
+                *(c.request(RequestCode.GET_KV_CONFIG, kv, timeout=10) for _ in range(40)),
                 return_exceptions=True,
             )
             for a in answers:

@@ -12,6 +12,7 @@ import contextlib
 import socket
 import struct
 import zlib
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -51,8 +52,10 @@ class GatedProcessor(NamesrvProcessor):
         self.gate = asyncio.Event()
         self.started = 0
         self.started_big = 0
+        self.calls: Counter[int] = Counter()
 
     async def process(self, cmd: RemotingCommand, conn: Connection) -> Response:
+        self.calls[cmd.code] += 1
         if cmd.code == SLOW:
             self.started += 1
             await self.gate.wait()
@@ -544,3 +547,61 @@ async def test_uncached_route_queries_have_a_lane_of_their_own(make_pod: PodFact
     assert pod.server.admission.route.rejected == 0
     raw.close()
     await c.close()
+
+
+# ------------------------------------------------------------------ single flight
+
+
+async def test_identical_list_queries_in_flight_share_one_computation(
+    make_pod: PodFactory,
+) -> None:
+    pod = await make_pod()
+    c = await pod.client()
+    assert (await broker(50).register(c)).code == 0
+    raw = RawClient(pod.server.bound_port, rcvbuf=1 << 20)
+    code = RequestCode.GET_ALL_TOPIC_LIST_FROM_NAMESERVER
+    await raw.send(b"".join(encode_request(code, i) for i in range(10)))
+    answers = await raw.read_frames(10)
+    assert sorted(a.opaque for a in answers) == list(range(10))
+    assert all(a.code == 0 and a.body == answers[0].body for a in answers)
+    assert b"T49" in (answers[0].body or b"")
+    assert pod.processor.calls[code] == 1
+    assert pod.server.single_flight.joined == 9
+    one = await c.request(code)  # nothing in flight any more: computed again
+    assert one is not None and one.body == answers[0].body
+    assert pod.processor.calls[code] == 2
+    raw.close()
+    await c.close()
+
+
+async def test_a_query_does_not_join_a_computation_older_than_a_write() -> None:
+    from namesrv_redis.remoting.single_flight import SingleFlight
+
+    flights = SingleFlight()
+    gate = asyncio.Event()
+    computed: list[str] = []
+
+    def compute(answer: str) -> Callable[[], Awaitable[Response]]:
+        async def run() -> Response:
+            computed.append(answer)
+            await gate.wait()
+            return Response(remark=answer)
+
+        return run
+
+    query = RemotingCommand(int(RequestCode.GET_ALL_TOPIC_LIST_FROM_NAMESERVER))
+    write = RemotingCommand(int(RequestCode.PUT_KV_CONFIG))
+    old = asyncio.create_task(flights.run(query, compute("before")))
+    joined = asyncio.create_task(flights.run(query, compute("joined")))
+    await asyncio.sleep(0)
+    await flights.run(write, _done)  # a write completes while "before" is computing
+    fresh = asyncio.create_task(flights.run(query, compute("after")))
+    await asyncio.sleep(0)
+    gate.set()
+    assert (await old).remark == "before" and (await joined).remark == "before"
+    assert (await fresh).remark == "after"
+    assert computed == ["before", "after"]
+
+
+async def _done() -> Response:
+    return Response()

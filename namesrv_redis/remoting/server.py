@@ -13,8 +13,9 @@ is no longer read from while its unsent answers exceed the transport's high-wate
 (``pause_writing``), while it has ``connection_max_pending`` requests unanswered, or while its
 next big frame waits for the pod-wide :class:`FrameBudget`; what it sent meanwhile waits in
 the kernel, so a client that never reads costs about one buffer. Requests that are not cached
-route answers pass :class:`Admission` (SYSTEM_BUSY when the pod is overloaded), and big
-registrations run on the :class:`Offloader`'s thread when the pod has one.
+route answers pass :class:`Admission` (SYSTEM_BUSY when the pod is overloaded), identical
+list queries in flight share one computation (:class:`SingleFlight`), and big registrations
+run on the :class:`Offloader`'s thread when the pod has one.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from namesrv_redis.remoting.frame_budget import FrameBudget
 from namesrv_redis.remoting.limits import BUSY_REMARK, FlowLimits
 from namesrv_redis.remoting.offload import Offloader
 from namesrv_redis.remoting.processor import V4_9_4, Connection, NamesrvProcessor, Response
+from namesrv_redis.remoting.single_flight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,7 @@ class RemotingServer:
         self.admission = Admission(limits)
         self.frame_budget = FrameBudget(max(limits.partial_frame_budget, max_frame_bytes))
         self.offload = offload
+        self.single_flight = SingleFlight()
         self.connections: set[RemotingProtocol] = set()
         self.metrics = _Metrics()
         self._server: asyncio.base_events.Server | None = None
@@ -450,7 +453,9 @@ class RemotingProtocol(asyncio.Protocol):
             if offload is not None and offload.wants(cmd):
                 response = await offload.process(cmd, self.conn)
             else:
-                response = await self.server.processor.process(cmd, self.conn)
+                response = await self.server.single_flight.run(
+                    cmd, lambda: self.server.processor.process(cmd, self.conn)
+                )
         except Exception as e:  # every failure becomes an answer, never a crash
             code, remark = error_response_code(e)
             log.warning(
