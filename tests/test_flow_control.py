@@ -605,3 +605,39 @@ async def test_a_query_does_not_join_a_computation_older_than_a_write() -> None:
 
 async def _done() -> Response:
     return Response()
+
+
+# ------------------------------------------------------------------ wiring
+
+
+def test_limits_come_from_settings() -> None:
+    limits = FlowLimits.from_settings(
+        Settings(flow_client_max_queued=5, flow_write_buffer_high=8192, flow_write_buffer_low=0)
+    )
+    assert limits.client_max_queued == 5 and limits.write_buffer_high == 8192
+    assert limits.broker_max_queued == FlowLimits().broker_max_queued
+    with pytest.raises(ValueError, match="flow_write_buffer_low"):
+        FlowLimits.from_settings(Settings(flow_write_buffer_high=8192, flow_write_buffer_low=9000))
+
+
+async def test_serve_answers_system_busy_with_its_configured_lanes(
+    redis_server: RedisServerProcess, namespace: str
+) -> None:
+    from tests.serverproc import NamesrvProcess
+
+    pod = NamesrvProcess(
+        redis_server.url,
+        namespace,
+        env={"NAMESRV_FLOW_CLIENT_MAX_RUNNING": "1", "NAMESRV_FLOW_CLIENT_MAX_QUEUED": "0"},
+    ).start()
+    try:
+        raw = RawClient(pod.port, rcvbuf=1 << 20)
+        await raw.send(slow_requests(20))  # GET_KV_CONFIG: a Redis read each
+        answers = await raw.read_frames(20)
+        assert sorted(a.opaque for a in answers) == list(range(1, 21))
+        busy = [a for a in answers if a.code == ResponseCode.SYSTEM_BUSY]
+        assert busy and all(a.remark == BUSY_REMARK for a in busy)
+        assert {a.code for a in answers} <= {ResponseCode.SYSTEM_BUSY, ResponseCode.QUERY_NOT_FOUND}
+        raw.close()
+    finally:
+        pod.stop()
