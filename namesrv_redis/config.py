@@ -45,6 +45,22 @@ class Settings(BaseSettings):
     redis_write_timeout_millis: int = Field(2000, ge=10, le=60_000)
     redis_wait_replicas: int = Field(-1, ge=-1, le=16)
     redis_wait_timeout_millis: int = Field(1000, ge=1, le=60_000)
+    # remoting flow control and admission (docs/protocol.md, "Limits"); None: the default of
+    # namesrv_redis.remoting.limits.FlowLimits
+    flow_write_buffer_high: int | None = Field(None, ge=4096)
+    flow_write_buffer_low: int | None = Field(None, ge=0)
+    flow_connection_max_pending: int | None = Field(None, ge=1)
+    flow_partial_frame_budget: int | None = Field(None, ge=1024 * 1024)
+    flow_partial_frame_timeout_s: float | None = Field(None, gt=0)
+    flow_route_max_running: int | None = Field(None, ge=1)
+    flow_route_max_queued: int | None = Field(None, ge=0)
+    flow_client_max_running: int | None = Field(None, ge=1)
+    flow_client_max_queued: int | None = Field(None, ge=0)
+    flow_broker_max_running: int | None = Field(None, ge=1)
+    flow_broker_max_queued: int | None = Field(None, ge=0)
+    flow_max_queue_wait_s: float | None = Field(None, gt=0)
+    flow_offload_min_body: int | None = Field(None, ge=0)
+    flow_register_body_max_inflated: int = Field(16 * 1024 * 1024, ge=1024 * 1024)
     # RocketMQ NamesrvConfig / NettyServerConfig
     listen_port: int = Field(9876, ge=0, le=65535)
     scan_not_active_broker_interval: int = Field(5000, ge=50)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -15,7 +16,10 @@ from typing import Any
 
 from namesrv_redis.config import Settings, apply_namesrv_config_update
 from namesrv_redis.remoting.acl import start_acl
+from namesrv_redis.remoting.limits import FlowLimits
+from namesrv_redis.remoting.offload import Offloader
 from namesrv_redis.remoting.processor import NamesrvProcessor
+from namesrv_redis.remoting.register_body import set_max_inflated
 from namesrv_redis.remoting.server import RemotingServer
 from namesrv_redis.remoting.tls import ServerTls, https_options, tls_options
 from namesrv_redis.route_reader import RouteReader
@@ -88,6 +92,7 @@ class Pod:
         self.routes: RouteReader | None = None
         self.processor: NamesrvProcessor | None = None
         self.remoting: RemotingServer | None = None
+        self.offload: Offloader | None = None
         self.events: RouteEvents | None = None
         self.liveness: Liveness | None = None
         self.advertiser: PodAdvertiser | None = None
@@ -104,6 +109,7 @@ class Pod:
         s = self.settings
         target = RedisTarget(Deployment.STANDALONE)  # a client handed in (tests)
         options: dict[str, Any] = {}
+        url: str | None = None
         if self.redis is None:
             url = s.redis_url
             if not url:
@@ -161,6 +167,15 @@ class Pod:
             self.tls = ServerTls(opts)
             self.tls.load()
             self.tls.start_watch()  # certificate files checked for changes (remoting and HTTPS)
+        limits = FlowLimits.from_settings(s)
+        set_max_inflated(s.flow_register_body_max_inflated)
+        # big registrations off the loop: on a pod with a Redis URL of its own and not on
+        # Cluster (confirmed writes there use a slot-owner client of the pod's loop)
+        if limits.offload_min_body > 0 and url and target.deployment is not Deployment.CLUSTER:
+            self.offload = Offloader(
+                self.processor, url, min_body=limits.offload_min_body, client_options=options
+            )
+            await self.offload.start()
         self.remoting = RemotingServer(
             self.processor,
             host=s.listen_host,
@@ -170,6 +185,8 @@ class Pod:
             idle_timeout_s=s.server_channel_max_idle_time_seconds,
             reuse_port=self.reuse_port,
             tls=self.tls if opts.enabled else None,
+            limits=limits,
+            offload=self.offload,
         )
         await self.remoting.start()
 
@@ -232,7 +249,7 @@ class Pod:
         if self._http_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._http_task, grace_s)
-        for part in (self.advertiser, self.liveness, self.events, self.topology):
+        for part in (self.advertiser, self.liveness, self.events, self.topology, self.offload):
             if part is not None:
                 with contextlib.suppress(Exception):
                     await part.stop()
@@ -252,6 +269,9 @@ class Pod:
         loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         try:
             await self.start()
+            # What start-up allocated lives as long as the process: out of the collector's
+            # generations, full collections stay short (they pause the loop).
+            gc.freeze()
             log.info(
                 "namesrv-redis pod %d ready: remoting %s:%d",
                 os.getpid(),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,9 @@ class RemotingCommand:
     serialize_type: int = JSON
     body_crc32: int | None = None
     """zlib CRC-32 of the body when the decoder already computed it (big frames)."""
+    reserved: int = 0
+    """Bytes of the pod-wide partial-frame budget this frame holds until it is answered
+    (see :class:`FrameDecoder`'s ``admit``); 0 for frames received without one."""
 
     @property
     def is_response(self) -> bool:
@@ -244,27 +248,67 @@ class FrameDecoder:
     """Incremental decoder: ``feed(bytes) -> [RemotingCommand]``; buffers partial frames.
 
     A length prefix is checked against ``max_frame_length`` before any frame is buffered.
+
+    ``admit(length) -> bool``, when given, is asked before a frame of at least
+    :data:`BIG_FRAME` bytes is buffered beyond what arrived with its length prefix: True
+    reserves ``length`` bytes of a shared budget for it (the reservation travels with the
+    decoded command as ``reserved``); False blocks the decoder — it keeps what it holds,
+    decodes nothing further and must be unblocked with :meth:`granted` once the caller has
+    reserved the bytes.
     """
 
-    __slots__ = ("_big", "_buf", "max_frame_length")
+    __slots__ = ("_big", "_buf", "_reserved", "admit", "blocked", "max_frame_length")
 
-    def __init__(self, max_frame_length: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(
+        self,
+        max_frame_length: int = DEFAULT_MAX_FRAME,
+        admit: Callable[[int], bool] | None = None,
+    ) -> None:
         self.max_frame_length = max_frame_length
+        self.admit = admit
+        self.blocked = False
         self._buf = bytearray()
         self._big: _BigFrame | None = None
+        self._reserved = 0
 
     @property
     def buffered(self) -> int:
         return len(self._buf) + (self._big.filled if self._big else 0)
 
+    @property
+    def reserved(self) -> int:
+        """Budget bytes held by the partial frame being received (0 when none)."""
+        return self._reserved
+
+    def clear(self) -> None:
+        """Drop whatever is buffered and the ``admit`` callback (its owner is going away:
+        nothing must keep a partial 16 MiB body alive until the next garbage collection)."""
+        self._buf = bytearray()
+        self._big = None
+        self._reserved = 0
+        self.admit = None
+        self.blocked = False
+
+    def granted(self, length: int) -> None:
+        """The budget the blocked decoder asked for is now reserved: carry on."""
+        self._reserved = length
+        self.blocked = False
+
+    def _take_reservation(self, cmd: RemotingCommand) -> RemotingCommand:
+        cmd.reserved, self._reserved = self._reserved, 0
+        return cmd
+
     def feed(self, data: bytes) -> list[RemotingCommand]:
         out: list[RemotingCommand] = []
+        if self.blocked:
+            self._buf += data
+            return out
         if self._big is not None:
             with memoryview(data) as mv:
                 taken = self._big.fill(mv)
             if not self._big.complete:
                 return out
-            out.append(self._big.cmd)
+            out.append(self._take_reservation(self._big.cmd))
             self._big = None
             data = data[taken:]
         if self._buf:
@@ -280,10 +324,17 @@ class FrameDecoder:
                 if length < 4 or length > self.max_frame_length:
                     raise FrameError(f"frame length {length} outside 4..{self.max_frame_length}")
                 if n - pos - 4 < length:
-                    if length >= BIG_FRAME and self._start_big(mv[pos + 4 :], length):
-                        pos = n
+                    if length >= BIG_FRAME:
+                        if not self._reserved and self.admit is not None:
+                            if not self.admit(length):
+                                self.blocked = True
+                                break
+                            self._reserved = length
+                        if self._start_big(mv[pos + 4 :], length):
+                            pos = n
                     break
-                out.append(decode_frame(mv[pos + 4 : pos + 4 + length]))
+                cmd = decode_frame(mv[pos + 4 : pos + 4 + length])
+                out.append(self._take_reservation(cmd) if self._reserved else cmd)
                 pos += 4 + length
         finally:
             mv.release()

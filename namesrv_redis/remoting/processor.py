@@ -122,11 +122,14 @@ class NamesrvProcessor:
         self.guard: AclGuard | None = None
         """ACL signature and address checks (namesrv_redis/remoting/acl.py), when configured."""
 
+    async def refusal(self, cmd: RemotingCommand, conn: Connection) -> Response | None:
+        """The ACL's answer when ``cmd`` may not run, else None."""
+        return await self.guard.check(cmd, conn) if self.guard is not None else None
+
     async def process(self, cmd: RemotingCommand, conn: Connection) -> Response:
-        if self.guard is not None:
-            refused = await self.guard.check(cmd, conn)
-            if refused is not None:
-                return refused
+        refused = await self.refusal(cmd, conn)
+        if refused is not None:
+            return refused
         handler = HANDLERS.get(cmd.code)
         if handler is None:
             return Response(

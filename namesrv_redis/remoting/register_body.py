@@ -33,7 +33,23 @@ from namesrv_redis import fastjson
 from namesrv_redis.remoting.codes import V5_0_0
 
 _I32 = struct.Struct(">i")
-MAX_INFLATED = 256 * 1024 * 1024
+DEFAULT_MAX_INFLATED = 16 * 1024 * 1024
+"""A compressed body may inflate to what a broker could have sent uncompressed (one frame)."""
+INFLATE_STEP = 1024 * 1024
+_max_inflated = DEFAULT_MAX_INFLATED
+
+
+def set_max_inflated(limit: int) -> None:
+    """The pod's bound on a compressed register body's inflated size (setting
+    ``flow_register_body_max_inflated``)."""
+    global _max_inflated
+    if limit < INFLATE_STEP:
+        raise ValueError(f"inflated body limit {limit} is below {INFLATE_STEP} bytes")
+    _max_inflated = limit
+
+
+def max_inflated() -> int:
+    return _max_inflated
 
 
 class BodyError(ValueError):
@@ -208,15 +224,31 @@ class _Reader:
         return b
 
 
-def _inflate(body: bytes | bytearray) -> bytes:
+def _inflate(body: bytes | bytearray, limit: int | None = None) -> bytes:
+    """Inflate a step at a time, refusing the body as soon as it passes ``limit`` bytes (a
+    few hundred KB of zeros inflate to gigabytes: nothing past the limit is ever held)."""
+    limit = _max_inflated if limit is None else limit
+    parts: list[bytes] = []
+    total = 0
     try:
         inflater = zlib.decompressobj()
-        raw = inflater.decompress(body, MAX_INFLATED)
-        if inflater.unconsumed_tail:
-            raise BodyError("compressed register body inflates past 256 MiB")
+        data: bytes | bytearray = body
+        while True:
+            chunk = inflater.decompress(data, min(INFLATE_STEP, limit + 1 - total))
+            total += len(chunk)
+            if total > limit:
+                parts.clear()  # not kept alive by the traceback's frame
+                raise BodyError(
+                    f"compressed register body inflates past {limit} bytes "
+                    f"(the pod's limit, flow_register_body_max_inflated)"
+                )
+            parts.append(chunk)
+            data = inflater.unconsumed_tail
+            if inflater.eof or (not data and not chunk):
+                break
     except zlib.error as e:
         raise BodyError(f"compressed register body: {e}") from None
-    return raw
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 T = TypeVar("T")
@@ -368,12 +400,67 @@ _FAST_BODY = msgspec.json.Decoder(_FastBody)
 _EMPTY_MAPPINGS = {b"", b"null", b"{}"}
 
 
+class _RawWrapper(msgspec.Struct, rename="camel"):
+    data_version: dict[str, Any] = {}
+    topic_config_table: msgspec.Raw = msgspec.Raw(b"{}")
+    topic_queue_mapping_info_map: msgspec.Raw = msgspec.Raw(b"")
+
+
+class _RawBody(msgspec.Struct, rename="camel"):
+    topic_config_serialize_wrapper: _RawWrapper | None = None
+    filter_server_list: list[str] | None = None
+
+
+_RAW_BODY = msgspec.json.Decoder(_RawBody)
+_TABLE = msgspec.json.Decoder(TopicTable)
+CHUNKED_DECODE_BYTES = 1024 * 1024
+"""A topic table at least this big is decoded about this much at a time (see
+:func:`_decode_table_chunked`)."""
+_MAX_FALSE_CUTS = 8
+
+
+def _decode_table_chunked(raw: bytes) -> TopicTable | None:
+    """A big ``topicConfigTable`` decoded a piece at a time, so that no single C call holds
+    the interpreter lock for long (a 15 MB table would hold it ~60 ms in one call).
+
+    The table is cut after a ``}`` followed by ``,"``; a cut is accepted only if the piece
+    up to it, closed with ``}``, decodes as a strict table — impossible when the cut lies
+    inside a string or a nested object, so accepted pieces are exactly consecutive entries
+    and their union is the table the one-call decode gives. None when a piece cannot be
+    validated (then the caller decodes in one call, with that call's exact verdict)."""
+    table: TopicTable = {}
+    start, n = 1, len(raw)
+    while True:
+        cut = raw.find(b'},"', start + CHUNKED_DECODE_BYTES)
+        false_cuts = 0
+        while cut != -1:
+            try:
+                table.update(_TABLE.decode(b"{" + raw[start : cut + 1] + b"}"))
+                break
+            except msgspec.MsgspecError:
+                false_cuts += 1
+                if false_cuts > _MAX_FALSE_CUTS:
+                    return None
+                cut = raw.find(b'},"', cut + 1)
+        if cut == -1:
+            try:
+                table.update(_TABLE.decode(b"{" + raw[start:n]))
+            except msgspec.MsgspecError:
+                return None
+            return table
+        start = cut + 2
+
+
 def _decode_table_fast(body: bytes | bytearray) -> RegisterTable | None:
     """The common body (strict JSON, every field of the expected type, topics keyed by their
     names) decoded straight into QueueNums, skipping every other field; None for anything else
     (fastjson's dialect, pre-4.9 field names, a bare wrapper, strings for numbers…)."""
     if b'"topicSynFlag"' in body:
         return None
+    if len(body) >= 2 * CHUNKED_DECODE_BYTES:
+        chunked = _decode_big_table_fast(body)
+        if chunked is not None:
+            return chunked
     try:
         decoded = _FAST_BODY.decode(body)
     except msgspec.MsgspecError:
@@ -384,6 +471,25 @@ def _decode_table_fast(body: bytes | bytearray) -> RegisterTable | None:
     return RegisterTable(
         wrapper.data_version or {"counter": 0, "timestamp": 0},
         wrapper.topic_config_table,
+        decoded.filter_server_list,
+        bytes(wrapper.topic_queue_mapping_info_map).strip() not in _EMPTY_MAPPINGS,
+    )
+
+
+def _decode_big_table_fast(body: bytes | bytearray) -> RegisterTable | None:
+    try:
+        decoded = _RAW_BODY.decode(body)
+    except msgspec.MsgspecError:
+        return None
+    wrapper = decoded.topic_config_serialize_wrapper
+    if wrapper is None:
+        return None
+    table = _decode_table_chunked(bytes(wrapper.topic_config_table))
+    if table is None:
+        return None
+    return RegisterTable(
+        wrapper.data_version or {"counter": 0, "timestamp": 0},
+        table,
         decoded.filter_server_list,
         bytes(wrapper.topic_queue_mapping_info_map).strip() not in _EMPTY_MAPPINGS,
     )

@@ -15,15 +15,18 @@ changed topic is one whose entry hash the old table lacks. (Two different entrie
 64-bit hash within one broker's table — odds near 1e-11 for 10,000 topics — would leave that
 topic's change unsent until its next change.) Memory is bounded by the number of remembered
 topics, least recently registered broker forgotten first; forgetting only costs a full
-registration.
+registration. The memory is shared by the event loop and the worker thread that stores big
+registrations (see ``offload.py``), hence its lock.
 """
 
 from __future__ import annotations
 
+import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from namesrv_redis.model import QueueConfig, canonical_data_version, state_version
@@ -52,8 +55,29 @@ class Remembered:
     """hash((topic, QueueNums)) of every topic of the body."""
 
 
+STEP = 8192
+"""Hashing and set operations over a big table go this many topics at a time: each step is
+one short stretch of C code, so a registration running on the worker thread (offload.py)
+never holds the interpreter lock for long against the event loop."""
+
+
+def _hashes(items: Iterable[Hashable]) -> array[int]:
+    out: array[int] = array("q")
+    it = iter(items)
+    while chunk := list(islice(it, STEP)):
+        out.extend(map(hash, chunk))
+    return out
+
+
+def _set_of(values: array[int]) -> set[int]:
+    out: set[int] = set()
+    for i in range(0, len(values), STEP):
+        out.update(values[i : i + STEP])
+    return out
+
+
 def entry_hashes(table: TopicTable) -> array[int]:
-    return array("q", map(hash, table.items()))
+    return _hashes(table.items())
 
 
 def remember(
@@ -67,7 +91,7 @@ def remember(
         token,
         data_version,
         state_version,
-        array("q", map(hash, table)),
+        _hashes(table),
         entries if entries is not None else entry_hashes(table),
     )
 
@@ -79,6 +103,7 @@ class RememberedRegistrations:
         self.max_topic_entries = max_topic_entries
         self._by_identity: OrderedDict[Hashable, Remembered] = OrderedDict()
         self._entries = 0
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._by_identity)
@@ -88,22 +113,28 @@ class RememberedRegistrations:
         return self._entries
 
     def get(self, identity: Hashable) -> Remembered | None:
-        found = self._by_identity.get(identity)
-        if found is not None:
-            self._by_identity.move_to_end(identity)
-        return found
+        with self._lock:
+            found = self._by_identity.get(identity)
+            if found is not None:
+                self._by_identity.move_to_end(identity)
+            return found
 
     def put(self, identity: Hashable, remembered: Remembered) -> None:
-        self.forget(identity)
-        if len(remembered.names) > self.max_topic_entries:
-            return
-        self._by_identity[identity] = remembered
-        self._entries += len(remembered.names)
-        while self._entries > self.max_topic_entries:
-            _, oldest = self._by_identity.popitem(last=False)
-            self._entries -= len(oldest.names)
+        with self._lock:
+            self._forget(identity)
+            if len(remembered.names) > self.max_topic_entries:
+                return
+            self._by_identity[identity] = remembered
+            self._entries += len(remembered.names)
+            while self._entries > self.max_topic_entries:
+                _, oldest = self._by_identity.popitem(last=False)
+                self._entries -= len(oldest.names)
 
     def forget(self, identity: Hashable) -> None:
+        with self._lock:
+            self._forget(identity)
+
+    def _forget(self, identity: Hashable) -> None:
         old = self._by_identity.pop(identity, None)
         if old is not None:
             self._entries -= len(old.names)
@@ -130,11 +161,13 @@ class TableDiff:
 def diff_tables(old: Remembered, new: TopicTable, entries: array[int]) -> TableDiff:
     """``entries`` = :func:`entry_hashes` of ``new``. Set operations in C; a Python loop over
     the topics only when some did change."""
-    fresh = set(entries).difference(old.entries)
+    fresh = _set_of(entries)
+    for i in range(0, len(old.entries), STEP):
+        fresh.difference_update(old.entries[i : i + STEP])
     if not fresh:
         return TableDiff([], len(old.names) - len(new))
     changed = [item for item, h in zip(new.items(), entries, strict=True) if h in fresh]
-    names = set(old.names)
+    names = _set_of(old.names)
     modified = sum(1 for t, _ in changed if hash(t) in names)
     unchanged = len(new) - len(changed)
     return TableDiff(

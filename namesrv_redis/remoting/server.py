@@ -7,6 +7,15 @@ malformed frame is logged and the connection closed; a failing request gets an e
 response; nothing raises out of ``data_received``. Idle connections are closed after
 ``serverChannelMaxIdleTimeSeconds``; past ``max_connections`` new connections are refused.
 When a connection closes, the brokers registered over it are removed if it still owns them.
+
+Flow control (docs/protocol.md, "Limits"; the limits are :class:`FlowLimits`): a connection
+is no longer read from while its unsent answers exceed the transport's high-water mark
+(``pause_writing``), while it has ``connection_max_pending`` requests unanswered, or while its
+next big frame waits for the pod-wide :class:`FrameBudget`; what it sent meanwhile waits in
+the kernel, so a client that never reads costs about one buffer. Requests that are not cached
+route answers pass :class:`Admission` (SYSTEM_BUSY when the pod is overloaded), identical
+list queries in flight share one computation (:class:`SingleFlight`), and big registrations
+run on the :class:`Offloader`'s thread when the pod has one.
 """
 
 from __future__ import annotations
@@ -18,21 +27,32 @@ import logging
 import os
 import socket
 import time
+from collections import deque
+from collections.abc import Iterable
 from typing import Any, cast
 
 from redis.exceptions import RedisError
 
 from namesrv_redis.metrics import CONNECTIONS, REQUEST_LATENCY, REQUESTS, RESPONSES
 from namesrv_redis.remoting.accept import SniffingAcceptor, bind_listener
+from namesrv_redis.remoting.admission import Admission, Lane
 from namesrv_redis.remoting.codec import FrameDecoder, FrameError, RemotingCommand, encode_response
-from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.remoting.codes import RequestCode, ResponseCode
 from namesrv_redis.remoting.errors import RemotingError, error_response_code
+from namesrv_redis.remoting.frame_budget import FrameBudget
+from namesrv_redis.remoting.limits import BUSY_REMARK, FlowLimits
+from namesrv_redis.remoting.offload import Offloader
 from namesrv_redis.remoting.processor import V4_9_4, Connection, NamesrvProcessor, Response
+from namesrv_redis.remoting.single_flight import SingleFlight
 from namesrv_redis.remoting.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
 _GET_ROUTE = int(RequestCode.GET_ROUTEINFO_BY_TOPIC)
+_BUSY = int(ResponseCode.SYSTEM_BUSY)
+_FLUSH_BYTES = 64 * 1024
+"""Inline answers are written in batches of about this much, so that a pipelined burst
+stops as soon as the transport's high-water mark is passed."""
 _conn_ids = itertools.count(1)
 
 
@@ -76,6 +96,8 @@ class RemotingServer:
         idle_timeout_s: float = 120.0,
         reuse_port: bool = False,
         tls: ServerTls | None = None,
+        limits: FlowLimits | None = None,
+        offload: Offloader | None = None,
     ) -> None:
         self.processor = processor
         self.tls = tls if tls is not None and tls.opts.enabled else None
@@ -88,6 +110,11 @@ class RemotingServer:
         self.max_connections = max_connections
         self.idle_timeout_s = idle_timeout_s
         self.reuse_port = reuse_port
+        self.limits = limits = limits or FlowLimits()
+        self.admission = Admission(limits)
+        self.frame_budget = FrameBudget(max(limits.partial_frame_budget, max_frame_bytes))
+        self.offload = offload
+        self.single_flight = SingleFlight()
         self.connections: set[RemotingProtocol] = set()
         self.metrics = _Metrics()
         self._server: asyncio.base_events.Server | None = None
@@ -151,8 +178,12 @@ class RemotingServer:
             self.tls.close()
         if self._idle_task is not None:
             self._idle_task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=grace_s)
+        deadline = time.monotonic() + grace_s
+        while self._tasks:  # queued requests start as running ones finish
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.wait(list(self._tasks), timeout=left)
         for conn in list(self.connections):
             conn.close()
         for task in list(self._tasks):
@@ -181,11 +212,22 @@ class RemotingProtocol(asyncio.Protocol):
 
     def __init__(self, server: RemotingServer) -> None:
         self.server = server
-        self.decoder = FrameDecoder(max_frame_length=server.max_frame_bytes)
+        self.limits = server.limits
+        self.decoder = FrameDecoder(
+            max_frame_length=server.max_frame_bytes, admit=self._admit_frame
+        )
         self.transport: asyncio.Transport | None = None
         self.conn = Connection(conn_id="", remote_addr="")
         self.last_active = time.monotonic()
         self.closed = False
+        self.pending = 0
+        """Requests admitted (queued or running) and not yet answered."""
+        self.backlog: deque[RemotingCommand] = deque()
+        """Decoded requests not yet admitted: reading is paused while there are any."""
+        self.paused_by: set[str] = set()
+        """Why reading is paused: "write" (answers unsent), "backlog", "frame" (budget)."""
+        self._write_paused = False
+        self._frame_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ asyncio callbacks
 
@@ -207,6 +249,9 @@ class RemotingProtocol(asyncio.Protocol):
             return
         self.server.connections.add(self)
         CONNECTIONS.inc()
+        self.transport.set_write_buffer_limits(
+            high=self.limits.write_buffer_high, low=self.limits.write_buffer_low
+        )
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -217,8 +262,18 @@ class RemotingProtocol(asyncio.Protocol):
             self.server.connections.discard(self)
             CONNECTIONS.dec()
         self.closed = True
+        self._release_held()
         if self.conn.brokers and not self.server.stopping:
             self.server.spawn(self._remove_brokers())
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._pause("write")
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._resume("write")
+        self._drain_backlog()
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
@@ -228,15 +283,173 @@ class RemotingProtocol(asyncio.Protocol):
             log.warning("closing connection %s: bad frame: %s", self.conn.remote_addr, e)
             self.close()
             return
+        if self._frame_timer is not None and not self.decoder.reserved:
+            self._frame_timer.cancel()
+            self._frame_timer = None
+        if commands:
+            if self.backlog:
+                self.backlog.extend(commands)
+                self._drain_backlog()
+            else:
+                self._dispatch(commands)
+
+    # ------------------------------------------------------------ flow control
+
+    def _pause(self, reason: str) -> None:
+        if not self.paused_by and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self.paused_by.add(reason)
+
+    def _resume(self, reason: str) -> None:
+        if reason not in self.paused_by:
+            return
+        self.paused_by.discard(reason)
+        if not self.paused_by and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _dispatch(self, commands: Iterable[RemotingCommand]) -> None:
+        """Answer or admit requests in order until the connection may take no more; the rest
+        wait in the backlog (and reading pauses) until answers drain."""
         out: list[bytes] = []
-        for cmd in commands:
-            if cmd.is_response:
-                continue  # the name server sends no requests that expect answers
-            if cmd.code == _GET_ROUTE and self._answer_route_from_cache(cmd, out):
+        size = 0
+        max_pending = self.limits.connection_max_pending
+        it = iter(commands)
+        for cmd in it:
+            if self._write_paused or self.pending >= max_pending:
+                self.backlog.append(cmd)
+                self.backlog.extend(it)
+                break
+            if cmd.is_response:  # the name server sends no requests that expect answers
+                self._release(cmd)
                 continue
-            self.server.spawn(self._handle(cmd))
+            if cmd.code == _GET_ROUTE:
+                before = len(out)
+                if self._answer_route_from_cache(cmd, out):
+                    if cmd.reserved:
+                        self._release(cmd)
+                    if len(out) > before:
+                        size += len(out[-1])
+                        if size >= _FLUSH_BYTES:  # may pause writing: checked above
+                            self._write(b"".join(out))
+                            out, size = [], 0
+                    continue
+            self._admit(cmd)
         if out:  # pipelined cached answers leave in one write
             self._write(out[0] if len(out) == 1 else b"".join(out))
+        if self.backlog:
+            self._pause("backlog")
+
+    def _drain_backlog(self) -> None:
+        if self.closed:
+            return
+        if self.backlog and not self._write_paused:
+            waiting, self.backlog = self.backlog, deque()
+            self._dispatch(waiting)
+        if not self.backlog:
+            self._resume("backlog")
+
+    def _admit(self, cmd: RemotingCommand) -> None:
+        self.pending += 1
+        if not self.server.admission.lane_for(cmd.code).offer(self, cmd):
+            self.pending -= 1
+            self._answer_busy(cmd)
+
+    def start_admitted(self, cmd: RemotingCommand, lane: Lane) -> bool:
+        """Called by the lane when ``cmd`` may run. Declined while the connection's answers
+        do not drain: the request goes back to the front of its backlog (to be admitted again
+        when they do), so that a client that does not read holds no more answers in the
+        making than were already started."""
+        if self.closed:  # nobody to answer: skip the work
+            self._finished(cmd)
+            return False
+        if self._write_paused:
+            self.pending -= 1
+            self.backlog.appendleft(cmd)
+            self._pause("backlog")
+            return False
+        self.server.spawn(self._run(cmd, lane))
+        return True
+
+    def refuse_admitted(self, cmd: RemotingCommand, waited_s: float) -> None:
+        """Called by the lane when ``cmd`` waited too long for its turn."""
+        self.pending -= 1
+        self._answer_busy(cmd)
+        self._drain_backlog()
+
+    def _answer_busy(self, cmd: RemotingCommand) -> None:
+        self._release(cmd)
+        self.server.metrics.response(_BUSY)
+        if not cmd.is_oneway and not self.closed:
+            self._write(encode_response(_BUSY, cmd.opaque, cmd.serialize_type, remark=BUSY_REMARK))
+
+    def _finished(self, cmd: RemotingCommand) -> None:
+        self.pending -= 1
+        self._release(cmd)
+        self._drain_backlog()
+
+    def _release(self, cmd: RemotingCommand) -> None:
+        if cmd.reserved:
+            self.server.frame_budget.release(cmd.reserved)
+            cmd.reserved = 0
+
+    def _release_held(self) -> None:
+        """A closed connection gives back the budget of what it will never process."""
+        budget = self.server.frame_budget
+        budget.cancel(self._frame_granted)
+        budget.release(self.decoder.reserved)
+        self.decoder.clear()
+        for cmd in self.backlog:
+            self._release(cmd)
+        self.backlog.clear()
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+            self._frame_timer = None
+
+    def _admit_frame(self, length: int) -> bool:
+        """The decoder asks for ``length`` bytes of the pod-wide budget for a big frame."""
+        budget = self.server.frame_budget
+        if budget.try_reserve(length):
+            self._start_frame_timer()
+            return True
+        log.info(
+            "connection %s: a %d-byte frame waits for the partial-frame budget "
+            "(%d of %d bytes in use); not reading from it meanwhile",
+            self.conn.remote_addr,
+            length,
+            budget.used,
+            budget.limit,
+        )
+        self._pause("frame")
+        budget.wait(length, self._frame_granted)
+        return False
+
+    def _frame_granted(self, length: int) -> None:
+        if self.closed:
+            self.server.frame_budget.release(length)
+            return
+        self.decoder.granted(length)
+        self._start_frame_timer()
+        self._resume("frame")
+        self.data_received(b"")
+
+    def _start_frame_timer(self) -> None:
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+        self._frame_timer = asyncio.get_running_loop().call_later(
+            self.limits.partial_frame_timeout_s, self._frame_too_slow
+        )
+
+    def _frame_too_slow(self) -> None:
+        self._frame_timer = None
+        if self.decoder.reserved and not self.closed:
+            log.warning(
+                "closing connection %s: a %d-byte frame was not complete %.0f s after it "
+                "started (it held that much of the pod's partial-frame budget)",
+                self.conn.remote_addr,
+                self.decoder.reserved,
+                self.limits.partial_frame_timeout_s,
+            )
+            self.close()
 
     # ------------------------------------------------------------ requests
 
@@ -262,10 +475,23 @@ class RemotingProtocol(asyncio.Protocol):
         self.server.metrics.response(0)
         return True
 
+    async def _run(self, cmd: RemotingCommand, lane: Lane) -> None:
+        try:
+            await self._handle(cmd)
+        finally:
+            lane.done()
+            self._finished(cmd)
+
     async def _handle(self, cmd: RemotingCommand) -> None:
         started = time.perf_counter()
+        offload = self.server.offload
         try:
-            response = await self.server.processor.process(cmd, self.conn)
+            if offload is not None and offload.wants(cmd):
+                response = await offload.process(cmd, self.conn)
+            else:
+                response = await self.server.single_flight.run(
+                    cmd, lambda: self.server.processor.process(cmd, self.conn)
+                )
         except Exception as e:  # every failure becomes an answer, never a crash
             code, remark = error_response_code(e)
             log.warning(
