@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, help="HTTP port (default 8080)")
     serve.add_argument("--workers", type=int, help="processes sharing the ports (default 1)")
     serve.add_argument("--admin-token", help="bearer token required by HTTP admin calls")
+    serve.add_argument("--data-dir", help="embedded Redis data directory (default ~/namesrv/redis)")
+    serve.add_argument(
+        "--persistence",
+        choices=("none", "rdb", "aof-everysec", "aof-always"),
+        help="embedded Redis persistence (default aof-everysec; docs/persistence.md)",
+    )
 
     check = sub.add_parser("check", help="report broken invariants of a namespace")
     _common_options(check)
@@ -67,6 +73,8 @@ _OPTION_FIELDS = (
     "http_port",
     "workers",
     "admin_token",
+    "data_dir",
+    "persistence",
 )
 
 
@@ -87,9 +95,14 @@ def configure_logging(level: str) -> None:
 
 
 def cmd_serve(settings: Settings) -> int:
+    from namesrv_redis.store.datadir import DataDirError
     from namesrv_redis.workers import serve
 
-    return serve(settings)
+    try:
+        return serve(settings)
+    except DataDirError as e:
+        print(f"namesrv-redis: {e}", file=sys.stderr)
+        return 2
 
 
 def cmd_check(settings: Settings) -> int:

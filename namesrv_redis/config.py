@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from namesrv_redis.store.keys import validate_namespace
+from namesrv_redis.store.persistence import DEFAULT_MODE, validate_mode
 
 DEFAULT_BLACK_LIST = "configBlackList;configStorePath;kvConfigPath"
 ALWAYS_BLACK_LISTED = ("configBlackList", "configStorePath", "kvConfigPath", "rocketmqHome")
@@ -39,6 +40,9 @@ class Settings(BaseSettings):
     route_cache_max_age_ms: int = Field(1000, ge=0)
     broker_timeout_ms: int = Field(120_000, ge=100)
     log_level: str = "INFO"
+    # the embedded Redis (no redis_url): docs/persistence.md
+    data_dir: str | None = None
+    persistence: str = DEFAULT_MODE
     # RocketMQ NamesrvConfig / NettyServerConfig
     listen_port: int = Field(9876, ge=0, le=65535)
     scan_not_active_broker_interval: int = Field(5000, ge=50)
@@ -61,6 +65,11 @@ class Settings(BaseSettings):
     @classmethod
     def _namespace(cls, v: str) -> str:
         return validate_namespace(v)
+
+    @field_validator("persistence")
+    @classmethod
+    def _persistence(cls, v: str) -> str:
+        return validate_mode(v)
 
     @field_validator("log_level")
     @classmethod
@@ -100,6 +109,8 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "route_cache_max_age_ms": "routeCacheMaxAgeMs",
     "log_level": "logLevel",
     "admin_token": "adminToken",
+    "data_dir": "dataDir",
+    "persistence": "persistence",
 }
 FIELDS_BY_ROCKETMQ_NAME = {v: k for k, v in ROCKETMQ_NAMES.items()}
 

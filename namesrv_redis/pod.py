@@ -18,6 +18,8 @@ import uvicorn
 from namesrv_redis.config import Settings, apply_namesrv_config_update
 from namesrv_redis.http import create_app, warn_if_unprotected
 from namesrv_redis.http.fast_routes import RouteFastPath
+from namesrv_redis.http.status import StatusSource, status_router
+from namesrv_redis.metrics import EMBEDDED_REDIS_RESTARTS
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
 from namesrv_redis.route_reader import RouteReader
@@ -25,6 +27,7 @@ from namesrv_redis.store.connection import create_redis, describe_url
 from namesrv_redis.store.embedded import EmbeddedRedis
 from namesrv_redis.store.events import RouteEvent, RouteEvents
 from namesrv_redis.store.liveness import Liveness
+from namesrv_redis.store.persistence import PersistenceMonitor
 from namesrv_redis.store.pods import PodAdvertiser
 from namesrv_redis.store.route_store import RouteStore
 
@@ -69,6 +72,8 @@ class Pod:
         self.advertiser: PodAdvertiser | None = None
         self.http: _EmbeddedUvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
+        self.persistence: PersistenceMonitor | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -77,12 +82,17 @@ class Pod:
         s = self.settings
         url = s.redis_url
         if not url:
-            self.embedded = EmbeddedRedis()
+            self.embedded = EmbeddedRedis(persistence=s.persistence, data_dir=s.data_dir)
             await self.embedded.start()
             url = self.embedded.url
             log.info("no Redis URL configured: started an embedded Redis at %s", url)
+            self._watch_task = asyncio.create_task(self._watch_embedded(), name="embedded")
         self.redis = create_redis(url)
         log.info("route store: %s namespace %r", describe_url(url), s.namespace)
+        self.persistence = PersistenceMonitor(
+            self.redis, "embedded" if self.embedded else describe_url(url)
+        )
+        await self.persistence.start()
         store = self.store = RouteStore(
             self.redis,
             s.namespace,
@@ -133,14 +143,26 @@ class Pod:
         s = self.settings
         assert self.store is not None and self.events is not None and self.routes is not None
         warn_if_unprotected(s, log)
+        inner = create_app(
+            self.store,
+            events=self.events,
+            settings_provider=self._current,
+            readiness=self.readiness,
+            routes=self.routes,
+        )
+        assert self.persistence is not None
+        inner.include_router(
+            status_router(
+                StatusSource(
+                    describe_url(s.redis_url or "embedded"),
+                    s.namespace,
+                    self.persistence,
+                    self.embedded,
+                )
+            )
+        )
         app = RouteFastPath(
-            create_app(
-                self.store,
-                events=self.events,
-                settings_provider=self._current,
-                readiness=self.readiness,
-                routes=self.routes,
-            ),
+            inner,
             self.routes,
             self.events,
         )
@@ -168,6 +190,10 @@ class Pod:
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 await self.redis.aclose()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watch_task
         if self.embedded is not None:
             await self.embedded.stop()
 
@@ -217,6 +243,17 @@ class Pod:
             self.settings, _ = apply_namesrv_config_update(self.settings, shared)
             if self.processor is not None:
                 self.processor.settings = self.settings
+
+    async def _watch_embedded(self) -> None:
+        """Restart the embedded Redis on its own files if it dies."""
+        assert self.embedded is not None
+        while True:
+            await asyncio.sleep(0.25)
+            try:
+                if await self.embedded.ensure_running_async():
+                    EMBEDDED_REDIS_RESTARTS.inc()
+            except Exception:
+                log.exception("restarting the embedded Redis failed; retrying")
 
     def _on_route_event(self, event: RouteEvent) -> None:
         if self.routes is not None:
