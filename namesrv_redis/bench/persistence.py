@@ -1,0 +1,301 @@
+"""``namesrv-redis bench persistence``: what each Redis persistence mode costs and keeps.
+
+For each mode (none, rdb, aof-everysec, aof-always, and the Java-like baseline whose state is
+only in the server's memory with KV in a file) it starts a real ``redis-server`` configured for
+that mode and a ``serve`` pod in front of it, then:
+
+1. **load**: B brokers re-register in a closed loop with a new data version each time, a KV
+   writer puts fresh keys, route readers ask for routes. Measured: registration latency and
+   throughput, KV write latency, route latency under that load, CPU of the process holding the
+   state (redis-server; the whole server for the baseline), bytes on disk.
+2. **crashes**: the same workload again, ``kill -9`` of the state holder at a random moment,
+   restart on the same files at once. Measured: the share of the registrations and KV writes
+   acknowledged in that window that are still there, and the time from the kill until every
+   route the brokers had registered answers again, with the brokers quiet (no re-registration:
+   what comes back is what persistence kept; a lost route returns only with the broker's next
+   periodic registration, every 30 s by RocketMQ's default).
+
+Prints a table, writes ``--json FILE`` and, with matplotlib installed (the ``plots`` extra),
+``--plots DIR`` PNGs. See docs/persistence.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+from redis.exceptions import RedisError
+
+from namesrv_redis.bench.persist_backends import BASELINE, Backend, disk_bytes, make_backend
+from namesrv_redis.bench.persist_workload import Ledger, Workload
+from namesrv_redis.bench.stats import summarize_us
+from namesrv_redis.store.persistence import MODES, RDB_SAVE
+
+ALL_MODES = (BASELINE, *MODES)
+T = TypeVar("T")
+
+
+@dataclass
+class PersistSpec:
+    modes: tuple[str, ...] = ALL_MODES
+    brokers: int = 10
+    topics: int = 100
+    route_conns: int = 2
+    load_s: float = 15.0
+    kills: int = 6
+    crash_after_s: tuple[float, float] = (1.0, 4.0)
+    recovery_timeout_s: float = 10.0
+    seed: int = 1
+
+
+QUICK = {
+    "brokers": 4,
+    "topics": 20,
+    "load_s": 4.0,
+    "kills": 3,
+    "crash_after_s": (0.5, 1.5),
+    "recovery_timeout_s": 3.0,
+}
+
+
+def _cpu_s(proc: Any) -> float:
+    try:
+        t = psutil.Process(proc.pid).cpu_times()
+        return float(t.user + t.system)
+    except (psutil.Error, AttributeError):
+        return 0.0
+
+
+def _share(kept: int, acked: int) -> float | None:
+    return round(kept / acked, 4) if acked else None
+
+
+async def _retrying(call: Callable[[], Awaitable[T]], attempts: int = 20) -> T:
+    """A read of the restarted state holder: its first connections may still fail."""
+    for i in range(attempts):
+        try:
+            return await call()
+        except (RedisError, OSError, ConnectionError, TimeoutError):
+            if i == attempts - 1:
+                raise
+            await asyncio.sleep(0.1)
+    raise AssertionError("unreachable")
+
+
+async def crash_once(
+    backend: Backend, wl: Workload, run_s: float, recovery_timeout_s: float
+) -> dict[str, Any]:
+    """Run the workload ``run_s`` seconds, ``kill -9`` the state holder, restart it; count what
+    survived of what was acknowledged, and time until every route answers again."""
+    ledger = Ledger()
+    async with wl.running(ledger):
+        await asyncio.sleep(run_s)
+        t_kill = time.perf_counter()
+        backend.kill_state()
+    backend.start_state()
+    restart_s = time.perf_counter() - t_kill
+    wanted = wl.wanted_routes(ledger)
+    recovery: float | None = None
+    while time.perf_counter() - t_kill < recovery_timeout_s:
+        try:
+            if await backend.routes_answer(wanted):
+                recovery = time.perf_counter() - t_kill
+                break
+        except (RedisError, OSError, ConnectionError, TimeoutError):
+            pass
+        await asyncio.sleep(0.05)
+    kept_regs = await _retrying(lambda: backend.surviving_registrations(ledger.registrations))
+    kept_kv = await _retrying(lambda: backend.surviving_kv(ledger.kv_keys))
+    return {
+        "killed_after_s": round(run_s, 3),
+        "acked_registrations": len(ledger.registrations),
+        "kept_registrations": kept_regs,
+        "acked_kv": len(ledger.kv_keys),
+        "kept_kv": kept_kv,
+        "restart_s": round(restart_s, 3),
+        "full_routes_after_s": None if recovery is None else round(recovery, 3),
+    }
+
+
+async def measure(backend: Backend, spec: PersistSpec, rng: random.Random) -> dict[str, Any]:
+    await backend.open()
+    wl = Workload(
+        backend.host, backend.port, spec.brokers, spec.topics, spec.route_conns, rng.randrange(1000)
+    )
+    try:
+        await wl.register_all(Ledger())
+        ledger = Ledger()
+        cpu0, t0 = _cpu_s(backend.state_proc), time.perf_counter()
+        async with wl.running(ledger):
+            await asyncio.sleep(spec.load_s)
+        elapsed = time.perf_counter() - t0
+        cpu = _cpu_s(backend.state_proc) - cpu0
+        regs = len(ledger.registrations)
+        out: dict[str, Any] = {
+            "mode": backend.mode,
+            "registration": {
+                "per_s": round(regs / elapsed, 1),
+                "latency_us": summarize_us(ledger.reg_us),
+            },
+            "kv_write": {
+                "per_s": round(len(ledger.kv_keys) / elapsed, 1),
+                "latency_us": summarize_us(ledger.kv_us),
+            },
+            "route": {
+                "per_s": round(len(ledger.route_us) / elapsed, 1),
+                "latency_us": summarize_us(ledger.route_us),
+            },
+            "state_cpu_pct": round(100 * cpu / elapsed, 1),
+            "state_cpu_us_per_registration": round(cpu / max(1, regs) * 1e6, 1),
+            "disk_bytes": disk_bytes(backend.dir),
+            "load_errors": ledger.errors,
+        }
+        crashes = [
+            await crash_once(backend, wl, rng.uniform(*spec.crash_after_s), spec.recovery_timeout_s)
+            for _ in range(spec.kills)
+        ]
+    finally:
+        await wl.close()
+        await backend.close()
+    recovered = [c["full_routes_after_s"] for c in crashes if c["full_routes_after_s"] is not None]
+    out["crashes"] = crashes
+    out["survival"] = {
+        "registrations": _share(
+            sum(c["kept_registrations"] for c in crashes),
+            sum(c["acked_registrations"] for c in crashes),
+        ),
+        "kv": _share(sum(c["kept_kv"] for c in crashes), sum(c["acked_kv"] for c in crashes)),
+    }
+    out["recovery"] = {
+        "recovered": len(recovered),
+        "of": len(crashes),
+        "median_s": round(statistics.median(recovered), 3) if recovered else None,
+        "max_s": max(recovered) if recovered else None,
+        "timeout_s": spec.recovery_timeout_s,
+    }
+    return out
+
+
+def run_persistence(spec: PersistSpec, workdir: Path | None = None) -> dict[str, Any]:
+    """Every mode of ``spec`` in turn; the results as one dict."""
+    rng = random.Random(spec.seed)
+    own = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="nsr-bench-persist-")) if workdir is None else workdir
+    results = []
+    try:
+        for mode in spec.modes:
+            backend = make_backend(mode, root)
+            with backend.running():
+                results.append(asyncio.run(measure(backend, spec, rng)))
+    finally:
+        if own:
+            shutil.rmtree(root, ignore_errors=True)
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "settings": {**asdict(spec), "rdb_save": RDB_SAVE, "rebuild": "none"},
+        "modes": results,
+    }
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1000:.2f}"
+
+
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.1f}%"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    modes = result["modes"]
+    base = next((m for m in modes if m["mode"] == BASELINE), None)
+    head = (
+        f"{'mode':<14}{'reg/s':>8}{'reg p50':>9}{'p99':>8}{'x base':>8}{'kv p50':>8}"
+        f"{'route p50':>10}{'p99':>7}{'state CPU':>10}{'disk KiB':>10}"
+        f"{'regs kept':>11}{'KV kept':>9}{'full routes after':>19}"
+    )
+    lines = [head]
+    for m in modes:
+        reg = m["registration"]["latency_us"]
+        ratio = (
+            f"{reg['p50'] / base['registration']['latency_us']['p50']:.1f}"
+            if base and base["registration"]["latency_us"]["p50"]
+            else "-"
+        )
+        rec = m["recovery"]
+        after = (
+            f"{rec['median_s']:.2f} s ({rec['recovered']}/{rec['of']})"
+            if rec["median_s"] is not None
+            else f"never ({rec['recovered']}/{rec['of']})"
+        )
+        lines.append(
+            f"{m['mode']:<14}{m['registration']['per_s']:>8.0f}{_ms(reg['p50']):>9}"
+            f"{_ms(reg['p99']):>8}{ratio:>8}{_ms(m['kv_write']['latency_us']['p50']):>8}"
+            f"{_ms(m['route']['latency_us']['p50']):>10}{_ms(m['route']['latency_us']['p99']):>7}"
+            f"{m['state_cpu_pct']:>9.0f}%{m['disk_bytes'] / 1024:>10.0f}"
+            f"{_pct(m['survival']['registrations']):>11}{_pct(m['survival']['kv']):>9}"
+            f"{after:>19}"
+        )
+    s = result["settings"]
+    lines.append(
+        f"latencies in ms; {s['brokers']} brokers x {s['topics']} topics, {s['load_s']} s load, "
+        f"{s['kills']} kill -9 per mode; 'full routes after': from the kill, brokers quiet "
+        f"(no re-registration), 'never' = not within {s['recovery_timeout_s']} s; "
+        f"rdb: save {s['rdb_save']!r}"
+    )
+    return "\n".join(lines)
+
+
+def spec_from_args(args: argparse.Namespace) -> PersistSpec:
+    spec = PersistSpec(**(QUICK if args.quick else {}))  # type: ignore[arg-type]
+    for name in ("brokers", "topics", "kills", "seed", "route_conns"):
+        v = getattr(args, name, None)
+        if v is not None:
+            setattr(spec, name, v)
+    if args.load_seconds is not None:
+        spec.load_s = args.load_seconds
+    if args.modes:
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+        bad = [m for m in modes if m not in ALL_MODES]
+        if bad:
+            raise ValueError(f"unknown mode(s) {bad}: choose from {', '.join(ALL_MODES)}")
+        spec.modes = modes
+    return spec
+
+
+def run_persistence_bench(args: argparse.Namespace) -> int:
+    try:
+        spec = spec_from_args(args)
+    except ValueError as e:
+        print(f"namesrv-redis bench persistence: {e}")
+        return 2
+    result = run_persistence(spec)
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"results: {args.json}")
+    if args.plots:
+        from namesrv_redis.bench.persist_plots import write_plots
+
+        for path in write_plots(result, Path(args.plots)):
+            print(f"plot: {path}")
+    return 0
