@@ -167,3 +167,51 @@ def test_data_dir_lock_is_exclusive_and_made_private(tmp_path: Path) -> None:
     first.release()
     second.acquire()
     second.release()
+
+
+def test_switching_modes_keeps_the_data(tmp_path: Path) -> None:
+    import redis
+
+    from namesrv_redis.store.embedded import EmbeddedRedis
+
+    data = tmp_path / "data"
+
+    def run(mode: str, put: str | None) -> set[bytes]:
+        emb = EmbeddedRedis(persistence=mode, data_dir=data)
+        emb.start_sync()
+        try:
+            client = redis.Redis(unix_socket_path=emb.socket_path)
+            if put:
+                client.set(put, "1")
+            keys = set(client.keys("*"))
+            client.close()
+        finally:
+            emb.stop_sync()
+        return keys
+
+    assert run("rdb", "a") == {b"a"}
+    assert run("aof-everysec", "b") == {b"a", b"b"}  # loaded from dump.rdb, then AOF on
+    assert (data / "appendonlydir").is_dir() or (data / "appendonly.aof").is_file()
+    assert run("aof-always", "c") == {b"a", b"b", b"c"}
+    assert run("rdb", "d") == {b"a", b"b", b"c", b"d"}  # loaded from the AOF, then RDB
+    assert not (data / "appendonlydir").exists() and not (data / "appendonly.aof").exists()
+    assert any(p.name.startswith("appendonly") and ".replaced-" in p.name for p in data.iterdir())
+    assert run("rdb", None) == {b"a", b"b", b"c", b"d"}
+    assert run("none", None) == set()  # in memory only: the data directory is not used
+
+
+async def test_workers_share_one_durable_embedded_redis(tmp_path: Path) -> None:
+    """With --workers the parent starts (and locks) the embedded Redis that workers share."""
+    pod = NamesrvProcess(None, "default", "--data-dir", str(tmp_path / "d"), "--workers", "2")
+    pod.start()
+    try:
+        broker = await _write(pod.addr, "w")
+    finally:
+        pod.stop()
+    await broker.close()
+    pod = _serve(tmp_path / "d", None).start()
+    try:
+        got = await _read(pod.addr, "w")
+    finally:
+        pod.stop()
+    assert got == (True, "v-w")

@@ -189,8 +189,8 @@ class RedisBackend(Backend):
         """As any pod answers a cache miss: the route read straight from Redis."""
         assert self.store is not None
         store = self.store
-        for i in range(0, len(wanted), 200):
-            chunk = wanted[i : i + 200]
+        for i in range(0, len(wanted), 50):  # within the client's connection pool
+            chunk = wanted[i : i + 50]
             routes = await asyncio.gather(*(store.get_route_raw(t) for t, _ in chunk))
             for (_, broker), route in zip(chunk, routes, strict=True):
                 if route is None or all(q.broker_name != broker for q in route.queue_datas):

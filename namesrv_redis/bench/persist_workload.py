@@ -1,8 +1,9 @@
-"""The workload of ``bench persistence``: B brokers re-registering in a closed loop, each time
-with a new data version (a new marker topic beside its K topics, so every acknowledged
-registration leaves something to look for afterwards), a KV writer (PUT_KV_CONFIG of fresh
-keys, as ``mqadmin updateKvConfig`` does), and route readers. Every acknowledgement is kept in
-a :class:`Ledger`, so that after a crash one can count what survived of it."""
+"""The workload of ``bench persistence``: B brokers re-registering (in closed loops, or paced
+at a fixed total rate), each time with a new data version (a new marker topic beside its K
+topics, so every acknowledged registration leaves something to look for afterwards), a KV
+writer (PUT_KV_CONFIG of fresh keys, as ``mqadmin updateKvConfig`` does), and route readers.
+Every acknowledgement is kept in a :class:`Ledger`, so that after a crash one can count what
+survived of it."""
 
 from __future__ import annotations
 
@@ -35,6 +36,34 @@ class Ledger:
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+@dataclass(frozen=True)
+class Pace:
+    """Rates (per second, whole workload) of a paced run; None everywhere: closed loops."""
+
+    registrations: float | None = None
+    kv_writes: float | None = None
+    routes: float | None = None
+
+
+CLOSED = Pace()
+
+
+class _Ticker:
+    """Sleeps to the next tick of a fixed rate (no catching up in bursts when late)."""
+
+    def __init__(self, rate: float | None, phase: float = 0.0) -> None:
+        self.interval = 1 / rate if rate else 0.0
+        self.next = time.perf_counter() + phase * self.interval
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.perf_counter()
+        if self.next > now:
+            await asyncio.sleep(self.next - now)
+        self.next = max(self.next, now) + self.interval
 
 
 class _Conn:
@@ -112,14 +141,18 @@ class Workload:
     async def register_all(self, ledger: Ledger) -> None:
         await asyncio.gather(*(self._register(i, ledger, False) for i in range(len(self.sims))))
 
-    async def _broker_loop(self, i: int, ledger: Ledger) -> None:
+    async def _broker_loop(self, i: int, ledger: Ledger, rate: float | None) -> None:
+        tick = _Ticker(rate, i / len(self.sims))
         while not self._stop:
+            await tick.wait()
             await self._register(i, ledger, True)
 
-    async def _kv_loop(self, ledger: Ledger) -> None:
+    async def _kv_loop(self, ledger: Ledger, rate: float | None) -> None:
         conn = _Conn(self.host, self.port)
+        tick = _Ticker(rate or 500)  # an operator's tool, not a flood
         try:
             while not self._stop:
+                await tick.wait()
                 n = next(self._kv_seq)
                 key = f"persist-kv-{n}"
                 t = time.perf_counter()
@@ -140,15 +173,16 @@ class Workload:
                     continue
                 ledger.kv_keys.append(key)
                 ledger.kv_us.append(int((time.perf_counter() - t) * 1e6))
-                await asyncio.sleep(0.002)  # an operator's tool, not a flood
         finally:
             await conn.close()
 
-    async def _route_loop(self, ledger: Ledger, seed: int) -> None:
+    async def _route_loop(self, ledger: Ledger, seed: int, rate: float | None) -> None:
         rng = random.Random(seed)
         conn = _Conn(self.host, self.port)
+        tick = _Ticker(rate, rng.random())
         try:
             while not self._stop:
+                await tick.wait()
                 topic, _ = self.base_topics[rng.randrange(len(self.base_topics))]
                 t = time.perf_counter()
                 try:
@@ -169,14 +203,19 @@ class Workload:
             await conn.close()
 
     @contextlib.asynccontextmanager
-    async def running(self, ledger: Ledger) -> AsyncIterator[None]:
+    async def running(self, ledger: Ledger, pace: Pace = CLOSED) -> AsyncIterator[None]:
         """The whole workload runs inside the block and stops at its end: answers already
         on their way are still counted (they were acknowledged)."""
         self._stop = False
-        tasks = [asyncio.create_task(self._broker_loop(i, ledger)) for i in range(len(self.sims))]
-        tasks.append(asyncio.create_task(self._kv_loop(ledger)))
+        per_broker = pace.registrations / len(self.sims) if pace.registrations else None
+        per_conn = pace.routes / self.route_conns if pace.routes else None
+        tasks = [
+            asyncio.create_task(self._broker_loop(i, ledger, per_broker))
+            for i in range(len(self.sims))
+        ]
+        tasks.append(asyncio.create_task(self._kv_loop(ledger, pace.kv_writes)))
         tasks += [
-            asyncio.create_task(self._route_loop(ledger, self.rng.randrange(1 << 30)))
+            asyncio.create_task(self._route_loop(ledger, self.rng.randrange(1 << 30), per_conn))
             for _ in range(self.route_conns)
         ]
         try:

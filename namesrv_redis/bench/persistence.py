@@ -40,7 +40,7 @@ import psutil
 from redis.exceptions import RedisError
 
 from namesrv_redis.bench.persist_backends import BASELINE, Backend, disk_bytes, make_backend
-from namesrv_redis.bench.persist_workload import Ledger, Workload
+from namesrv_redis.bench.persist_workload import Ledger, Pace, Workload
 from namesrv_redis.bench.stats import summarize_us
 from namesrv_redis.store.persistence import MODES, RDB_SAVE
 
@@ -55,6 +55,12 @@ class PersistSpec:
     topics: int = 100
     route_conns: int = 2
     load_s: float = 15.0
+    """the paced phase (latencies)"""
+    reg_rate: float = 200.0
+    kv_rate: float = 20.0
+    route_rate: float = 500.0
+    max_s: float = 8.0
+    """the closed-loop phase (throughput, CPU per registration)"""
     kills: int = 6
     crash_after_s: tuple[float, float] = (1.0, 4.0)
     recovery_timeout_s: float = 10.0
@@ -65,6 +71,9 @@ QUICK = {
     "brokers": 4,
     "topics": 20,
     "load_s": 4.0,
+    "reg_rate": 100.0,
+    "route_rate": 300.0,
+    "max_s": 3.0,
     "kills": 3,
     "crash_after_s": (0.5, 1.5),
     "recovery_timeout_s": 3.0,
@@ -137,31 +146,40 @@ async def measure(backend: Backend, spec: PersistSpec, rng: random.Random) -> di
     )
     try:
         await wl.register_all(Ledger())
-        ledger = Ledger()
-        cpu0, t0 = _cpu_s(backend.state_proc), time.perf_counter()
-        async with wl.running(ledger):
+        # 1. paced: latencies at a steady rate, so they are service times, not queueing
+        paced = Ledger()
+        t0 = time.perf_counter()
+        async with wl.running(paced, Pace(spec.reg_rate, spec.kv_rate, spec.route_rate)):
             await asyncio.sleep(spec.load_s)
-        elapsed = time.perf_counter() - t0
+        paced_s = time.perf_counter() - t0
+        # 2. closed loops: how many registrations per second, and the state holder's CPU
+        flat = Ledger()
+        cpu0, t0 = _cpu_s(backend.state_proc), time.perf_counter()
+        async with wl.running(flat):
+            await asyncio.sleep(spec.max_s)
+        flat_s = time.perf_counter() - t0
         cpu = _cpu_s(backend.state_proc) - cpu0
-        regs = len(ledger.registrations)
+        regs = len(flat.registrations)
         out: dict[str, Any] = {
             "mode": backend.mode,
             "registration": {
-                "per_s": round(regs / elapsed, 1),
-                "latency_us": summarize_us(ledger.reg_us),
+                "max_per_s": round(regs / flat_s, 1),
+                "paced_per_s": round(len(paced.registrations) / paced_s, 1),
+                "latency_us": summarize_us(paced.reg_us),
+                "latency_at_max_us": summarize_us(flat.reg_us),
             },
             "kv_write": {
-                "per_s": round(len(ledger.kv_keys) / elapsed, 1),
-                "latency_us": summarize_us(ledger.kv_us),
+                "paced_per_s": round(len(paced.kv_keys) / paced_s, 1),
+                "latency_us": summarize_us(paced.kv_us),
             },
             "route": {
-                "per_s": round(len(ledger.route_us) / elapsed, 1),
-                "latency_us": summarize_us(ledger.route_us),
+                "paced_per_s": round(len(paced.route_us) / paced_s, 1),
+                "latency_us": summarize_us(paced.route_us),
             },
-            "state_cpu_pct": round(100 * cpu / elapsed, 1),
+            "state_cpu_pct_at_max": round(100 * cpu / flat_s, 1),
             "state_cpu_us_per_registration": round(cpu / max(1, regs) * 1e6, 1),
             "disk_bytes": disk_bytes(backend.dir),
-            "load_errors": ledger.errors,
+            "load_errors": {**paced.errors, **{f"max_{k}": v for k, v in flat.errors.items()}},
         }
         crashes = [
             await crash_once(backend, wl, rng.uniform(*spec.crash_after_s), spec.recovery_timeout_s)
@@ -192,8 +210,9 @@ async def measure(backend: Backend, spec: PersistSpec, rng: random.Random) -> di
 def run_persistence(spec: PersistSpec, workdir: Path | None = None) -> dict[str, Any]:
     """Every mode of ``spec`` in turn; the results as one dict."""
     rng = random.Random(spec.seed)
-    own = workdir is None
-    root = Path(tempfile.mkdtemp(prefix="nsr-bench-persist-")) if workdir is None else workdir
+    # the files of every mode in a fresh directory (under ``workdir``: bench the disk the
+    # production Redis would write to), removed at the end
+    root = Path(tempfile.mkdtemp(prefix="nsr-bench-persist-", dir=workdir))
     results = []
     try:
         for mode in spec.modes:
@@ -201,15 +220,19 @@ def run_persistence(spec: PersistSpec, workdir: Path | None = None) -> dict[str,
             with backend.running():
                 results.append(asyncio.run(measure(backend, spec, rng)))
     finally:
-        if own:
-            shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
     return {
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        "settings": {**asdict(spec), "rdb_save": RDB_SAVE, "rebuild": "none"},
+        "settings": {
+            **asdict(spec),
+            "rdb_save": RDB_SAVE,
+            "rebuild": "none",
+            "workdir": str(root.parent),
+        },
         "modes": results,
     }
 
@@ -229,13 +252,14 @@ def format_table(result: dict[str, Any]) -> str:
     modes = result["modes"]
     base = next((m for m in modes if m["mode"] == BASELINE), None)
     head = (
-        f"{'mode':<14}{'reg/s':>8}{'reg p50':>9}{'p99':>8}{'x base':>8}{'kv p50':>8}"
-        f"{'route p50':>10}{'p99':>7}{'state CPU':>10}{'disk KiB':>10}"
-        f"{'regs kept':>11}{'KV kept':>9}{'full routes after':>19}"
+        f"{'mode':<14}{'reg p50':>8}{'p99':>7}{'x base':>7}{'kv p50':>7}{'p99':>7}"
+        f"{'route p50':>10}{'p99':>7}{'max reg/s':>10}{'us/reg':>7}{'disk KiB':>9}"
+        f"{'regs kept':>10}{'KV kept':>8}{'full routes after':>19}"
     )
     lines = [head]
     for m in modes:
         reg = m["registration"]["latency_us"]
+        kv, route = m["kv_write"]["latency_us"], m["route"]["latency_us"]
         ratio = (
             f"{reg['p50'] / base['registration']['latency_us']['p50']:.1f}"
             if base and base["registration"]["latency_us"]["p50"]
@@ -248,16 +272,20 @@ def format_table(result: dict[str, Any]) -> str:
             else f"never ({rec['recovered']}/{rec['of']})"
         )
         lines.append(
-            f"{m['mode']:<14}{m['registration']['per_s']:>8.0f}{_ms(reg['p50']):>9}"
-            f"{_ms(reg['p99']):>8}{ratio:>8}{_ms(m['kv_write']['latency_us']['p50']):>8}"
-            f"{_ms(m['route']['latency_us']['p50']):>10}{_ms(m['route']['latency_us']['p99']):>7}"
-            f"{m['state_cpu_pct']:>9.0f}%{m['disk_bytes'] / 1024:>10.0f}"
-            f"{_pct(m['survival']['registrations']):>11}{_pct(m['survival']['kv']):>9}"
+            f"{m['mode']:<14}{_ms(reg['p50']):>8}{_ms(reg['p99']):>7}{ratio:>7}"
+            f"{_ms(kv['p50']):>7}{_ms(kv['p99']):>7}"
+            f"{_ms(route['p50']):>10}{_ms(route['p99']):>7}"
+            f"{m['registration']['max_per_s']:>10.0f}"
+            f"{m['state_cpu_us_per_registration']:>7.0f}{m['disk_bytes'] / 1024:>9.0f}"
+            f"{_pct(m['survival']['registrations']):>10}{_pct(m['survival']['kv']):>8}"
             f"{after:>19}"
         )
     s = result["settings"]
     lines.append(
-        f"latencies in ms; {s['brokers']} brokers x {s['topics']} topics, {s['load_s']} s load, "
+        f"latencies in ms at {s['reg_rate']:.0f} registrations/s, {s['kv_rate']:.0f} KV writes/s, "
+        f"{s['route_rate']:.0f} route reads/s for {s['load_s']} s; {s['brokers']} brokers x "
+        f"{s['topics']} topics; x base: registration p50 / java-like's; max reg/s and us/reg "
+        f"(CPU of the state holder per registration): closed loops for {s['max_s']} s; "
         f"{s['kills']} kill -9 per mode; 'full routes after': from the kill, brokers quiet "
         f"(no re-registration), 'never' = not within {s['recovery_timeout_s']} s; "
         f"rdb: save {s['rdb_save']!r}"
@@ -271,8 +299,15 @@ def spec_from_args(args: argparse.Namespace) -> PersistSpec:
         v = getattr(args, name, None)
         if v is not None:
             setattr(spec, name, v)
-    if args.load_seconds is not None:
-        spec.load_s = args.load_seconds
+    for arg, name in (
+        ("load_seconds", "load_s"),
+        ("max_seconds", "max_s"),
+        ("reg_rate", "reg_rate"),
+        ("route_rate", "route_rate"),
+    ):
+        v = getattr(args, arg, None)
+        if v is not None:
+            setattr(spec, name, v)
     if args.modes:
         modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
         bad = [m for m in modes if m not in ALL_MODES]
@@ -288,9 +323,10 @@ def run_persistence_bench(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"namesrv-redis bench persistence: {e}")
         return 2
-    result = run_persistence(spec)
+    result = run_persistence(spec, Path(args.workdir) if args.workdir else None)
     print(format_table(result))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"results: {args.json}")
     if args.plots:

@@ -64,7 +64,9 @@ def find_redis_server() -> str:
 
 
 def _die_with_parent() -> None:
-    """Linux: SIGTERM this child when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    """Linux: SIGTERM this child when its parent dies (prctl PR_SET_PDEATHSIG); its files
+    (AOF, RDB, log) readable by this user only."""
+    os.umask(0o077)
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)

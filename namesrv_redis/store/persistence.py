@@ -183,7 +183,7 @@ class PersistenceMonitor:
 
         try:
             self.report = await read_persistence(self.client)
-        except (RedisError, OSError) as e:  # unreachable: keep the last report
+        except Exception as e:  # unreachable, or a topology that answers oddly: keep the last
             log.debug("cannot read Redis persistence: %s", e)
         set_persistence(self.report.mode, self.report.source, self.report.kv_durable)
         return self.report
