@@ -22,6 +22,7 @@ TINY = {
     "route_conns": 1,
     "load_s": 0.5,
     "max_s": 0.5,
+    "rounds": 1,
     "reg_rate": 50.0,
     "route_rate": 50.0,
     "kills": 1,

@@ -49,6 +49,7 @@ def add_persistence_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reg-rate", type=float, help="registrations/s of the paced phase (200; 100)")
     p.add_argument("--route-rate", type=float, help="route reads/s of the paced phase (500; 300)")
     p.add_argument("--max-seconds", type=float, help="closed-loop phase per mode (8; --quick 3)")
+    p.add_argument("--rounds", type=int, help="turns of the modes' load phases (3; --quick 2)")
     p.add_argument("--kills", type=int, help="kill -9 per mode (6; --quick 3)")
     p.add_argument("--route-conns", type=int, help="route reader connections (2)")
     p.add_argument("--seed", type=int, help="random seed of the kill moments (1)")

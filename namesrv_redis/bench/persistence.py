@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -32,7 +33,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,6 +62,8 @@ class PersistSpec:
     route_rate: float = 500.0
     max_s: float = 8.0
     """the closed-loop phase (throughput, CPU per registration)"""
+    rounds: int = 3
+    """the phases of all modes take turns, in rotating order, this many times"""
     kills: int = 6
     crash_after_s: tuple[float, float] = (1.0, 4.0)
     recovery_timeout_s: float = 10.0
@@ -74,6 +77,7 @@ QUICK = {
     "reg_rate": 100.0,
     "route_rate": 300.0,
     "max_s": 3.0,
+    "rounds": 2,
     "kills": 3,
     "crash_after_s": (0.5, 1.5),
     "recovery_timeout_s": 3.0,
@@ -139,86 +143,133 @@ async def crash_once(
     }
 
 
-async def measure(backend: Backend, spec: PersistSpec, rng: random.Random) -> dict[str, Any]:
-    await backend.open()
-    wl = Workload(
-        backend.host, backend.port, spec.brokers, spec.topics, spec.route_conns, rng.randrange(1000)
-    )
-    try:
-        await wl.register_all(Ledger())
-        # 1. paced: latencies at a steady rate, so they are service times, not queueing
-        paced = Ledger()
+@dataclass
+class _Run:
+    """One mode under test: its backend, its workload, and what its phases recorded."""
+
+    backend: Backend
+    wl: Workload
+    paced: Ledger = field(default_factory=Ledger)
+    flat: Ledger = field(default_factory=Ledger)
+    paced_s: float = 0.0
+    flat_s: float = 0.0
+    cpu_s: float = 0.0
+
+    async def paced_phase(self, spec: PersistSpec, seconds: float) -> None:
+        """Latencies at a steady rate: service times, not queueing."""
         t0 = time.perf_counter()
-        async with wl.running(paced, Pace(spec.reg_rate, spec.kv_rate, spec.route_rate)):
-            await asyncio.sleep(spec.load_s)
-        paced_s = time.perf_counter() - t0
-        # 2. closed loops: how many registrations per second, and the state holder's CPU
-        flat = Ledger()
-        cpu0, t0 = _cpu_s(backend.state_proc), time.perf_counter()
-        async with wl.running(flat):
-            await asyncio.sleep(spec.max_s)
-        flat_s = time.perf_counter() - t0
-        cpu = _cpu_s(backend.state_proc) - cpu0
+        async with self.wl.running(self.paced, Pace(spec.reg_rate, spec.kv_rate, spec.route_rate)):
+            await asyncio.sleep(seconds)
+        self.paced_s += time.perf_counter() - t0
+
+    async def closed_phase(self, seconds: float) -> None:
+        """Closed loops: registrations per second, and the state holder's CPU."""
+        cpu0, t0 = _cpu_s(self.backend.state_proc), time.perf_counter()
+        async with self.wl.running(self.flat):
+            await asyncio.sleep(seconds)
+        self.flat_s += time.perf_counter() - t0
+        self.cpu_s += _cpu_s(self.backend.state_proc) - cpu0
+
+    def load_result(self) -> dict[str, Any]:
+        paced, flat = self.paced, self.flat
         regs = len(flat.registrations)
-        out: dict[str, Any] = {
-            "mode": backend.mode,
+        return {
+            "mode": self.backend.mode,
             "registration": {
-                "max_per_s": round(regs / flat_s, 1),
-                "paced_per_s": round(len(paced.registrations) / paced_s, 1),
+                "max_per_s": round(regs / self.flat_s, 1),
+                "paced_per_s": round(len(paced.registrations) / self.paced_s, 1),
                 "latency_us": summarize_us(paced.reg_us),
                 "latency_at_max_us": summarize_us(flat.reg_us),
             },
             "kv_write": {
-                "paced_per_s": round(len(paced.kv_keys) / paced_s, 1),
+                "paced_per_s": round(len(paced.kv_keys) / self.paced_s, 1),
                 "latency_us": summarize_us(paced.kv_us),
             },
             "route": {
-                "paced_per_s": round(len(paced.route_us) / paced_s, 1),
+                "paced_per_s": round(len(paced.route_us) / self.paced_s, 1),
                 "latency_us": summarize_us(paced.route_us),
             },
-            "state_cpu_pct_at_max": round(100 * cpu / flat_s, 1),
-            "state_cpu_us_per_registration": round(cpu / max(1, regs) * 1e6, 1),
-            "disk_bytes": disk_bytes(backend.dir),
+            "state_cpu_pct_at_max": round(100 * self.cpu_s / self.flat_s, 1),
+            "state_cpu_us_per_registration": round(self.cpu_s / max(1, regs) * 1e6, 1),
+            "disk_bytes": disk_bytes(self.backend.dir),
             "load_errors": {**paced.errors, **{f"max_{k}": v for k, v in flat.errors.items()}},
         }
-        crashes = [
-            await crash_once(backend, wl, rng.uniform(*spec.crash_after_s), spec.recovery_timeout_s)
-            for _ in range(spec.kills)
-        ]
-    finally:
-        await wl.close()
-        await backend.close()
+
+
+def crash_summary(crashes: list[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
     recovered = [c["full_routes_after_s"] for c in crashes if c["full_routes_after_s"] is not None]
-    out["crashes"] = crashes
-    out["survival"] = {
-        "registrations": _share(
-            sum(c["kept_registrations"] for c in crashes),
-            sum(c["acked_registrations"] for c in crashes),
-        ),
-        "kv": _share(sum(c["kept_kv"] for c in crashes), sum(c["acked_kv"] for c in crashes)),
+    return {
+        "crashes": crashes,
+        "survival": {
+            "registrations": _share(
+                sum(c["kept_registrations"] for c in crashes),
+                sum(c["acked_registrations"] for c in crashes),
+            ),
+            "kv": _share(sum(c["kept_kv"] for c in crashes), sum(c["acked_kv"] for c in crashes)),
+        },
+        "recovery": {
+            "recovered": len(recovered),
+            "of": len(crashes),
+            "median_s": round(statistics.median(recovered), 3) if recovered else None,
+            "max_s": max(recovered) if recovered else None,
+            "timeout_s": timeout_s,
+        },
     }
-    out["recovery"] = {
-        "recovered": len(recovered),
-        "of": len(crashes),
-        "median_s": round(statistics.median(recovered), 3) if recovered else None,
-        "max_s": max(recovered) if recovered else None,
-        "timeout_s": spec.recovery_timeout_s,
-    }
-    return out
+
+
+async def measure(
+    backends: list[Backend], spec: PersistSpec, rng: random.Random
+) -> list[dict[str, Any]]:
+    """All modes are up at once and take turns, in ``spec.rounds`` rounds of rotating order,
+    so that what else the machine does spreads over every mode alike; then each mode's
+    crashes."""
+    runs: list[_Run] = []
+    try:
+        for b in backends:
+            await b.open()
+            wl = Workload(
+                b.host, b.port, spec.brokers, spec.topics, spec.route_conns, rng.randrange(1000)
+            )
+            runs.append(_Run(b, wl))
+            await wl.register_all(Ledger())
+        for r in range(spec.rounds):
+            order = runs[r % len(runs) :] + runs[: r % len(runs)]
+            for run in order:
+                await run.paced_phase(spec, spec.load_s / spec.rounds)
+            for run in order:
+                await run.closed_phase(spec.max_s / spec.rounds)
+        results = []
+        for run in runs:
+            out = run.load_result()
+            await run.wl.register_all(Ledger())  # idle while the others ran: fresh again
+            crashes = [
+                await crash_once(
+                    run.backend, run.wl, rng.uniform(*spec.crash_after_s), spec.recovery_timeout_s
+                )
+                for _ in range(spec.kills)
+            ]
+            out.update(crash_summary(crashes, spec.recovery_timeout_s))
+            results.append(out)
+        return results
+    finally:
+        for run in runs:
+            await run.wl.close()
+        for b in backends:
+            await b.close()
 
 
 def run_persistence(spec: PersistSpec, workdir: Path | None = None) -> dict[str, Any]:
-    """Every mode of ``spec`` in turn; the results as one dict."""
+    """Every mode of ``spec``; the results as one dict."""
     rng = random.Random(spec.seed)
     # the files of every mode in a fresh directory (under ``workdir``: bench the disk the
     # production Redis would write to), removed at the end
     root = Path(tempfile.mkdtemp(prefix="nsr-bench-persist-", dir=workdir))
-    results = []
     try:
-        for mode in spec.modes:
-            backend = make_backend(mode, root)
-            with backend.running():
-                results.append(asyncio.run(measure(backend, spec, rng)))
+        with contextlib.ExitStack() as stack:
+            backends = [make_backend(mode, root) for mode in spec.modes]
+            for b in backends:
+                stack.enter_context(b.running())
+            results = asyncio.run(measure(backends, spec, rng))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {
@@ -295,7 +346,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 def spec_from_args(args: argparse.Namespace) -> PersistSpec:
     spec = PersistSpec(**(QUICK if args.quick else {}))  # type: ignore[arg-type]
-    for name in ("brokers", "topics", "kills", "seed", "route_conns"):
+    for name in ("brokers", "topics", "kills", "seed", "route_conns", "rounds"):
         v = getattr(args, name, None)
         if v is not None:
             setattr(spec, name, v)
