@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_serve_security_options(serve)
     add_redis_security_options(serve)
+    serve.add_argument("--data-dir", help="embedded Redis data directory (default ~/namesrv/redis)")
+    serve.add_argument(
+        "--persistence",
+        choices=("none", "rdb", "aof-everysec", "aof-always"),
+        help="embedded Redis persistence (default aof-everysec; docs/persistence.md)",
+    )
 
     check = sub.add_parser("check", help="report broken invariants of a namespace")
     _common_options(check)
@@ -90,6 +96,8 @@ _OPTION_FIELDS = (
     "admin_token",
     "redis_wait_replicas",
     *SECURITY_FIELDS,
+    "data_dir",
+    "persistence",
 )
 
 
@@ -110,9 +118,14 @@ def configure_logging(level: str) -> None:
 
 
 def cmd_serve(settings: Settings) -> int:
+    from namesrv_redis.store.datadir import DataDirError
     from namesrv_redis.workers import serve
 
-    return serve(settings)
+    try:
+        return serve(settings)
+    except DataDirError as e:
+        print(f"namesrv-redis: {e}", file=sys.stderr)
+        return 2
 
 
 def cmd_check(settings: Settings) -> int:

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from namesrv_redis.remoting.tls import DEFAULT_TLS_CONFIG_FILE, parse_client_auth, parse_mode
 from namesrv_redis.store.keys import validate_namespace
+from namesrv_redis.store.persistence import DEFAULT_MODE, validate_mode
 
 DEFAULT_BLACK_LIST = "configBlackList;configStorePath;kvConfigPath"
 ALWAYS_BLACK_LISTED = ("configBlackList", "configStorePath", "kvConfigPath", "rocketmqHome")
@@ -45,6 +46,8 @@ class Settings(BaseSettings):
     redis_write_timeout_millis: int = Field(2000, ge=10, le=60_000)
     redis_wait_replicas: int = Field(-1, ge=-1, le=16)
     redis_wait_timeout_millis: int = Field(1000, ge=1, le=60_000)
+    rebuild_on_data_loss: bool = True
+    """Re-apply connected brokers' registrations when Redis loses the namespace's data."""
     # remoting flow control and admission (docs/protocol.md, "Limits"); None: the default of
     # namesrv_redis.remoting.limits.FlowLimits
     flow_write_buffer_high: int | None = Field(None, ge=4096)
@@ -61,6 +64,9 @@ class Settings(BaseSettings):
     flow_max_queue_wait_s: float | None = Field(None, gt=0)
     flow_offload_min_body: int | None = Field(None, ge=0)
     flow_register_body_max_inflated: int = Field(16 * 1024 * 1024, ge=1024 * 1024)
+    # the embedded Redis (no redis_url): docs/persistence.md
+    data_dir: str | None = None
+    persistence: str = DEFAULT_MODE
     # RocketMQ NamesrvConfig / NettyServerConfig
     listen_port: int = Field(9876, ge=0, le=65535)
     scan_not_active_broker_interval: int = Field(5000, ge=50)
@@ -135,6 +141,11 @@ class Settings(BaseSettings):
     def _tls_client_auth(cls, v: str) -> str:
         return parse_client_auth(v).value
 
+    @field_validator("persistence")
+    @classmethod
+    def _persistence(cls, v: str) -> str:
+        return validate_mode(v)
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, v: str) -> str:
@@ -176,6 +187,7 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "redis_write_timeout_millis": "redisWriteTimeoutMillis",
     "redis_wait_replicas": "redisWaitReplicas",
     "redis_wait_timeout_millis": "redisWaitTimeoutMillis",
+    "rebuild_on_data_loss": "rebuildOnDataLoss",
     "admin_token": "adminToken",
     "tls_server_mode": "tls.server.mode",
     "tls_server_cert_path": "tls.server.certPath",
@@ -206,6 +218,8 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "redis_sentinel_username": "redisSentinelUsername",
     "redis_sentinel_password": "redisSentinelPassword",
     "redis_sentinel_tls": "redisSentinelTls",
+    "data_dir": "dataDir",
+    "persistence": "persistence",
 }
 FIELDS_BY_ROCKETMQ_NAME = {v: k for k, v in ROCKETMQ_NAMES.items()}
 

@@ -137,3 +137,27 @@ ACL_REFUSALS = Counter(
     ["code", "reason"],
     registry=REGISTRY,
 )
+REDIS_PERSISTENCE = Gauge(
+    "namesrv_redis_persistence",
+    "Persistence of the Redis behind this pod: 1 on the mode in force (none, rdb, aof-everysec, "
+    "aof-always, aof-no, unknown) and where it was read from (config, info, none).",
+    ["mode", "source"],
+    registry=REGISTRY,
+)
+REDIS_KV_DURABLE = Gauge(
+    "namesrv_redis_kv_durable",
+    "1 when KV config survives a restart of the Redis behind this pod, 0 when it would be "
+    "lost, -1 when that cannot be told (CONFIG refused).",
+    registry=REGISTRY,
+)
+EMBEDDED_REDIS_RESTARTS = Counter(
+    "namesrv_embedded_redis_restarts_total",
+    "Times this pod restarted its embedded Redis after it died.",
+    registry=REGISTRY,
+)
+
+
+def set_persistence(mode: str, source: str, kv_durable: bool | None) -> None:
+    REDIS_PERSISTENCE.clear()
+    REDIS_PERSISTENCE.labels(mode=mode, source=source).set(1)
+    REDIS_KV_DURABLE.set(-1 if kv_durable is None else int(kv_durable))

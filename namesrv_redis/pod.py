@@ -15,6 +15,7 @@ import socket
 from typing import Any
 
 from namesrv_redis.config import Settings, apply_namesrv_config_update
+from namesrv_redis.metrics import EMBEDDED_REDIS_RESTARTS
 from namesrv_redis.remoting.acl import start_acl
 from namesrv_redis.remoting.limits import FlowLimits
 from namesrv_redis.remoting.offload import Offloader
@@ -35,6 +36,7 @@ from namesrv_redis.store.deadlines import Deadlines
 from namesrv_redis.store.embedded import EmbeddedRedis
 from namesrv_redis.store.events import RouteEvent, RouteEvents
 from namesrv_redis.store.liveness import Liveness
+from namesrv_redis.store.persistence import PersistenceMonitor
 from namesrv_redis.store.pods import PodAdvertiser
 from namesrv_redis.store.redis_tls import redis_client_options
 from namesrv_redis.store.replication import Replication
@@ -101,6 +103,8 @@ class Pod:
         self.tls: ServerTls | None = None
         self.acl: AclStore | None = None
         self._http_task: asyncio.Task[None] | None = None
+        self.persistence: PersistenceMonitor | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -113,14 +117,19 @@ class Pod:
         if self.redis is None:
             url = s.redis_url
             if not url:
-                self.embedded = EmbeddedRedis()
+                self.embedded = EmbeddedRedis(persistence=s.persistence, data_dir=s.data_dir)
                 await self.embedded.start()
                 url = self.embedded.url
                 log.info("no Redis URL configured: started an embedded Redis at %s", url)
+                self._watch_task = asyncio.create_task(self._watch_embedded(), name="embedded")
             options = redis_client_options(s, url)
             self.redis = create_redis(url, **options)
             target = parse_target(url)
             log.info("route store: %s namespace %r", describe_url(url), s.namespace)
+        self.persistence = PersistenceMonitor(
+            self.redis, "embedded" if self.embedded else describe_url(url or "in-process")
+        )
+        await self.persistence.start()
         replication = Replication(s.redis_wait_replicas, s.redis_wait_timeout_millis)
         store = self.store = RouteStore(
             self.redis,
@@ -202,20 +211,33 @@ class Pod:
 
         from namesrv_redis.http import create_app, warn_if_unprotected
         from namesrv_redis.http.fast_routes import RouteFastPath
+        from namesrv_redis.http.status import StatusSource, status_router
 
         s = self.settings
         assert self.store is not None and self.events is not None and self.routes is not None
         warn_if_unprotected(s, log)
+        inner = create_app(
+            self.store,
+            events=self.events,
+            settings_provider=self._current,
+            readiness=self.readiness,
+            routes=self.routes,
+            notices=self.notices,
+            acl=self.acl,
+        )
+        assert self.persistence is not None
+        inner.include_router(
+            status_router(
+                StatusSource(
+                    describe_url(s.redis_url or "embedded"),
+                    s.namespace,
+                    self.persistence,
+                    self.embedded,
+                )
+            )
+        )
         app = RouteFastPath(
-            create_app(
-                self.store,
-                events=self.events,
-                settings_provider=self._current,
-                readiness=self.readiness,
-                routes=self.routes,
-                notices=self.notices,
-                acl=self.acl,
-            ),
+            inner,
             self.routes,
             self.events,
         )
@@ -256,6 +278,10 @@ class Pod:
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 await self.redis.aclose()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watch_task
         if self.embedded is not None:
             await self.embedded.stop()
         if self.tls is not None:
@@ -320,7 +346,7 @@ class Pod:
                 self.processor.settings = self.settings
 
     def notices(self) -> list[str]:
-        """What works but degraded (served with /readyz and /v1/status)."""
+        """What works but degraded (served with /readyz)."""
         out = []
         if self.topology is not None and not self.topology.notifications:
             out.append(
@@ -330,16 +356,29 @@ class Pod:
         return out
 
     async def _rebuild(self, reason: str) -> None:
-        if self.processor is not None:
-            await self.processor.rebuild(reason)
+        if self.processor is None:
+            return
+        if not self._current().rebuild_on_data_loss:
+            log.warning("not re-applying registrations (%s): rebuildOnDataLoss=false", reason)
+            return
+        await self.processor.rebuild(reason)
 
     async def _failed_over(self, reason: str) -> None:
         """A new master or slot owner: it may lack acknowledged writes and expiry events."""
         if self.liveness is not None:
             self.liveness.sweeper.wake.set()
-        if self.routes is not None:
-            self.routes.clear()
         await self._rebuild(f"after a failover ({reason})")
+
+    async def _watch_embedded(self) -> None:
+        """Restart the embedded Redis on its own files if it dies."""
+        assert self.embedded is not None
+        while True:
+            await asyncio.sleep(0.25)
+            try:
+                if await self.embedded.ensure_running_async():
+                    EMBEDDED_REDIS_RESTARTS.inc()
+            except Exception:
+                log.exception("restarting the embedded Redis failed; retrying")
 
     def _on_route_event(self, event: RouteEvent) -> None:
         if self.routes is not None:

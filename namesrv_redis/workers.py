@@ -72,7 +72,7 @@ def serve(settings: Settings) -> int:
 
     embedded = None
     if not settings.redis_url:
-        embedded = EmbeddedRedis()
+        embedded = EmbeddedRedis(persistence=settings.persistence, data_dir=settings.data_dir)
         embedded.start_sync()
         settings = settings.model_copy(update={"redis_url": embedded.url})
         log.info("embedded Redis for %d workers at %s", settings.workers, embedded.url)
@@ -105,6 +105,11 @@ def _supervise(settings: Settings, metrics_dir: Any, embedded: Any) -> int:
     try:
         while not stopping:
             time.sleep(0.2)
+            if embedded is not None:
+                try:
+                    embedded.ensure_running()
+                except Exception:
+                    log.exception("restarting the embedded Redis failed; retrying")
             for i, p in enumerate(procs):
                 if p.is_alive() or stopping:
                     continue

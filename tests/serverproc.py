@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class NamesrvProcess:
     def __init__(
-        self, redis_url: str, namespace: str, *extra: str, env: dict[str, str] | None = None
+        self, redis_url: str | None, namespace: str, *extra: str, env: dict[str, str] | None = None
     ) -> None:
+        """``redis_url`` None: the pod starts its embedded Redis."""
         self.redis_url = redis_url
         self.namespace = namespace
         self.port = free_port()
@@ -41,8 +42,7 @@ class NamesrvProcess:
                 "-m",
                 "namesrv_redis.cli",
                 "serve",
-                "--redis-url",
-                self.redis_url,
+                *(["--redis-url", self.redis_url] if self.redis_url else []),
                 "--namespace",
                 self.namespace,
                 "--listen-host",

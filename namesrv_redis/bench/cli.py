@@ -40,10 +40,18 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def start_server(
-    redis_url: str, namespace: str, *, workers: int, cache: bool, pin: bool
+    redis_url: str,
+    namespace: str,
+    *,
+    workers: int,
+    cache: bool,
+    pin: bool,
+    log_file: Any = None,
+    env_extra: dict[str, str] | None = None,
 ) -> Iterator[dict[str, Any]]:
+    """A ``serve`` process on free ports (its stderr to ``log_file`` when given)."""
     port, http_port = _free_port(), _free_port()
-    env = {**os.environ, "NAMESRV_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "NAMESRV_LOG_LEVEL": "WARNING", **(env_extra or {})}
     if not cache:
         env["NAMESRV_ROUTE_CACHE_MAX_AGE_MS"] = "0"
     cmd = [
@@ -68,7 +76,7 @@ def start_server(
     ]
     if pin:
         cmd = ["taskset", "-c", "1", *cmd]
-    proc = subprocess.Popen(cmd, env=env)
+    proc = subprocess.Popen(cmd, env=env, stderr=log_file)
     try:
         deadline = time.monotonic() + 30
         import socket
@@ -279,6 +287,10 @@ def _print_route(name: str, r: dict[str, Any]) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if getattr(args, "bench_suite", None) == "persistence":
+        from namesrv_redis.bench.persistence import run_persistence_bench
+
+        return run_persistence_bench(args)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     result: dict[str, Any] = {
         "machine": {

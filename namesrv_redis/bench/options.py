@@ -26,3 +26,40 @@ def add_bench_options(p: argparse.ArgumentParser) -> None:
         help="topics for the memory measurement, each on a fresh pod (not with --target)",
     )
     p.add_argument("--skip", default="", help="comma list of: baseline,http,register,memory")
+    sub = p.add_subparsers(dest="bench_suite", metavar="{persistence}")
+    add_persistence_options(
+        sub.add_parser(
+            "persistence",
+            help="cost and crash survival of each Redis persistence mode (docs/persistence.md)",
+        )
+    )
+
+
+def add_persistence_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="a small run (a few minutes on 2 cores)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--plots", metavar="DIR", help="write PNG plots (needs matplotlib)")
+    p.add_argument(
+        "--modes",
+        help="comma list of: java-like,none,rdb,aof-everysec,aof-always (default: all)",
+    )
+    p.add_argument("--brokers", type=int, help="brokers registering (10; --quick 4)")
+    p.add_argument("--topics", type=int, help="topics per broker (100; --quick 20)")
+    p.add_argument("--load-seconds", type=float, help="load phase per mode (15; --quick 4)")
+    p.add_argument("--reg-rate", type=float, help="registrations/s of the paced phase (200; 100)")
+    p.add_argument("--route-rate", type=float, help="route reads/s of the paced phase (500; 300)")
+    p.add_argument("--max-seconds", type=float, help="closed-loop phase per mode (8; --quick 3)")
+    p.add_argument("--rounds", type=int, help="turns of the modes' load phases (3; --quick 2)")
+    p.add_argument("--kills", type=int, help="kill -9 per mode (6; --quick 3)")
+    p.add_argument("--route-conns", type=int, help="route reader connections (2)")
+    p.add_argument("--seed", type=int, help="random seed of the kill moments (1)")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="let the pods re-apply their connected brokers' registrations after a crash "
+        "(rebuildOnDataLoss, docs/ha.md); off by default: the table shows what Redis keeps",
+    )
+    p.add_argument(
+        "--workdir",
+        help="where the Redis files go (default: the temp dir); bench the disk you deploy on",
+    )

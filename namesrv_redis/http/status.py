@@ -1,0 +1,68 @@
+"""``GET /v1/status``: what this pod runs on — the Redis it uses (password hidden), the
+namespace, what that Redis promises for the data (persistence, re-read on every call), and for
+the embedded default its data directory and how often it had to be restarted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from namesrv_redis.store.embedded import EmbeddedRedis
+from namesrv_redis.store.persistence import PersistenceMonitor
+
+
+class PersistenceModel(BaseModel):
+    mode: str
+    source: str
+    save: str | None = None
+    appendonly: str | None = None
+    appendfsync: str | None = None
+    kv_durable: bool | None = None
+    detail: str = ""
+
+
+class EmbeddedModel(BaseModel):
+    data_dir: str | None
+    persistence: str
+    restarts: int
+
+
+class PodStatus(BaseModel):
+    redis: str
+    namespace: str
+    persistence: PersistenceModel
+    embedded: EmbeddedModel | None = None
+
+
+@dataclass
+class StatusSource:
+    redis: str
+    namespace: str
+    monitor: PersistenceMonitor
+    embedded: EmbeddedRedis | None = None
+
+
+def status_router(source: StatusSource) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/v1/status", response_model=PodStatus, summary="What this pod runs on")
+    async def get_status() -> dict[str, Any]:
+        report = await source.monitor.refresh()
+        emb = source.embedded
+        return {
+            "redis": source.redis,
+            "namespace": source.namespace,
+            "persistence": report.to_dict(),
+            "embedded": None
+            if emb is None
+            else {
+                "data_dir": None if emb.persistence == "none" else str(emb.data_dir),
+                "persistence": emb.persistence,
+                "restarts": emb.restarts,
+            },
+        }
+
+    return router
