@@ -93,6 +93,7 @@ class HaLoad:
         self._clients: list[RemotingClient] = []
         self._probe_ids = itertools.count()
         self._route_topics: list[str] = []
+        self._stopping = False
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -126,9 +127,16 @@ class HaLoad:
         ]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop every load task. A loop also checks ``_stopping``, and cancellation is
+        repeated: Python 3.11's wait_for can swallow a cancel that races a reply."""
+        self._stopping = True
+        for _ in range(100):
+            pending = [t for t in self._tasks if not t.done()]
+            if not pending:
+                break
+            for t in pending:
+                t.cancel()
+            await asyncio.wait(pending, timeout=0.2)
         self._tasks = []
 
     async def close(self) -> None:
@@ -148,7 +156,7 @@ class HaLoad:
         """Every broker heartbeats on its own schedule, as RocketMQ 5 brokers do."""
 
         async def beat() -> None:
-            while True:
+            while not self._stopping:
                 await asyncio.sleep(self.heartbeat_s)
                 code = await self._request(
                     client,
@@ -163,7 +171,7 @@ class HaLoad:
     async def _probes(self) -> None:
         """One-shot registrations: each probe registers once, then only heartbeats."""
         i = 0
-        while True:
+        while not self._stopping:
             n = next(self._probe_ids)
             b = SimBroker(
                 CLUSTER,
@@ -189,7 +197,7 @@ class HaLoad:
 
     async def _routes(self, pod: int) -> None:
         client = await self._client(pod)
-        while True:
+        while not self._stopping:
             topic = random.choice(self._route_topics)
             code = await self._request(client, RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": topic})
             if code == 0:
