@@ -39,6 +39,8 @@ from namesrv_redis.store.keys import Keys
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 1024
+DATA_LOSS_CALLBACK_TIMEOUT_S = 10.0
+"""How long the poll waits for the pod's re-application before emptying the caches anyway."""
 DEFAULT_POLL_INTERVAL_S = 0.5
 
 
@@ -193,9 +195,11 @@ class RouteEvents:
                 lost = f"the route version went back from {self.latest_version} to {v}"
             self.epoch = epoch
             if lost:
+                # Re-apply what the pod knows first, then empty the caches: meanwhile cached
+                # answers (right until the loss) keep being served instead of a blackout.
+                await self._data_lost(lost)
                 self.latest_version = 0
                 self._deliver(RouteEvent(v, "reset", None))
-                self._data_lost(lost)
             elif expected is not None and self.latest_version < expected:
                 log.warning(
                     "route events up to version %d never arrived: assuming all changed", expected
@@ -203,14 +207,14 @@ class RouteEvents:
                 self._deliver(RouteEvent(v, "lost", None))
             expected = v
 
-    def _data_lost(self, reason: str) -> None:
+    async def _data_lost(self, reason: str) -> None:
         DATA_LOSS.inc()
         log.warning("Redis lost the data of namespace %s: %s", self.keys.namespace, reason)
         for cb in self.on_data_loss:
             try:
                 r = cb(reason)
                 if asyncio.iscoroutine(r):
-                    asyncio.get_running_loop().create_task(r)
+                    await asyncio.wait_for(r, DATA_LOSS_CALLBACK_TIMEOUT_S)
             except Exception:
                 log.exception("data-loss callback failed")
 
