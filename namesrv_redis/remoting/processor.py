@@ -23,7 +23,7 @@ from namesrv_redis.config import (
     to_properties_text,
 )
 from namesrv_redis.metrics import REGISTRATIONS
-from namesrv_redis.model import QueueData, canonical_data_version
+from namesrv_redis.model import BadDataVersion, QueueData, canonical_data_version
 from namesrv_redis.remoting.codec import RemotingCommand
 from namesrv_redis.remoting.codes import RequestCode, ResponseCode
 from namesrv_redis.remoting.errors import BadRequest
@@ -284,9 +284,11 @@ async def query_data_version(
         raise BadRequest(f"bad DataVersion body: {e}") from e
     if dv is not None and not isinstance(dv, dict):
         raise BadRequest("bad DataVersion body: not an object")
-    changed, stored = await p.store.query_data_version(
-        h.cluster_name, h.broker_addr, canonical_data_version(dv)
-    )
+    try:
+        canonical = canonical_data_version(dv)
+    except BadDataVersion as e:
+        raise BadRequest(f"bad DataVersion body: {e}") from None
+    changed, stored = await p.store.query_data_version(h.cluster_name, h.broker_addr, canonical)
     return Response(
         ext_fields={"changed": "true" if changed else "false"},
         body=stored.encode() if stored is not None else None,

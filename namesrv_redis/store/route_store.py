@@ -445,7 +445,13 @@ class RouteStore:
         idents = await self.redis.zrangebyscore(
             self.keys.deadlines, "-inf", now if now is not None else now_ms(), start=0, num=limit
         )
-        return [split_ident(_s(i)) for i in idents]
+        out: list[tuple[str, str]] = []
+        for i in idents:
+            try:
+                out.append(split_ident(_s(i)))
+            except ValueError:
+                log.warning("deadline index holds a malformed broker identity %r", _s(i))
+        return out
 
     async def broker_topics(self, broker_name: str) -> list[str]:
         return sorted(
