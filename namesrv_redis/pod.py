@@ -15,12 +15,14 @@ from typing import Any
 
 import uvicorn
 
-from namesrv_redis.config import Settings, apply_namesrv_config_update
+from namesrv_redis.config import Settings
 from namesrv_redis.http import create_app, warn_if_unprotected
 from namesrv_redis.http.fast_routes import RouteFastPath
+from namesrv_redis.http.limits import MAX_HEAD_BYTES, BodyLimit, BoundedHttpToolsProtocol
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
 from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.runtime_config import apply_stored
 from namesrv_redis.store.connection import create_redis, describe_url
 from namesrv_redis.store.embedded import EmbeddedRedis
 from namesrv_redis.store.events import RouteEvent, RouteEvents
@@ -133,19 +135,26 @@ class Pod:
         s = self.settings
         assert self.store is not None and self.events is not None and self.routes is not None
         warn_if_unprotected(s, log)
-        app = RouteFastPath(
-            create_app(
-                self.store,
-                events=self.events,
-                settings_provider=self._current,
-                readiness=self.readiness,
-                routes=self.routes,
-            ),
-            self.routes,
-            self.events,
+        app = BodyLimit(
+            RouteFastPath(
+                create_app(
+                    self.store,
+                    events=self.events,
+                    settings_provider=self._current,
+                    readiness=self.readiness,
+                    routes=self.routes,
+                ),
+                self.routes,
+                self.events,
+            )
         )
         config = uvicorn.Config(
-            app, log_level=s.log_level.lower(), access_log=False, lifespan="off"
+            app,
+            log_level=s.log_level.lower(),
+            access_log=False,
+            lifespan="off",
+            http=BoundedHttpToolsProtocol,
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         )
         self.http = _EmbeddedUvicorn(config)
         sock = listening_socket(s.http_host, s.http_port, reuse_port=self.reuse_port)
@@ -214,9 +223,24 @@ class Pod:
         assert self.store is not None
         shared = await self.store.get_config()
         if shared:
-            self.settings, _ = apply_namesrv_config_update(self.settings, shared)
+            self.settings, skipped = apply_stored(self.settings, shared)
+            if skipped:
+                log.warning("shared options not applied (not changeable at run time): %s", skipped)
             if self.processor is not None:
                 self.processor.settings = self.settings
+            self._apply_running_options()
+
+    def _apply_running_options(self) -> None:
+        """Options the running parts read once: hand them the current values."""
+        s = self.settings
+        if self.store is not None:
+            self.store.delete_topic_with_broker_registration = (
+                s.delete_topic_with_broker_registration
+            )
+        if self.liveness is not None:
+            self.liveness.sweeper.interval_ms = s.scan_not_active_broker_interval
+        if self.remoting is not None:
+            self.remoting.idle_timeout_s = s.server_channel_max_idle_time_seconds
 
     def _on_route_event(self, event: RouteEvent) -> None:
         if self.routes is not None:

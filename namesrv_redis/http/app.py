@@ -24,7 +24,14 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from namesrv_redis.config import Settings
-from namesrv_redis.metrics import REGISTRY, REQUEST_LATENCY, REQUESTS, set_table_sizes
+from namesrv_redis.http.openapi import install as install_openapi
+from namesrv_redis.metrics import (
+    REGISTRY,
+    REQUEST_LATENCY,
+    REQUESTS,
+    http_route_label,
+    set_table_sizes,
+)
 from namesrv_redis.route_reader import RouteReader
 from namesrv_redis.store.events import RouteEvents
 from namesrv_redis.store.pods import live_pod_addresses
@@ -208,6 +215,8 @@ def create_app(
         responses={503: {"model": ErrorModel}},
     )
 
+    install_openapi(app)
+
     # ---------------------------------------------------------------- errors and metrics
 
     @app.exception_handler(ApiError)
@@ -258,7 +267,7 @@ def create_app(
     # ---------------------------------------------------------------- routes
 
     @app.get(
-        "/v1/routes/{topic}",
+        "/v1/routes/{topic:path}",
         response_model=RouteModel,
         response_model_exclude_none=True,
         responses={404: {"model": ErrorModel}},
@@ -417,7 +426,7 @@ def create_app(
         return WritePermResult(brokerName=brokerName, enabled=body.enabled, topicCount=count)
 
     @app.delete(
-        "/v1/topics/{topic}",
+        "/v1/topics/{topic:path}",
         response_model=DeleteTopicResult,
         dependencies=[Depends(require_admin)],
         responses={401: {"model": ErrorModel}, 403: {"model": ErrorModel}},
@@ -483,7 +492,7 @@ class RequestMetrics:
             await self.app(scope, receive, send)
         finally:
             route = scope.get("route")
-            label = f"{scope['method']} {getattr(route, 'path', 'unmatched')}"
+            label = http_route_label(scope["method"], getattr(route, "path", "unmatched"))
             children = self._children.get(label)
             if children is None:
                 children = self._children[label] = (

@@ -17,7 +17,6 @@ from typing import Any
 from namesrv_redis import fastjson
 from namesrv_redis.config import (
     Settings,
-    apply_namesrv_config_update,
     blacklisted_keys,
     parse_properties,
     to_properties_text,
@@ -43,6 +42,7 @@ from namesrv_redis.remoting.register_body import (
 )
 from namesrv_redis.remoting.registrations import RememberedRegistrations, store_registration
 from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.runtime_config import ConfigRefused, apply_update
 from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG
 from namesrv_redis.store.route_store import (
     BrokerRegistration,
@@ -443,9 +443,13 @@ async def update_namesrv_config(
             return Response(ResponseCode.SYSTEM_ERROR, "string2Properties error")
         if blacklisted_keys(p.settings, props):
             return Response(ResponseCode.NO_PERMISSION, "Can not update config in black list.")
-        new_settings, changed = apply_namesrv_config_update(p.settings, props)
+        try:
+            new_settings, changed = apply_update(p.settings, props)
+        except ConfigRefused as e:
+            log.warning("updateConfig from %s refused: %s", conn.remote_addr, e)
+            return Response(ResponseCode.SYSTEM_ERROR, f"Can not update config: {e}")
         if changed:
-            await p.store.update_config({k: props[k] for k in changed})
+            await p.store.update_config(changed)
             p.settings = new_settings
     return Response()
 
