@@ -37,23 +37,30 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._head_pending = True
         self._head_bytes = 0
+        self._heads_done = 0
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_pending = True
-        self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
         self._head_pending = False
+        self._head_bytes = 0
+        self._heads_done += 1
         super().on_headers_complete()
 
     def data_received(self, data: bytes) -> None:
-        if self._head_pending:
-            self._head_bytes += len(data)
+        heads_done = self._heads_done
         super().data_received(data)
-        # checked after parsing: a chunk that completes the head (and carries body) is fine
-        if self._head_pending and self._head_bytes > self.max_head_bytes:
+        # Counted after parsing, only while one head stays incomplete: a chunk that completes
+        # a head (and carries body) is fine. A chunk that completes one head and starts the
+        # next is not counted, so a head may pass the limit by at most one read.
+        if not self._head_pending or self._heads_done != heads_done:
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > self.max_head_bytes:
             self.logger.warning("request head over %d bytes: closing", self.max_head_bytes)
+            self._head_pending = False
             if not self.transport.is_closing():
                 self.transport.write(
                     _error_response(
@@ -64,7 +71,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                     )
                 )
                 self.transport.close()
-            self._head_pending = False
 
 
 class BodyLimit:
