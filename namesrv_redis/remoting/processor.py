@@ -21,6 +21,7 @@ from namesrv_redis.config import (
     parse_properties,
     to_properties_text,
 )
+from namesrv_redis.limits import java_int
 from namesrv_redis.metrics import REGISTRATIONS
 from namesrv_redis.model import BadDataVersion, QueueData, canonical_data_version
 from namesrv_redis.remoting.codec import RemotingCommand
@@ -380,6 +381,10 @@ async def register_topic(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connec
         qds = [QueueData.from_wire(q) for q in (data or {}).get("queueDatas") or []]
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise BadRequest(f"bad TopicRouteData body: {e}") from e
+    for q in qds:
+        values = (q.read_queue_nums, q.write_queue_nums, q.perm, q.topic_sys_flag)
+        if not all(java_int(v) for v in values):
+            raise BadRequest(f"bad TopicRouteData body: {q.broker_name!r}: a number outside int")
     if qds and not await p.store.register_topic(topic, qds):
         log.warning("Register topic contains illegal broker, %s, %s", topic, qds)
     return Response()
