@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import signal
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ import redis.asyncio as aioredis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from namesrv_redis.broker_sim import SimBroker
+from namesrv_redis.metrics import request_code_label
 from namesrv_redis.remoting.codec import encode_request
 from namesrv_redis.remoting.codes import RequestCode
 from namesrv_redis.store.check import check_namespace
@@ -78,15 +81,47 @@ class Run:
     def digest(self) -> bytes:
         return bytes(self.digest_script(keys=[], args=[self.pattern, self.keys.pods]))
 
+    def metric(self, prefix: str) -> float:
+        """One sample of the pod's /metrics (0 when absent)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.pod.http_port}/metrics") as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(prefix):
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def server_connections(self) -> int:
+        return int(self.metric("namesrv_remoting_connections "))
+
+    def answered(self, code: int) -> float:
+        """How many requests of ``code`` the pod has finished (counted after processing)."""
+        label = request_code_label(code)
+        return self.metric(f'namesrv_requests_total{{code="{label}",frontend="remoting"}}')
+
     def stable_digest(self) -> bytes:
-        """After a connection closed: the pod's clean-up of its brokers has settled."""
-        last = self.digest()
-        while True:
-            time.sleep(0.005)
+        """Once background work has settled: three equal digests in a row."""
+        last, same = self.digest(), 0
+        while same < 2:
             now = self.digest()
-            if now == last:
-                return now
+            same = same + 1 if now == last else 0
             last = now
+        return last
+
+    def reconnect(self) -> bytes:
+        """A new fuzz connection, once the pod has noticed the old one closed (and removed
+        the brokers registered over it)."""
+        self.conn.close()
+        deadline = time.monotonic() + 10
+        while self.server_connections() > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.conn = self._connect()
+        return self.stable_digest()
+
+    def after_oneway(self, code: int, before: float) -> bytes:
+        """A oneway frame has no answer: wait until the pod counts it as processed."""
+        deadline = time.monotonic() + 10
+        while self.answered(code) <= before and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.stable_digest()
 
     def check(self) -> None:
         control = self._connect()
@@ -128,23 +163,24 @@ class Run:
             return None
         frame = fuzz_frame(self.draw)
         before = known if known is not None else self.digest()
-        self.conn.send(frame.data)
-        if frame.malformed:
-            closed = self.conn.wait_closed(2.0)
+        if frame.malformed:  # on a connection of its own (its close removes nothing)
+            throwaway = self._connect()
+            throwaway.send(frame.data)
+            closed = throwaway.wait_closed(2.0)
+            throwaway.close()
             self.outcomes[f"{frame.kind}:{'closed' if closed else 'open'}"] += 1
-            self.conn.close()
-            self.conn = self._connect()
-            return self.stable_digest()
+            return None
         if frame.oneway:  # processed in the background: wait until it has been
             self.outcomes["oneway"] += 1
-            self.stable_digest()
-            return None
+            count = self.answered(frame.code)
+            self.conn.send(frame.data)
+            return self.after_oneway(frame.code, count)
+        self.conn.send(frame.data)
         resp = self.conn.response(frame.opaque, timeout=30)
         name = CODE_NAMES.get(frame.code, "unknown")
         if resp is None:
             self.outcomes[f"closed_after_wellformed:{name}"] += 1
-            self.conn = self._connect()
-            return self.stable_digest()
+            return self.reconnect()
         if resp.code == 0:
             self.outcomes["accepted"] += 1
             return None
@@ -152,7 +188,9 @@ class Run:
         self.refusals[f"{name} -> {resp.code} {remark_kind(resp.remark)}"] += 1
         after = self.digest()
         if after != before:
-            self.state_changes.append(f"{name}: {resp.code} {resp.remark!r}")
+            self.state_changes.append(
+                f"{name}: {resp.code} {resp.remark!r} frame {frame.data[:300].hex()}"
+            )
         return after
 
     def run(self) -> None:
@@ -183,6 +221,11 @@ def main() -> None:
     ap.add_argument("--report-every", type=int, default=50_000)
     ap.add_argument("--namespace", default="fuzz")
     args = ap.parse_args()
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)  # stop the pod and Redis on the way out
     redis_server = RedisServerProcess().start()
     args.redis_url_used = redis_server.url
     # the default heartbeat timeout of 4.x-style registrations outlives the run, so no broker

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     route_cache_max_age_ms: int = Field(1000, ge=0)
     broker_timeout_ms: int = Field(120_000, ge=100)
     log_level: str = "INFO"
+    malloc_trim_threshold_mb: int = Field(32, ge=0)
+    """Return freed memory to the system once malloc holds this much free (0 = never)."""
     # RocketMQ NamesrvConfig / NettyServerConfig
     listen_port: int = Field(9876, ge=0, le=65535)
     scan_not_active_broker_interval: int = Field(5000, ge=50)
@@ -99,6 +101,7 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "max_connections": "maxConnections",
     "route_cache_max_age_ms": "routeCacheMaxAgeMs",
     "log_level": "logLevel",
+    "malloc_trim_threshold_mb": "mallocTrimThresholdMb",
     "admin_token": "adminToken",
 }
 FIELDS_BY_ROCKETMQ_NAME = {v: k for k, v in ROCKETMQ_NAMES.items()}

@@ -19,6 +19,7 @@ from namesrv_redis.config import Settings
 from namesrv_redis.http import create_app, warn_if_unprotected
 from namesrv_redis.http.fast_routes import RouteFastPath
 from namesrv_redis.http.limits import MAX_HEAD_BYTES, BodyLimit, BoundedHttpToolsProtocol
+from namesrv_redis.memtrim import MemoryTrimmer
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
 from namesrv_redis.route_reader import RouteReader
@@ -69,6 +70,7 @@ class Pod:
         self.events: RouteEvents | None = None
         self.liveness: Liveness | None = None
         self.advertiser: PodAdvertiser | None = None
+        self.trimmer = MemoryTrimmer(settings.malloc_trim_threshold_mb * 2**20)
         self.http: _EmbeddedUvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -129,6 +131,7 @@ class Pod:
             self.redis, store.keys, listen_host=s.listen_host, listen_port=self.remoting.bound_port
         )
         await self.advertiser.start()
+        await self.trimmer.start()
         await self._start_http()
 
     async def _start_http(self) -> None:
@@ -170,6 +173,7 @@ class Pod:
         if self._http_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._http_task, grace_s)
+        await self.trimmer.stop()
         for part in (self.advertiser, self.liveness, self.events):
             if part is not None:
                 with contextlib.suppress(Exception):

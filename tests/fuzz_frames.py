@@ -339,7 +339,7 @@ def fuzz_frame(d: Draw) -> FuzzFrame:
     body = _body(d, code, ext)
     if code == RequestCode.UPDATE_NAMESRV_CONFIG and body and b"IdleTimeSeconds=0" in body:
         body = None
-    oneway = d.integer(0, 15) == 0
+    oneway = d.integer(0, 30) == 0
     stype = d.choice([JSON, ROCKETMQ])
     opaque = next(OPAQUES) & 0x7FFFFFFF
     data = encode_request(
