@@ -384,7 +384,9 @@ async def register_topic(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connec
     for q in qds:
         values = (q.read_queue_nums, q.write_queue_nums, q.perm, q.topic_sys_flag)
         if not all(java_int(v) for v in values):
-            raise BadRequest(f"bad TopicRouteData body: {q.broker_name!r}: a number outside int")
+            raise BadRequest(
+                f"bad TopicRouteData body: {q.broker_name!r}: a number outside Java's int"
+            )
     if qds and not await p.store.register_topic(topic, qds):
         log.warning("Register topic contains illegal broker, %s, %s", topic, qds)
     return Response()
