@@ -196,8 +196,12 @@ class Run:
     def run(self) -> None:
         started = time.monotonic()
         known: bytes | None = None
+        self.sent = 0
+        self.elapsed = 0.0
         for i in range(1, self.args.frames + 1):
             known = self.step(known)
+            self.sent = i
+            self.elapsed = time.monotonic() - started
             if i % self.args.check_every == 0:
                 self.check()
                 known = None
@@ -210,7 +214,6 @@ class Run:
                     flush=True,
                 )
         self.check()
-        self.elapsed = time.monotonic() - started
 
 
 def main() -> None:
@@ -234,14 +237,20 @@ def main() -> None:
         redis_server.url, args.namespace, env={"NAMESRV_BROKER_TIMEOUT_MS": "604800000"}
     ).start()
     run = Run(args, redis_server.url, pod)
+    interrupted_at = None
     try:
         run.run()
+    except KeyboardInterrupt:  # a stopped run still reports what it did
+        interrupted_at = run.sent
     finally:
         log = pod.log_path.read_text(errors="replace")
         pod.stop()
         redis_server.stop()
     tracebacks = log.count("Traceback")
-    print(f"\nframes: {args.frames} in {run.elapsed:.0f} s ({args.frames / run.elapsed:.0f}/s)")
+    if interrupted_at is not None:
+        print(f"\ninterrupted after {interrupted_at} of {args.frames} frames")
+    rate = run.sent / run.elapsed if run.elapsed else 0.0
+    print(f"\nframes: {run.sent} in {run.elapsed:.0f} s ({rate:.0f}/s)")
     print(f"crashes: {run.crashes}   tracebacks in the pod's log: {tracebacks}")
     print(f"state changes after a refusal: {len(run.state_changes)}")
     for s in run.state_changes[:20]:

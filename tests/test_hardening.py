@@ -5,7 +5,6 @@ leaves Redis byte-for-byte unchanged; what must be accepted round-trips exactly.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -272,6 +271,3 @@ async def test_system_topic_list_order_is_stable(pod: InProcessServer) -> None:
         bodies.add(resp.body)
     assert len(bodies) == 1
     await c.close()
-
-
-logging.getLogger("namesrv_redis").setLevel(logging.INFO)
