@@ -25,10 +25,102 @@ local function k_topic(t) return P .. 'topic:' .. t end
 local function k_broker_topics(b) return P .. 'broker-topics:' .. b end
 local function k_live(ident) return P .. 'live:' .. ident end
 local function k_kv(ns) return P .. 'kv:' .. ns end
-local function ident_of(cluster, addr) return cluster .. '@' .. addr end
+-- A broker process's identity: cluster@addr with '%' and '@' escaped in both parts (%25, %40),
+-- so it splits at its only '@' whatever bytes the names hold (namesrv_redis/store/keys.py).
+local IDENT_ESCAPES = { ['%'] = '%25', ['@'] = '%40' }
+local function ident_part(s) return (string.gsub(s, '[%%@]', IDENT_ESCAPES)) end
+local function ident_of(cluster, addr) return ident_part(cluster) .. '@' .. ident_part(addr) end
 
 local PERM_WRITE = 2
 local PERM_READ = 4
+
+-- ---------------------------------------------------------------- argument checks
+-- A script error does not roll back what the script already wrote, so every script checks all
+-- of its ARGV with a checker before its first write and returns the first error found:
+--   local A = checker('heartbeat'); A.count(3); local c = A.name(1, 'cluster name'); …
+--   if A.err then return A.err end
+-- Limits are the ones namesrv_redis/limits.py documents (the pod refuses first, with a clear
+-- answer; this is the last line of defence against any caller).
+local JAVA_INT_MIN, JAVA_INT_MAX = -2147483648, 2147483647
+local MAX_SAFE_INT = 9007199254740991 -- 2^53 - 1: larger integers are inexact as Lua numbers
+local HEARTBEAT_TIMEOUT_MIN, HEARTBEAT_TIMEOUT_MAX = 100, 604800000
+local LONG_MAX_DIGITS, LONG_MIN_DIGITS = '9223372036854775807', '9223372036854775808'
+
+-- canonical decimal integer text: '0', or an optional '-' then digits without a leading zero
+local function canonical_int(s) return s == '0' or string.match(s, '^%-?[1-9]%d*$') ~= nil end
+local function fits_long(s)
+  local neg = string.sub(s, 1, 1) == '-'
+  local digits = neg and string.sub(s, 2) or s
+  if #digits ~= 19 then return #digits < 19 end
+  return digits <= (neg and LONG_MIN_DIGITS or LONG_MAX_DIGITS)
+end
+-- a < b for canonical integer texts of any size (Java longs stay exact: no Lua numbers)
+local function long_lt(a, b)
+  local na, nb = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
+  if na ~= nb then return na end
+  if na then a, b = string.sub(b, 2), string.sub(a, 2) end
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+
+local function checker(script)
+  local A = { err = nil }
+  local function fail(i, what, why)
+    if not A.err then
+      A.err = redis.error_reply('ERR invalid argument: ' .. script .. ' ARGV[' .. i .. '] (' ..
+        what .. ') ' .. why)
+    end
+  end
+  local function present(i, what)
+    if ARGV[i] == nil then fail(i, what, 'is missing'); return false end
+    return true
+  end
+  function A.count(n)
+    if #ARGV ~= n then fail(#ARGV, 'argument count', 'is ' .. #ARGV .. ', expected ' .. n) end
+  end
+  function A.str(i, what)
+    if not present(i, what) then return '' end
+    return ARGV[i]
+  end
+  function A.name(i, what) -- a non-empty string
+    if not present(i, what) then return '' end
+    if ARGV[i] == '' then fail(i, what, 'is empty') end
+    return ARGV[i]
+  end
+  function A.int(i, what, lo, hi) -- an integer in [lo, hi] (|lo|, |hi| <= 2^53 - 1)
+    if not present(i, what) then return 0 end
+    local s = ARGV[i]
+    local v = canonical_int(s) and #s <= 17 and tonumber(s) or nil
+    if v == nil or v < lo or v > hi then
+      fail(i, what, 'must be an integer in [' .. string.format('%d', lo) .. ', ' ..
+        string.format('%d', hi) .. ']')
+      return 0
+    end
+    return v
+  end
+  function A.long(i, what) -- a Java long, kept as its canonical text
+    if not present(i, what) then return '0' end
+    if not (canonical_int(ARGV[i]) and fits_long(ARGV[i])) then
+      fail(i, what, "must be an integer within Java's long")
+      return '0'
+    end
+    return ARGV[i]
+  end
+  function A.enum(i, what, allowed)
+    if not present(i, what) then return '' end
+    for _, a in ipairs(allowed) do if ARGV[i] == a then return a end end
+    fail(i, what, 'must be one of ' .. table.concat(allowed, '|'))
+    return ''
+  end
+  function A.json(i, what, except) -- JSON text of an object or array (or the value `except`)
+    if not present(i, what) then return nil end
+    if except ~= nil and ARGV[i] == except then return nil end
+    local ok, v = pcall(cjson.decode, ARGV[i])
+    if not ok or type(v) ~= 'table' then fail(i, what, 'must be a JSON object or array') end
+    return v
+  end
+  return A
+end
 
 -- ---------------------------------------------------------------- change tracking / events
 local changed = { topics = {}, brokers = {}, n = 0, all = false }
@@ -142,13 +234,13 @@ local function get_broker(name)
 end
 
 -- Deterministic encoding: ids in numeric order, keys in fastjson's alphabetical order.
+-- Broker ids are Java longs kept as canonical text (exact beyond 2^53).
 local function encode_broker(bd)
   local ids = {}
-  for id, _ in pairs(bd.brokerAddrs) do ids[#ids + 1] = tonumber(id) end
-  table.sort(ids)
+  for id, _ in pairs(bd.brokerAddrs) do ids[#ids + 1] = id end
+  table.sort(ids, long_lt)
   local parts = {}
-  for _, id in ipairs(ids) do
-    local sid = string.format('%d', id)
+  for _, sid in ipairs(ids) do
     parts[#parts + 1] = '"' .. sid .. '":' .. cjson.encode(bd.brokerAddrs[sid])
   end
   local s = '{"brokerAddrs":{' .. table.concat(parts, ',') .. '},"brokerName":' ..
@@ -160,11 +252,10 @@ local function encode_broker(bd)
   return s .. '}'
 end
 
-local function min_broker_id(bd)
+local function min_broker_id(bd) -- canonical text, or nil for a group without address
   local m = nil
   for id, _ in pairs(bd.brokerAddrs) do
-    local x = tonumber(id)
-    if m == nil or x < m then m = x end
+    if m == nil or long_lt(id, m) then m = id end
   end
   return m
 end

@@ -5,6 +5,10 @@
 -- Returns {routeVersion, brokers (flat: name, BrokerData JSON, …),
 --          clusters (flat: cluster name, {broker names}, …)}.
 
+local A = checker('cluster_info')
+A.count(0)
+if A.err then return A.err end
+
 local clusters = {}
 for _, c in ipairs(redis.call('SMEMBERS', K.clusters)) do
   clusters[#clusters + 1] = c

@@ -7,6 +7,11 @@
 --
 -- Returns the route version (0 when no option changed: running it twice equals once).
 
+local A = checker('config_update')
+if #ARGV % 2 == 1 then A.count(#ARGV + 1) end
+for i = 1, #ARGV - 1, 2 do A.name(i, 'option name') end
+if A.err then return A.err end
+
 for i = 1, #ARGV - 1, 2 do
   if redis.call('HGET', K.config, ARGV[i]) ~= ARGV[i + 1] then
     redis.call('HSET', K.config, ARGV[i], ARGV[i + 1])

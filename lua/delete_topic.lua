@@ -6,7 +6,11 @@
 --
 -- Returns {number of broker queue datas removed, routeVersion}.
 
-local topic, cluster = ARGV[1], ARGV[2]
+local A = checker('delete_topic')
+A.count(2)
+local topic, cluster = A.name(1, 'topic'), A.str(2, 'cluster name')
+if A.err then return A.err end
+
 local names
 if cluster == '' then
   names = redis.call('HKEYS', k_topic(topic))

@@ -6,4 +6,10 @@
 --
 -- Returns 1 if the broker is registered and was refreshed, 0 if it is unknown (or expired).
 
-return refresh_liveness(ident_of(ARGV[1], ARGV[2]), tonumber(ARGV[3])) and 1 or 0
+local A = checker('heartbeat')
+A.count(3)
+local cluster, addr = A.str(1, 'cluster name'), A.str(2, 'broker address')
+local now = A.int(3, 'now', 0, MAX_SAFE_INT)
+if A.err then return A.err end
+
+return refresh_liveness(ident_of(cluster, addr), now) and 1 or 0

@@ -6,6 +6,11 @@
 --
 -- Returns the route version (0 when no route answer changed).
 
+local A = checker('kv_delete')
+A.count(3)
+A.str(1, 'KV namespace'); A.str(2, 'key'); A.str(3, 'order-topic namespace')
+if A.err then return A.err end
+
 if redis.call('HDEL', k_kv(ARGV[1]), ARGV[2]) == 1 and ARGV[1] == ARGV[3] then
   touch_topic(ARGV[2])
 end

@@ -7,6 +7,11 @@
 --
 -- Returns the route version (0 when no route answer changed).
 
+local A = checker('kv_put')
+A.count(4)
+A.str(1, 'KV namespace'); A.str(2, 'key'); A.str(3, 'value'); A.str(4, 'order-topic namespace')
+if A.err then return A.err end
+
 redis.call('SADD', K.kvns, ARGV[1])
 if redis.call('HGET', k_kv(ARGV[1]), ARGV[2]) ~= ARGV[3] then
   redis.call('HSET', k_kv(ARGV[1]), ARGV[2], ARGV[3])

@@ -8,8 +8,15 @@
 --
 -- Returns {changed (1/0), stored data version JSON or '' when the broker is unknown}.
 
-local ident = ident_of(ARGV[1], ARGV[2])
+local A = checker('query_data_version')
+A.count(4)
+local cluster, addr = A.str(1, 'cluster name'), A.str(2, 'broker address')
+A.json(3, 'data version')
+local now = A.int(4, 'now', 0, MAX_SAFE_INT)
+if A.err then return A.err end
+
+local ident = ident_of(cluster, addr)
 local stored = redis.call('HGET', k_live(ident), 'dv')
-refresh_liveness(ident, tonumber(ARGV[4]))
+refresh_liveness(ident, now)
 if stored == ARGV[3] then return { 0, stored } end
 return { 1, stored or '' }

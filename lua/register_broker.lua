@@ -37,16 +37,42 @@
 --                  its other ids; here a refused registration changes nothing at all).
 -- Atomic and idempotent: running it twice equals once (the second run changes nothing).
 
-local cluster, addr, name = ARGV[1], ARGV[2], ARGV[3]
-local id = tonumber(ARGV[4])
-local sid = string.format('%d', id)
-local ha, now, timeout = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
-local dv, sv, conn, filters = ARGV[8], tonumber(ARGV[9]), ARGV[10], ARGV[11]
-local zone, acting = ARGV[12], ARGV[13]
-local delete_missing = ARGV[14] == '1' and ARGV[15] ~= '1'
-local mode = ARGV[16]
-local n = tonumber(ARGV[20])
+-- Every argument is checked before the first write (a script error would not roll back).
+local A = checker('register_broker')
+local cluster, addr, name = A.name(1, 'cluster name'), A.name(2, 'broker address'),
+  A.name(3, 'broker name')
+local sid = A.long(4, 'broker id')
+local ha = A.str(5, 'HA server address')
+local now = A.int(6, 'now', 0, MAX_SAFE_INT)
+local timeout = A.int(7, 'heartbeat timeout ms', HEARTBEAT_TIMEOUT_MIN, HEARTBEAT_TIMEOUT_MAX)
+local dv = A.str(8, 'data version')
+A.json(8, 'data version')
+local sv = A.long(9, 'state version')
+local conn = A.str(10, 'connection id')
+local filters = A.str(11, 'filter server list')
+A.json(11, 'filter server list', '-')
+local zone = A.str(12, 'zone name')
+local acting = A.enum(13, 'enableActingMaster', { '', 'true', 'false' })
+local delete_mode = A.enum(14, 'delete mode', { '0', '1' })
+local static_mappings = A.enum(15, 'static topic mappings', { '0', '1' })
+local delete_missing = delete_mode == '1' and static_mappings ~= '1'
+local mode = A.enum(16, 'mode', { 'full', 'lite', 'diff' })
+A.str(17, 'table token'); A.str(18, 'base table token'); A.str(19, 'KV namespace')
+local n = A.int(20, 'topic count', 0, MAX_SAFE_INT)
 local FIRST = 21
+if not A.err then A.count(FIRST - 1 + 5 * n) end
+if not A.err then
+  for i = 0, n - 1 do
+    local base = FIRST + i * 5
+    A.name(base, 'topic')
+    A.int(base + 1, 'readQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
+    A.int(base + 2, 'writeQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
+    A.int(base + 3, 'perm', JAVA_INT_MIN, JAVA_INT_MAX)
+    A.int(base + 4, 'topicSysFlag', JAVA_INT_MIN, JAVA_INT_MAX)
+    if A.err then break end
+  end
+end
+if A.err then return A.err end
 
 local ident = ident_of(cluster, addr)
 local live_key = k_live(ident)
@@ -71,7 +97,7 @@ end
 local old_addr = bd.brokerAddrs[sid]
 if old_addr and old_addr ~= addr then
   local old_sv = redis.call('HGET', k_live(ident_of(cluster, old_addr)), 'sv')
-  if old_sv and tonumber(old_sv) > sv then
+  if old_sv and canonical_int(old_sv) and long_lt(sv, old_sv) then
     -- all or nothing: deleting this address's live info here would leave it in the group
     -- (under another id) with nothing left to ever expire it
     return refuse('stale_state')
@@ -87,9 +113,9 @@ if mode ~= 'full' and (register_first or old_addr ~= addr or renamed) then
   return refuse('need_topics')
 end
 -- Topic queue data comes from the master, or from the prime slave (smallest id) of a 5.x group.
-local is_master = id == 0
+local is_master = sid == '0'
 local min_id = min_broker_id(bd) -- of the group without this id, if it is new
-local is_prime_slave = acting ~= '' and not is_master and (min_id == nil or id <= min_id)
+local is_prime_slave = acting ~= '' and not is_master and (min_id == nil or not long_lt(min_id, sid))
 local writes_topics = is_master or is_prime_slave
 
 -- The table token: which body (and which writer, and delete mode) the stored queue data of

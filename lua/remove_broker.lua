@@ -12,7 +12,14 @@
 -- Returns {removed (1 only for the call that took it away), broker name, routeVersion}.
 -- Idempotent: a second run finds nothing and returns removed = 0.
 
-local mode, cluster, addr = ARGV[1], ARGV[2], ARGV[3]
+local A = checker('remove_broker')
+A.count(6)
+local mode = A.enum(1, 'mode', { 'unregister', 'expired', 'conn' })
+local cluster, addr = A.str(2, 'cluster name'), A.str(3, 'broker address')
+A.str(4, 'broker name'); A.str(5, 'connection id')
+local now = A.int(6, 'now', 0, MAX_SAFE_INT)
+if A.err then return A.err end
+
 local ident = ident_of(cluster, addr)
 local live_key = k_live(ident)
 
@@ -20,13 +27,11 @@ if mode == 'expired' then
   local pttl = redis.call('PTTL', live_key)
   if pttl ~= -2 then
     -- still alive (re-registered meanwhile, or the sweeper's clock ran ahead): fix its deadline
-    if pttl >= 0 then redis.call('ZADD', K.deadlines, tonumber(ARGV[6]) + pttl, ident) end
+    if pttl >= 0 then redis.call('ZADD', K.deadlines, now + pttl, ident) end
     return { 0, '', 0 }
   end
 elseif mode == 'conn' then
   if redis.call('HGET', live_key, 'conn') ~= ARGV[5] then return { 0, '', 0 } end
-elseif mode ~= 'unregister' then
-  return redis.error_reply('ERR remove_broker: unknown mode ' .. tostring(mode))
 end
 
 local name, removed = remove_broker_process(cluster, addr, ARGV[4])

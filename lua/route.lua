@@ -11,6 +11,11 @@
 --   filterServers flat list: broker address, filter server list JSON, …
 --   orderTopicConf the order config string, or ''
 
+local A = checker('route')
+A.count(2)
+A.str(1, 'topic'); A.str(2, 'order-topic namespace')
+if A.err then return A.err end
+
 local version = redis.call('GET', K.version) or '0'
 local qds = redis.call('HGETALL', k_topic(ARGV[1]))
 local brokers, filters = {}, {}

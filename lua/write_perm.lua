@@ -7,9 +7,10 @@
 --
 -- Returns {topics of the broker (RocketMQ's wipeTopicCount / addTopicCount), routeVersion}.
 
-local mode = ARGV[2]
-if mode ~= 'wipe' and mode ~= 'add' then
-  return redis.error_reply('ERR write_perm: mode must be wipe or add')
-end
+local A = checker('write_perm')
+A.count(2)
+A.str(1, 'broker name')
+local mode = A.enum(2, 'mode', { 'wipe', 'add' })
+if A.err then return A.err end
 local count = set_write_perm(ARGV[1], mode)
 return { count, publish_changes(mode .. '_write_perm') }

@@ -3,8 +3,8 @@
 Sources, strongest first: command line, environment (``NAMESRV_<FIELD>``, e.g.
 ``NAMESRV_REDIS_URL``), a config file (a Java ``.properties`` file with RocketMQ's camelCase
 names such as ``listenPort=9876``, or TOML/JSON with either spelling), defaults.
-UPDATE_NAMESRV_CONFIG changes options at run time (:func:`apply_namesrv_config_update`) and
-GET_NAMESRV_CONFIG reports them (:func:`to_properties_text`), as the Java NameServer does.
+UPDATE_NAMESRV_CONFIG changes some of them at run time (:mod:`namesrv_redis.runtime_config`)
+and GET_NAMESRV_CONFIG reports them (:func:`to_properties_text`), as the Java NameServer does.
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     # the embedded Redis (no redis_url): docs/persistence.md
     data_dir: str | None = None
     persistence: str = DEFAULT_MODE
+    malloc_trim_threshold_mb: int = Field(32, ge=0)
+    """Return freed memory to the system once malloc holds this much free (0 = never)."""
     # RocketMQ NamesrvConfig / NettyServerConfig
     listen_port: int = Field(9876, ge=0, le=65535)
     scan_not_active_broker_interval: int = Field(5000, ge=50)
@@ -188,6 +190,7 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "redis_wait_replicas": "redisWaitReplicas",
     "redis_wait_timeout_millis": "redisWaitTimeoutMillis",
     "rebuild_on_data_loss": "rebuildOnDataLoss",
+    "malloc_trim_threshold_mb": "mallocTrimThresholdMb",
     "admin_token": "adminToken",
     "tls_server_mode": "tls.server.mode",
     "tls_server_cert_path": "tls.server.certPath",
@@ -222,27 +225,6 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "persistence": "persistence",
 }
 FIELDS_BY_ROCKETMQ_NAME = {v: k for k, v in ROCKETMQ_NAMES.items()}
-
-RUNTIME_UPDATABLE = frozenset(
-    {
-        "scan_not_active_broker_interval",
-        "order_message_enable",
-        "return_order_topic_config_to_broker",
-        "support_acting_master",
-        "enable_all_topic_list",
-        "enable_topic_list",
-        "notify_min_broker_id_changed",
-        "need_wait_for_service",
-        "wait_seconds_for_service",
-        "delete_topic_with_broker_registration",
-        "server_channel_max_idle_time_seconds",
-        "cluster_test",
-        "product_env_name",
-        "broker_timeout_ms",
-        "route_cache_max_age_ms",
-    }
-)
-"""Options UPDATE_NAMESRV_CONFIG may change (Redis, ports and secrets are not among them)."""
 
 _SECRET = frozenset(
     {
@@ -340,33 +322,6 @@ def blacklisted_keys(settings: Settings, props: dict[str, str]) -> list[str]:
     black = {k.strip() for k in settings.config_black_list.split(";") if k.strip()}
     black.update(ALWAYS_BLACK_LISTED)
     return sorted(k for k in props if k.strip() in black)
-
-
-def apply_namesrv_config_update(
-    settings: Settings, props: dict[str, str]
-) -> tuple[Settings, list[str]]:
-    """Apply the options that exist and may change at run time; unknown keys are ignored,
-    like Java's reflection-based update. Returns the new settings and the keys applied.
-    Raises ValueError (with the option named) on a value of the wrong type."""
-    updates: dict[str, Any] = {}
-    applied: list[str] = []
-    for key, value in props.items():
-        name = _field_name(key)
-        if name is None or name not in RUNTIME_UPDATABLE:
-            continue
-        updates[name] = value.strip()
-        applied.append(key)
-    if not updates:
-        return settings, []
-    merged = settings.model_dump()
-    merged.update(updates)
-    try:
-        new = Settings.model_validate(merged)
-    except ValidationError as e:
-        raise ValueError(
-            f"bad option value: {e.errors()[0].get('loc')}: {e.errors()[0].get('msg')}"
-        ) from None
-    return new, applied
 
 
 def _read_file(path: str) -> dict[str, Any]:

@@ -7,9 +7,41 @@ read from Redis when ``/metrics`` is scraped (see :func:`set_table_sizes`).
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from namesrv_redis.remoting.codes import RequestCode, ResponseCode
+
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+# Every label value comes from a bounded set: a client choosing request codes or HTTP methods
+# must not be able to create one time series per value (each costs memory forever, and every
+# scrape renders them all).
+OTHER = "other"
+_REQUEST_CODES = frozenset(int(c) for c in RequestCode)
+_RESPONSE_CODES = frozenset(int(c) for c in ResponseCode)
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+def request_code_label(code: int) -> str:
+    """A remoting request code's label: the code when RocketMQ defines it, else "other"."""
+    return str(code) if code in _REQUEST_CODES else OTHER
+
+
+def response_code_label(code: int) -> str:
+    return str(code) if code in _RESPONSE_CODES else OTHER
+
+
+def http_route_label(method: str, route_template: str) -> str:
+    """``<method> <route template>`` (converters left out: ``{topic:path}`` is ``{topic}``);
+    unknown methods (any token is one) count as "other"."""
+    template = _CONVERTER.sub(r"{\1}", route_template)
+    return f"{method if method in _HTTP_METHODS else OTHER} {template}"
+
+
+_CONVERTER = re.compile(r"\{(\w+):\w+\}")
+
 
 REQUESTS = Counter(
     "namesrv_requests_total",

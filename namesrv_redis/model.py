@@ -162,15 +162,33 @@ def canonical_data_version(dv: dict[str, Any] | None) -> str:
     """
     if not dv:
         dv = {"counter": 0, "timestamp": 0}
-    return orjson.dumps(
-        {k: dv[k] for k in sorted(dv) if dv[k] is not None}, option=orjson.OPT_SORT_KEYS
-    ).decode()
+    fields = {
+        k: _data_version_field(k, dv[k]) for k in DATA_VERSION_FIELDS if dv.get(k) is not None
+    }
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode()
+
+
+DATA_VERSION_FIELDS = ("counter", "stateVersion", "timestamp")
+"""Java's DataVersion: three longs; other keys are ignored, as Java's decoding ignores them."""
+
+
+class BadDataVersion(ValueError):
+    """A DataVersion field that Java could not decode into a long."""
+
+
+def _data_version_field(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise BadDataVersion(f"DataVersion.{name} is not a number: {v!r}")
+    try:
+        n = int(v)
+    except ValueError:
+        raise BadDataVersion(f"DataVersion.{name} is not a number: {v!r}") from None
+    if not -(2**63) <= n <= 2**63 - 1:
+        raise BadDataVersion(f"DataVersion.{name} {n} is outside Java's long range")
+    return n
 
 
 def state_version(dv: dict[str, Any] | None) -> int:
-    if not dv:
+    if not dv or dv.get("stateVersion") is None:
         return 0
-    try:
-        return int(dv.get("stateVersion") or 0)
-    except (TypeError, ValueError):
-        return 0
+    return _data_version_field("stateVersion", dv["stateVersion"])

@@ -14,7 +14,8 @@ import signal
 import socket
 from typing import Any
 
-from namesrv_redis.config import Settings, apply_namesrv_config_update
+from namesrv_redis.config import Settings
+from namesrv_redis.memtrim import MemoryTrimmer
 from namesrv_redis.metrics import EMBEDDED_REDIS_RESTARTS
 from namesrv_redis.remoting.acl import start_acl
 from namesrv_redis.remoting.limits import FlowLimits
@@ -24,6 +25,7 @@ from namesrv_redis.remoting.register_body import set_max_inflated
 from namesrv_redis.remoting.server import RemotingServer
 from namesrv_redis.remoting.tls import ServerTls, https_options, tls_options
 from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.runtime_config import apply_stored
 from namesrv_redis.store.acl import AclStore
 from namesrv_redis.store.connection import (
     Deployment,
@@ -102,6 +104,7 @@ class Pod:
         self.http: Any = None
         self.tls: ServerTls | None = None
         self.acl: AclStore | None = None
+        self.trimmer = MemoryTrimmer(settings.malloc_trim_threshold_mb * 2**20)
         self._http_task: asyncio.Task[None] | None = None
         self.persistence: PersistenceMonitor | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -203,6 +206,7 @@ class Pod:
             self.redis, store.keys, listen_host=s.listen_host, listen_port=self.remoting.bound_port
         )
         await self.advertiser.start()
+        await self.trimmer.start()
         if self.serve_http:
             await self._start_http()
 
@@ -211,6 +215,7 @@ class Pod:
 
         from namesrv_redis.http import create_app, warn_if_unprotected
         from namesrv_redis.http.fast_routes import RouteFastPath
+        from namesrv_redis.http.limits import MAX_HEAD_BYTES, BodyLimit, BoundedHttpToolsProtocol
         from namesrv_redis.http.status import StatusSource, status_router
 
         s = self.settings
@@ -236,10 +241,12 @@ class Pod:
                 )
             )
         )
-        app = RouteFastPath(
-            inner,
-            self.routes,
-            self.events,
+        app = BodyLimit(
+            RouteFastPath(
+                inner,
+                self.routes,
+                self.events,
+            )
         )
         config = uvicorn.Config(
             app,
@@ -247,6 +254,8 @@ class Pod:
             access_log=False,
             lifespan="off",
             **https_options(self.tls if s.http_tls_enable else None),
+            http=BoundedHttpToolsProtocol,
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         )
         if s.http_tls_enable and self.tls is not None:
             config.load()
@@ -271,6 +280,7 @@ class Pod:
         if self._http_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._http_task, grace_s)
+        await self.trimmer.stop()
         for part in (self.advertiser, self.liveness, self.events, self.topology, self.offload):
             if part is not None:
                 with contextlib.suppress(Exception):
@@ -341,9 +351,24 @@ class Pod:
         assert self.store is not None
         shared = await self.store.get_config()
         if shared:
-            self.settings, _ = apply_namesrv_config_update(self.settings, shared)
+            self.settings, skipped = apply_stored(self.settings, shared)
+            if skipped:
+                log.warning("shared options not applied (not changeable at run time): %s", skipped)
             if self.processor is not None:
                 self.processor.settings = self.settings
+            self._apply_running_options()
+
+    def _apply_running_options(self) -> None:
+        """Options the running parts read once: hand them the current values."""
+        s = self.settings
+        if self.store is not None:
+            self.store.delete_topic_with_broker_registration = (
+                s.delete_topic_with_broker_registration
+            )
+        if self.liveness is not None:
+            self.liveness.sweeper.interval_ms = s.scan_not_active_broker_interval
+        if self.remoting is not None:
+            self.remoting.idle_timeout_s = s.server_channel_max_idle_time_seconds
 
     def notices(self) -> list[str]:
         """What works but degraded (served with /readyz)."""

@@ -490,7 +490,7 @@ async def test_unsigned_brokers_from_the_allowlist() -> None:
 
 def test_security_options_cannot_be_changed_at_run_time() -> None:
     """UPDATE_NAMESRV_CONFIG (even signed by an admin) never turns ACL or TLS off."""
-    from namesrv_redis.config import apply_namesrv_config_update
+    from namesrv_redis.runtime_config import ConfigRefused, apply_stored, apply_update
 
     s = Settings(acl_enable=True)
     props = {
@@ -501,5 +501,9 @@ def test_security_options_cannot_be_changed_at_run_time() -> None:
         "allowUnauthenticatedAdmin": "true",
         "redisPassword": "x",
     }
-    new, applied = apply_namesrv_config_update(s, props)
-    assert applied == [] and new.acl_enable and new.tls_server_mode == "permissive"
+    for key, value in props.items():  # each one alone is refused over the wire
+        with pytest.raises(ConfigRefused):
+            apply_update(s, {key: value})
+    new, skipped = apply_stored(s, props)  # and never applied from what Redis holds
+    assert sorted(skipped) == sorted(props)
+    assert new.acl_enable and new.tls_server_mode == "permissive"

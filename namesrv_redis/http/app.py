@@ -26,7 +26,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from namesrv_redis.config import Settings
 from namesrv_redis.estate_metrics import EstateCollector, exposition
 from namesrv_redis.http.acl_api import add_acl_routes
-from namesrv_redis.metrics import REQUEST_LATENCY, REQUESTS, set_table_sizes
+from namesrv_redis.http.openapi import install as install_openapi
+from namesrv_redis.metrics import (
+    REQUEST_LATENCY,
+    REQUESTS,
+    http_route_label,
+    set_table_sizes,
+)
 from namesrv_redis.route_reader import RouteReader
 from namesrv_redis.store.acl import AclStore
 from namesrv_redis.store.events import RouteEvents
@@ -230,6 +236,8 @@ def create_app(
         responses={503: {"model": ErrorModel}},
     )
 
+    install_openapi(app)
+
     # ---------------------------------------------------------------- errors and metrics
 
     @app.exception_handler(ApiError)
@@ -289,7 +297,7 @@ def create_app(
     # ---------------------------------------------------------------- routes
 
     @app.get(
-        "/v1/routes/{topic}",
+        "/v1/routes/{topic:path}",
         response_model=RouteModel,
         response_model_exclude_none=True,
         responses={404: {"model": ErrorModel}},
@@ -448,7 +456,7 @@ def create_app(
         return WritePermResult(brokerName=brokerName, enabled=body.enabled, topicCount=count)
 
     @app.delete(
-        "/v1/topics/{topic}",
+        "/v1/topics/{topic:path}",
         response_model=DeleteTopicResult,
         dependencies=[Depends(require_admin)],
         responses={401: {"model": ErrorModel}, 403: {"model": ErrorModel}},
@@ -525,7 +533,7 @@ class RequestMetrics:
             await self.app(scope, receive, send)
         finally:
             route = scope.get("route")
-            label = f"{scope['method']} {getattr(route, 'path', 'unmatched')}"
+            label = http_route_label(scope["method"], getattr(route, "path", "unmatched"))
             children = self._children.get(label)
             if children is None:
                 children = self._children[label] = (

@@ -40,7 +40,7 @@ class RouteFastPath:
         ):
             started = time.perf_counter()
             topic = scope["path"][len(PREFIX) :]
-            if topic and "/" not in topic:
+            if topic:
                 hit, body = self.routes.cached_body(topic, standard=True)
                 if hit and body is not None:
                     await send(

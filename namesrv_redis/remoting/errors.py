@@ -7,7 +7,7 @@ opaque with a code and a remark.
 
 from __future__ import annotations
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 SYSTEM_ERROR = 1
 SYSTEM_BUSY = 2
@@ -15,6 +15,10 @@ REQUEST_CODE_NOT_SUPPORTED = 3
 NO_PERMISSION = 16
 TOPIC_NOT_EXIST = 17
 QUERY_NOT_FOUND = 22
+
+
+INVALID_ARGUMENT = "invalid argument:"
+"""How a Lua script's refusal of an argument starts (after Redis' ``ERR``)."""
 
 
 class RemotingError(Exception):
@@ -41,6 +45,10 @@ def error_response_code(exc: BaseException) -> tuple[int, str]:
     """(response code, remark) for any exception raised while serving a request."""
     if isinstance(exc, RemotingError):
         return exc.code, exc.remark
+    if isinstance(exc, ResponseError) and INVALID_ARGUMENT in str(exc):
+        # a script refused an argument before writing anything (lua/_common.lua's checker)
+        msg = str(exc)
+        return SYSTEM_ERROR, "refused: " + msg[msg.index(INVALID_ARGUMENT) :]
     if isinstance(exc, RedisError):
         return SYSTEM_ERROR, f"route store unavailable: {type(exc).__name__}: {exc}"
     return SYSTEM_ERROR, f"{type(exc).__name__}: {exc}"

@@ -17,13 +17,13 @@ from typing import Any
 from namesrv_redis import fastjson
 from namesrv_redis.config import (
     Settings,
-    apply_namesrv_config_update,
     blacklisted_keys,
     parse_properties,
     to_properties_text,
 )
+from namesrv_redis.limits import java_int
 from namesrv_redis.metrics import REGISTRATIONS
-from namesrv_redis.model import QueueData, canonical_data_version
+from namesrv_redis.model import BadDataVersion, QueueData, canonical_data_version
 from namesrv_redis.remoting.acl import AclGuard
 from namesrv_redis.remoting.codec import RemotingCommand
 from namesrv_redis.remoting.codes import RequestCode, ResponseCode
@@ -45,6 +45,7 @@ from namesrv_redis.remoting.register_body import (
 )
 from namesrv_redis.remoting.registrations import RememberedRegistrations, store_registration
 from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.runtime_config import ConfigRefused, apply_update
 from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG
 from namesrv_redis.store.route_store import (
     BrokerRegistration,
@@ -353,9 +354,11 @@ async def query_data_version(
         raise BadRequest(f"bad DataVersion body: {e}") from e
     if dv is not None and not isinstance(dv, dict):
         raise BadRequest("bad DataVersion body: not an object")
-    changed, stored = await p.store.query_data_version(
-        h.cluster_name, h.broker_addr, canonical_data_version(dv)
-    )
+    try:
+        canonical = canonical_data_version(dv)
+    except BadDataVersion as e:
+        raise BadRequest(f"bad DataVersion body: {e}") from None
+    changed, stored = await p.store.query_data_version(h.cluster_name, h.broker_addr, canonical)
     p.accepted.seen(h.cluster_name, h.broker_addr)
     return Response(
         ext_fields={"changed": "true" if changed else "false"},
@@ -448,6 +451,12 @@ async def register_topic(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connec
         qds = [QueueData.from_wire(q) for q in (data or {}).get("queueDatas") or []]
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise BadRequest(f"bad TopicRouteData body: {e}") from e
+    for q in qds:
+        values = (q.read_queue_nums, q.write_queue_nums, q.perm, q.topic_sys_flag)
+        if not all(java_int(v) for v in values):
+            raise BadRequest(
+                f"bad TopicRouteData body: {q.broker_name!r}: a number outside Java's int"
+            )
     if qds and not await p.store.register_topic(topic, qds):
         log.warning("Register topic contains illegal broker, %s, %s", topic, qds)
     return Response()
@@ -511,9 +520,13 @@ async def update_namesrv_config(
             return Response(ResponseCode.SYSTEM_ERROR, "string2Properties error")
         if blacklisted_keys(p.settings, props):
             return Response(ResponseCode.NO_PERMISSION, "Can not update config in black list.")
-        new_settings, changed = apply_namesrv_config_update(p.settings, props)
+        try:
+            new_settings, changed = apply_update(p.settings, props)
+        except ConfigRefused as e:
+            log.warning("updateConfig from %s refused: %s", conn.remote_addr, e)
+            return Response(ResponseCode.SYSTEM_ERROR, f"Can not update config: {e}")
         if changed:
-            await p.store.update_config({k: props[k] for k in changed})
+            await p.store.update_config(changed)
             p.settings = new_settings
     return Response()
 

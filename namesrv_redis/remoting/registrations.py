@@ -29,7 +29,13 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from namesrv_redis.model import QueueConfig, canonical_data_version, state_version
+from namesrv_redis.model import (
+    BadDataVersion,
+    QueueConfig,
+    canonical_data_version,
+    state_version,
+)
+from namesrv_redis.remoting.errors import BadRequest
 from namesrv_redis.remoting.register_body import QueueNums, RegisterTable, TopicTable
 from namesrv_redis.store.route_store import (
     BrokerRegistration,
@@ -201,8 +207,11 @@ async def store_registration(
         if result.status is not RegisterStatus.NEED_TOPICS:
             return result
     table = parse()
-    dv = canonical_data_version(table.data_version)
-    sv = state_version(table.data_version)
+    try:
+        dv = canonical_data_version(table.data_version)
+        sv = state_version(table.data_version)
+    except BadDataVersion as e:
+        raise BadRequest(f"Failed to decode RegisterBrokerBody: {e}") from None
     common: dict[str, Any] = {
         "data_version": dv,
         "state_version": sv,

@@ -33,7 +33,15 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 
-from namesrv_redis.metrics import CONNECTIONS, REQUEST_LATENCY, REQUESTS, RESPONSES
+from namesrv_redis.metrics import (
+    CONNECTIONS,
+    OTHER,
+    REQUEST_LATENCY,
+    REQUESTS,
+    RESPONSES,
+    request_code_label,
+    response_code_label,
+)
 from namesrv_redis.remoting.accept import SniffingAcceptor, bind_listener
 from namesrv_redis.remoting.admission import Admission, Lane
 from namesrv_redis.remoting.codec import FrameDecoder, FrameError, RemotingCommand, encode_response
@@ -65,19 +73,26 @@ class _Metrics:
 
     def request(self, code: int, seconds: float) -> None:
         pair = self._by_code.get(code)
-        if pair is None:
-            pair = (
-                REQUESTS.labels("remoting", str(code)),
-                REQUEST_LATENCY.labels("remoting", str(code)),
-            )
-            self._by_code[code] = pair
+        if pair is None:  # bounded: every unknown code shares the "other" children and entry
+            label = request_code_label(code)
+            key = code if label != OTHER else -1
+            pair = self._by_code.get(key)
+            if pair is None:
+                pair = self._by_code[key] = (
+                    REQUESTS.labels("remoting", label),
+                    REQUEST_LATENCY.labels("remoting", label),
+                )
         pair[0].inc()
         pair[1].observe(seconds)
 
     def response(self, code: int) -> None:
         child = self._by_response.get(code)
         if child is None:
-            child = self._by_response[code] = RESPONSES.labels("remoting", str(code))
+            label = response_code_label(code)
+            key = code if label != OTHER else -1
+            child = self._by_response.get(key)
+            if child is None:
+                child = self._by_response[key] = RESPONSES.labels("remoting", label)
         child.inc()
 
 

@@ -78,7 +78,12 @@ async def check_namespace(redis: Any, namespace: str) -> list[Problem]:
     # estates: the same broker name in two clusters)
     tracked: dict[tuple[str, str], list[str]] = {}
     for ident, name in addr_names.items():
-        tracked.setdefault((name, split_ident(ident)[1]), []).append(ident)
+        try:
+            addr = split_ident(ident)[1]
+        except ValueError:
+            report("bad_identity", f"{ident!r} is not an escaped cluster@address")
+            continue
+        tracked.setdefault((name, addr), []).append(ident)
     for name, bd in sorted(brokers.items()):
         for bid, addr in sorted(bd.broker_addrs.items()):
             idents = tracked.get((name, addr))

@@ -19,14 +19,14 @@ key (after the prefix)          type   contents
 ``topic:<topic>``               hash   broker name -> queue data ``"r,w,perm,sysflag"``
                                        (topicQueueTable; see :mod:`namesrv_redis.model`)
 ``broker-topics:<brokerName>``  set    reverse index: topics holding queue data of that broker
-``live:<cluster>@<addr>``       hash   live info (brokerLiveTable), with a TTL = heartbeat
+``live:<ident>``                hash   live info (brokerLiveTable), with a TTL = heartbeat
                                        timeout: ``name, id, dv`` (data version JSON), ``sv``
                                        (state version), ``ha``, ``last`` (ms), ``timeout`` (ms),
                                        ``conn`` (owning connection). The name carries cluster
                                        and address because an expired-key event carries only it.
-``deadlines``                   zset   ``<cluster>@<addr>`` -> deadline (ms): the sweeper's index
-``addr-names``                  hash   ``<cluster>@<addr>`` -> broker name (survives expiry)
-``filters``                     hash   ``<cluster>@<addr>`` -> filter server list JSON
+``deadlines``                   zset   ``<ident>`` -> deadline (ms): the sweeper's index
+``addr-names``                  hash   ``<ident>`` -> broker name (survives expiry)
+``filters``                     hash   ``<ident>`` -> filter server list JSON
 ``tables``                      hash   broker name -> table token ``<id>:<k|d>:<body token>``:
                                        the registration body whose topic table that broker's
                                        queue data equals; any other queue-data write deletes
@@ -42,6 +42,8 @@ key (after the prefix)          type   contents
                                        (``admin`` or ``broker``; written by acl_write.lua)
 ``events``                      chan   pub/sub channel of route-change events (JSON)
 ==============================  =====  =========================================================
+
+``<ident>`` is :func:`broker_ident`: ``<cluster>@<addr>`` with ``%`` and ``@`` escaped in both.
 """
 
 from __future__ import annotations
@@ -59,15 +61,28 @@ def validate_namespace(namespace: str) -> str:
     return namespace
 
 
+def _escape_ident_part(s: str) -> str:
+    return s.replace("%", "%25").replace("@", "%40")
+
+
+def _unescape_ident_part(s: str) -> str:
+    return s.replace("%40", "@").replace("%25", "%")
+
+
 def broker_ident(cluster: str, addr: str) -> str:
-    """The identity of one registered broker process: RocketMQ 5's BrokerAddrInfo."""
-    return f"{cluster}@{addr}"
+    """The identity of one registered broker process (RocketMQ 5's BrokerAddrInfo):
+    ``<cluster>@<addr>`` with ``%`` and ``@`` escaped as ``%25`` and ``%40`` in both parts, so
+    any cluster name and address round-trip through :func:`split_ident` (``lua/_common.lua``'s
+    ``ident_of`` builds the same text). Names without ``%`` or ``@`` are left as they are."""
+    return f"{_escape_ident_part(cluster)}@{_escape_ident_part(addr)}"
 
 
 def split_ident(ident: str) -> tuple[str, str]:
-    """Inverse of :func:`broker_ident` (an address never contains ``@``)."""
-    cluster, _, addr = ident.rpartition("@")
-    return cluster, addr
+    """Inverse of :func:`broker_ident`: split at the only unescaped ``@``."""
+    cluster, sep, addr = ident.partition("@")
+    if not sep or "@" in addr:
+        raise ValueError(f"not a broker identity: {ident!r}")
+    return _unescape_ident_part(cluster), _unescape_ident_part(addr)
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,8 +99,8 @@ class ExpiryCleaner:
                     if ident is None:
                         continue
                     EXPIRY_EVENTS.inc()
-                    cluster, addr = split_ident(ident)
                     try:
+                        cluster, addr = split_ident(ident)
                         await remove_expired(self.store, cluster, addr, "expiry event")
                     except asyncio.CancelledError:
                         raise

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from namesrv_redis.java_order import hashmap_order, long_hash, string_hash
 from namesrv_redis.metrics import REMOVALS
 from namesrv_redis.model import (
     FLAG_UNIT,
@@ -404,16 +405,23 @@ class RouteStore:
         return sorted(_s(t) for t in topics)
 
     async def system_topics(self) -> tuple[list[str], str | None]:
-        """Cluster and broker names, plus one broker address (GET_SYSTEM_TOPIC_LIST_FROM_NS)."""
+        """Cluster and broker names, plus one broker address (GET_SYSTEM_TOPIC_LIST_FROM_NS),
+        in the order the Java NameServer's tables give them (RouteInfoManager#
+        getSystemTopicList): the names as its TopicList set iterates them, and the first
+        address of the first broker of ``brokerAddrTable`` (a HashMap of capacity 128) that has
+        one, its first id being the first of its ``brokerAddrs`` (a HashMap<Long, String>)."""
         info = await self.get_cluster_info()
-        topics: list[str] = []
-        for cluster, names in info.cluster_addr_table.items():
-            topics.append(cluster)
-            topics.extend(names)
+        inserted: dict[str, None] = {}
+        for cluster in hashmap_order(sorted(info.cluster_addr_table), string_hash, 32):
+            inserted[cluster] = None
+            for name in hashmap_order(sorted(info.cluster_addr_table[cluster]), string_hash):
+                inserted[name] = None
+        topics = hashmap_order(inserted, string_hash)
         addr = None
-        for bd in info.broker_addr_table.values():
-            if bd.broker_addrs:
-                addr = bd.broker_addrs[min(bd.broker_addrs)]
+        for name in hashmap_order(sorted(info.broker_addr_table), string_hash, 128):
+            addrs = info.broker_addr_table[name].broker_addrs
+            if addrs:
+                addr = addrs[hashmap_order(sorted(addrs), long_hash)[0]]
                 break
         return topics, addr
 
@@ -496,7 +504,13 @@ class RouteStore:
         idents = await self.redis.zrangebyscore(
             self.keys.deadlines, "-inf", now if now is not None else now_ms(), start=0, num=limit
         )
-        return [split_ident(_s(i)) for i in idents]
+        out: list[tuple[str, str]] = []
+        for i in idents:
+            try:
+                out.append(split_ident(_s(i)))
+            except ValueError:
+                log.warning("deadline index holds a malformed broker identity %r", _s(i))
+        return out
 
     @deadlines.read
     async def broker_topics(self, broker_name: str) -> list[str]:
