@@ -55,6 +55,7 @@ class SniffingAcceptor:
         context: Callable[[], ssl.SSLContext],
         handshake_timeout_s: float,
         capacity_left: Callable[[], int],
+        idle_timeout_s: Callable[[], float] | None = None,
     ) -> None:
         self.sock = sock
         self.protocol_factory = protocol_factory
@@ -62,6 +63,9 @@ class SniffingAcceptor:
         self.context = context
         self.handshake_timeout_s = handshake_timeout_s
         self.capacity_left = capacity_left
+        self.idle_timeout_s = idle_timeout_s
+        """The remoting idle timeout in force: a connection silent from its start is closed
+        after the shorter of it and the handshake timeout."""
         self.pending: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -102,7 +106,16 @@ class SniffingAcceptor:
 
         loop.add_reader(fd, on_readable)
         try:
-            await asyncio.wait_for(readable, self.handshake_timeout_s)
+            started = loop.time()
+            while not readable.done():  # the idle timeout may change meanwhile (at run time)
+                limit = self.handshake_timeout_s
+                if self.idle_timeout_s is not None:
+                    limit = min(limit, self.idle_timeout_s())
+                left = started + limit - loop.time()
+                if left <= 0:
+                    raise TimeoutError
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(readable), min(left, 0.5))
         finally:
             loop.remove_reader(fd)
         return conn.recv(1, socket.MSG_PEEK)

@@ -156,6 +156,7 @@ class RemotingServer:
                 context=lambda: tls.context,
                 handshake_timeout_s=tls.opts.handshake_timeout_s,
                 capacity_left=lambda: self.max_connections - len(self.connections),
+                idle_timeout_s=lambda: float(self.idle_timeout_s),
             )
             self._acceptor.start()
             tls.start_watch()

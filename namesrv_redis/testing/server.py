@@ -159,6 +159,9 @@ class NameServer:
                 "http_port": 0,
                 "scan_not_active_broker_interval": scan_interval_ms,
                 "log_level": "WARNING",
+                # "embedded": a throwaway redis-server of its own, never the durable default
+                # (several test servers at once would contend for one data directory)
+                "persistence": "none",
             },
             options or {},
         )
