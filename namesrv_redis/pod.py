@@ -392,6 +392,8 @@ class Pod:
         """A new master or slot owner: it may lack acknowledged writes and expiry events."""
         if self.liveness is not None:
             self.liveness.sweeper.wake.set()
+        if self.offload is not None:
+            await self.offload.drop_connections()
         await self._rebuild(f"after a failover ({reason})")
 
     async def _watch_embedded(self) -> None:

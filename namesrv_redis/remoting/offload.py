@@ -186,6 +186,19 @@ class Offloader:
                 future = asyncio.run_coroutine_threadsafe(_process(worker, cmd, conn), loop)
                 return await asyncio.wrap_future(future)
 
+    async def drop_connections(self) -> None:
+        """A Redis failover: drop the worker client's connections too (they may still point
+        at a demoted master); the next job reconnects through discovery."""
+        loop = self._loop
+        if loop is None or self._redis is None or not loop.is_running():
+            return
+        pool = getattr(self._redis, "connection_pool", None)
+        if pool is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(pool.disconnect(inuse_connections=True), loop)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.wrap_future(future), 2.0)
+
     async def stop(self) -> None:
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)

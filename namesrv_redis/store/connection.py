@@ -110,6 +110,11 @@ class EpochSentinel(Sentinel):
     named with the highest epoch is the current one (Sentinel resolves conflicts the same way).
     """
 
+    known: tuple[int, str, int] | None = None
+    """The newest (config-epoch, ip, port) any answer named: an answer older than it (a
+    sentinel that has not heard of a failover yet, while the one that ran it is slow to
+    answer) never moves the pod back to the old master."""
+
     async def current(self, service_name: str) -> tuple[Any, str, int]:
         """(the sentinel with the newest view, master ip, master port)."""
         best: tuple[int, Any, str, int] | None = None
@@ -128,6 +133,9 @@ class EpochSentinel(Sentinel):
         if best is None:
             detail = f": {', '.join(errors)}" if errors else ""
             raise MasterNotFoundError(f"No master found for {service_name!r}{detail}")
+        if self.known is not None and self.known[0] > best[0]:
+            return best[1], self.known[1], self.known[2]
+        self.known = (best[0], best[2], best[3])
         return best[1], best[2], best[3]
 
     async def discover_master(self, service_name: str) -> tuple[str, int]:

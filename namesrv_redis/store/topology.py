@@ -112,11 +112,16 @@ class Topology:
         """The master the last Sentinel failover replaced."""
         self._owner: tuple[str, int] | None = None
         self._owner_client: Redis | None = None
-        self._sentinel: EpochSentinel | None = (
-            create_sentinel(target, self.client_options)
-            if target.deployment is Deployment.SENTINEL
-            else None
-        )
+        self._sentinel: EpochSentinel | None = None
+        if target.deployment is Deployment.SENTINEL:
+            # the client's own discovery, so that what the topology learns (the newest
+            # config epoch) also decides where the client's next connection goes
+            manager = getattr(getattr(redis, "connection_pool", None), "sentinel_manager", None)
+            self._sentinel = (
+                manager
+                if isinstance(manager, EpochSentinel)
+                else create_sentinel(target, self.client_options)
+            )
         self._tasks: list[asyncio.Task[None]] = []
         self._last_replicas_check = 0.0
         self._check_lock = asyncio.Lock()
