@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -101,6 +102,9 @@ def parse_target(url: str) -> RedisTarget:
     return RedisTarget(Deployment.STANDALONE)
 
 
+PIN_AFTER_SWITCH_S = 15.0
+
+
 class EpochSentinel(Sentinel):
     """Master discovery that asks every sentinel and believes the highest ``config-epoch``.
 
@@ -138,7 +142,21 @@ class EpochSentinel(Sentinel):
         self.known = (best[0], best[2], best[3])
         return best[1], best[2], best[3]
 
+    pinned: tuple[str, int] | None = None
+    pinned_until = 0.0
+
+    def pin(self, master: tuple[str, int], seconds: float = PIN_AFTER_SWITCH_S) -> None:
+        """Connect to ``master`` for a while, whatever the sentinels answer: a sentinel
+        publishes ``+switch-master`` just *before* it changes the address it reports, and the
+        others learn of the failover later still."""
+        self.pinned, self.pinned_until = master, time.monotonic() + seconds
+
+    def is_pinned(self) -> bool:
+        return self.pinned is not None and time.monotonic() < self.pinned_until
+
     async def discover_master(self, service_name: str) -> tuple[str, int]:
+        if self.pinned is not None and self.is_pinned():
+            return self.pinned
         _, ip, port = await self.current(service_name)
         return ip, port
 

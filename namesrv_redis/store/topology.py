@@ -290,6 +290,8 @@ class Topology:
         """Pub/sub may miss a ``+switch-master`` (a sentinel connection down at that moment):
         every check also asks the sentinels which master is current."""
         assert self._sentinel is not None
+        if self._sentinel.is_pinned():
+            return  # just switched: the sentinels' answers are still converging
         _, ip, port = await self._sentinel.current(self.target.service)
         if self.master is None:
             self.master = (ip, port)
@@ -308,6 +310,8 @@ class Topology:
             *old,
             *new,
         )
+        if self._sentinel is not None:
+            self._sentinel.pin(new)
         await self.redis.connection_pool.disconnect(inuse_connections=True)
         self.generation += 1
         with contextlib.suppress(Exception):
