@@ -3,24 +3,22 @@
 The hook adds ``AccessKey`` (and ``SecurityToken`` when set) to a request's ext fields, then
 ``Signature`` = Base64(HmacSHA1(secretKey, content)), where content is the values of every ext
 field except ``Signature`` in ascending key order, concatenated as UTF-8, followed by the body
-bytes. ``mqadmin`` reads the keys from ``$ROCKETMQ_HOME/conf/tools.yml``.
+bytes. ``mqadmin`` reads the keys from ``$ROCKETMQ_HOME/conf/tools.yml``. The signature is
+computed by the same function the server verifies with (:func:`namesrv_redis.remoting.acl.
+signature`), so client and server cannot disagree on Java's key order or null values.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-ACCESS_KEY = "AccessKey"
+from namesrv_redis.remoting.acl import ACCESS_KEY, SECURITY_TOKEN, SIGNATURE, signature
+
 SECRET_KEY = "SecretKey"
-SECURITY_TOKEN = "SecurityToken"
-SIGNATURE = "Signature"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,16 +26,6 @@ class Credentials:
     access_key: str
     secret_key: str
     security_token: str | None = None
-
-
-def signature(secret_key: str, ext_fields: dict[str, str], body: bytes | None) -> str:
-    """Base64(HmacSHA1) over the ext field values (sorted by key, Signature left out), then
-    the body."""
-    content = "".join(v for k, v in sorted(ext_fields.items()) if k != SIGNATURE).encode()
-    if body:
-        content += bytes(body)
-    digest = hmac.new(secret_key.encode(), content, hashlib.sha1).digest()
-    return base64.b64encode(digest).decode("ascii")
 
 
 def sign(
