@@ -209,10 +209,6 @@ def warn_if_unprotected(settings: Settings, logger: logging.Logger) -> bool:
     return True
 
 
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 # ------------------------------------------------------------------------------ app
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from namesrv_redis.model import BrokerData, QueueData
 from namesrv_redis.store.keys import Keys, split_ident
+from namesrv_redis.store.route_store import as_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,14 +24,10 @@ class Problem:
         return f"{self.kind}: {self.detail}"
 
 
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 async def _scan_suffixes(redis: Any, prefix: str) -> set[str]:
     """Names after ``prefix`` of every key that starts with it (SCAN, not KEYS)."""
     pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
-    return {_s(k)[len(prefix) :] async for k in redis.scan_iter(match=pattern, count=1000)}
+    return {as_text(k)[len(prefix) :] async for k in redis.scan_iter(match=pattern, count=1000)}
 
 
 async def check_namespace(redis: Any, namespace: str) -> list[Problem]:
@@ -45,11 +42,13 @@ async def check_namespace(redis: Any, namespace: str) -> list[Problem]:
     brokers: dict[str, BrokerData] = {}
     for name, raw in (await redis.hgetall(keys.brokers)).items():
         try:
-            brokers[_s(name)] = BrokerData.from_store(raw)
+            brokers[as_text(name)] = BrokerData.from_store(raw)
         except (ValueError, KeyError, TypeError) as e:
-            report("bad_broker_data", f"{_s(name)}: {e}")
-    clusters = {_s(c) for c in await redis.smembers(keys.clusters)}
-    cluster_sets = {c: {_s(b) for b in await redis.smembers(keys.cluster(c))} for c in clusters}
+            report("bad_broker_data", f"{as_text(name)}: {e}")
+    clusters = {as_text(c) for c in await redis.smembers(keys.clusters)}
+    cluster_sets = {
+        c: {as_text(b) for b in await redis.smembers(keys.cluster(c))} for c in clusters
+    }
     for c in sorted(await _scan_suffixes(redis, keys.prefix + "cluster:") - clusters):
         report("unlisted_cluster", f"cluster set {c!r} exists but is not in the clusters set")
     for c, names in sorted(cluster_sets.items()):
@@ -66,8 +65,8 @@ async def check_namespace(redis: Any, namespace: str) -> list[Problem]:
             report("broker_not_in_cluster", f"broker {name!r} missing from cluster {bd.cluster!r}")
 
     # --- liveness bookkeeping
-    addr_names = {_s(k): _s(v) for k, v in (await redis.hgetall(keys.addr_names)).items()}
-    deadlines = {_s(m) for m in await redis.zrange(keys.deadlines, 0, -1)}
+    addr_names = {as_text(k): as_text(v) for k, v in (await redis.hgetall(keys.addr_names)).items()}
+    deadlines = {as_text(m) for m in await redis.zrange(keys.deadlines, 0, -1)}
     live = await _scan_suffixes(redis, keys.live_prefix)
     for ident in sorted(live - deadlines):
         report("live_without_deadline", f"live broker {ident!r} is not in the deadline index")
@@ -94,13 +93,13 @@ async def check_namespace(redis: Any, namespace: str) -> list[Problem]:
                 )
             elif not any(i in deadlines for i in idents):
                 report("address_without_deadline", f"{idents[0]!r} can never expire")
-    for ident in sorted({_s(f) for f in await redis.hkeys(keys.filters)} - addr_names.keys()):
+    for ident in sorted({as_text(f) for f in await redis.hkeys(keys.filters)} - addr_names.keys()):
         report("orphan_filter_servers", f"filter servers of unknown broker {ident!r}")
-    for name in sorted({_s(b) for b in await redis.hkeys(keys.tables)} - brokers.keys()):
+    for name in sorted({as_text(b) for b in await redis.hkeys(keys.tables)} - brokers.keys()):
         report("orphan_table_token", f"table token of unknown broker {name!r}")
 
     # --- topic tables and the reverse index
-    topics = {_s(t) for t in await redis.smembers(keys.topics)}
+    topics = {as_text(t) for t in await redis.smembers(keys.topics)}
     topic_keys = await _scan_suffixes(redis, keys.prefix + "topic:")
     for t in sorted(topics - topic_keys):
         report("listed_topic_without_queue_data", f"topic {t!r}")
@@ -109,17 +108,17 @@ async def check_namespace(redis: Any, namespace: str) -> list[Problem]:
     reverse: dict[str, set[str]] = {}
     for t in sorted(topic_keys):
         for b, value in (await redis.hgetall(keys.topic(t))).items():
-            name = _s(b)
+            name = as_text(b)
             reverse.setdefault(name, set()).add(t)
             try:
-                QueueData.from_store(name, _s(value))
+                QueueData.from_store(name, as_text(value))
             except ValueError:
-                report("bad_queue_data", f"topic {t!r} broker {name!r}: {_s(value)!r}")
+                report("bad_queue_data", f"topic {t!r} broker {name!r}: {as_text(value)!r}")
             if name not in brokers:
                 report("queue_data_unknown_broker", f"topic {t!r} has queue data of {name!r}")
     index_names = await _scan_suffixes(redis, keys.prefix + "broker-topics:")
     for name in sorted(index_names | reverse.keys()):
-        indexed = {_s(t) for t in await redis.smembers(keys.broker_topics(name))}
+        indexed = {as_text(t) for t in await redis.smembers(keys.broker_topics(name))}
         actual = reverse.get(name, set())
         for t in sorted(indexed - actual):
             report("reverse_index_without_queue_data", f"broker {name!r} topic {t!r}")

@@ -24,7 +24,7 @@ a particular write, so it cannot replace ``WAIT``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from redis.commands.core import AsyncScript
@@ -54,7 +54,6 @@ class Replication:
     timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS
     replicas_seen: int = 0
     """The master's replicas as last observed (used when ``wait_replicas`` is AUTO)."""
-    unconfirmed: int = field(default=0)
     node_client: Callable[[], Any] | None = None
     """Redis Cluster: a plain client of the node that owns the namespace's slot (a cluster
     client cannot pipeline a script and WAIT on one connection); None elsewhere."""
@@ -102,7 +101,6 @@ async def run_script(
         if isinstance(confirmed, BaseException):
             raise confirmed
         if int(confirmed) < wanted:
-            replication.unconfirmed += 1
             REPLICATION_UNCONFIRMED.inc()
             raise ReplicationNotConfirmed(wanted, int(confirmed), replication.timeout_ms)
         return result

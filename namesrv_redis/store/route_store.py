@@ -45,7 +45,8 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _s(v: Any) -> str:
+def as_text(v: Any) -> str:
+    """A Redis reply value as text (bytes decoded as UTF-8)."""
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
@@ -211,12 +212,12 @@ class RouteStore:
             self.scripts.register_broker, args
         )
         return RegisterResult(
-            RegisterStatus(_s(status)),
-            _s(master) or None,
-            _s(ha) or None,
+            RegisterStatus(as_text(status)),
+            as_text(master) or None,
+            as_text(ha) or None,
             int(written),
             int(version),
-            {_s(kv[i]): _s(kv[i + 1]) for i in range(0, len(kv), 2)}
+            {as_text(kv[i]): as_text(kv[i + 1]) for i in range(0, len(kv), 2)}
             if isinstance(kv, list)
             else None,
         )
@@ -246,7 +247,7 @@ class RouteStore:
             ],
             confirm=reason is RemovalReason.UNREGISTERED,
         )
-        return RemovalResult(bool(int(removed)), _s(name), int(version))
+        return RemovalResult(bool(int(removed)), as_text(name), int(version))
 
     async def unregister_broker(
         self, cluster: str, broker_addr: str, broker_name: str
@@ -275,7 +276,7 @@ class RouteStore:
             [cluster, broker_addr, data_version, now if now is not None else now_ms()],
             confirm=False,
         )
-        return bool(int(changed)), (_s(stored) or None)
+        return bool(int(changed)), (as_text(stored) or None)
 
     @deadlines.write
     async def wipe_write_perm(self, broker_name: str) -> int:
@@ -332,20 +333,21 @@ class RouteStore:
         if not qds or not brokers:
             return None
         queue_datas = [
-            QueueData.from_store(_s(qds[i]), _s(qds[i + 1])) for i in range(0, len(qds), 2)
+            QueueData.from_store(as_text(qds[i]), as_text(qds[i + 1]))
+            for i in range(0, len(qds), 2)
         ]
         queue_datas.sort(key=lambda q: q.broker_name)
         broker_datas = sorted(
             (BrokerData.from_store(b) for b in brokers), key=lambda b: b.broker_name
         )
         filter_table = {
-            _s(filters[i]): orjson.loads(filters[i + 1]) for i in range(0, len(filters), 2)
+            as_text(filters[i]): orjson.loads(filters[i + 1]) for i in range(0, len(filters), 2)
         }
         return TopicRoute(
             queue_datas=queue_datas,
             broker_datas=broker_datas,
             filter_server_table=filter_table,
-            order_topic_conf=_s(order) or None,
+            order_topic_conf=as_text(order) or None,
             version=int(version),
         )
 
@@ -378,10 +380,11 @@ class RouteStore:
     async def get_cluster_info(self) -> ClusterInfo:
         version, brokers, clusters = await self.scripts.cluster_info(keys=self._k, args=[])
         table = {
-            _s(brokers[i]): BrokerData.from_store(brokers[i + 1]) for i in range(0, len(brokers), 2)
+            as_text(brokers[i]): BrokerData.from_store(brokers[i + 1])
+            for i in range(0, len(brokers), 2)
         }
         cluster_table = {
-            _s(clusters[i]): sorted(_s(b) for b in clusters[i + 1])
+            as_text(clusters[i]): sorted(as_text(b) for b in clusters[i + 1])
             for i in range(0, len(clusters), 2)
         }
         return ClusterInfo(table, cluster_table, int(version))
@@ -393,16 +396,16 @@ class RouteStore:
 
     @deadlines.read
     async def all_topics(self) -> list[str]:
-        return sorted(_s(t) for t in await self.redis.smembers(self.keys.topics))
+        return sorted(as_text(t) for t in await self.redis.smembers(self.keys.topics))
 
     @deadlines.read
     async def topics_of_cluster(self, cluster: str) -> list[str]:
         """Every topic with queue data from a broker of the cluster (GET_TOPICS_BY_CLUSTER)."""
-        names = [_s(b) for b in await self.redis.smembers(self.keys.cluster(cluster))]
+        names = [as_text(b) for b in await self.redis.smembers(self.keys.cluster(cluster))]
         if not names:
             return []
         topics = await self.redis.sunion([self.keys.broker_topics(n) for n in names])
-        return sorted(_s(t) for t in topics)
+        return sorted(as_text(t) for t in topics)
 
     async def system_topics(self) -> tuple[list[str], str | None]:
         """Cluster and broker names, plus one broker address (GET_SYSTEM_TOPIC_LIST_FROM_NS),
@@ -440,8 +443,10 @@ class RouteStore:
                 rows = await pipe.execute()
             for t, row in zip(part, rows, strict=True):
                 if row:
-                    first = min(row, key=_s)
-                    flags[t] = QueueData.from_store(_s(first), _s(row[first])).topic_sys_flag
+                    first = min(row, key=as_text)
+                    flags[t] = QueueData.from_store(
+                        as_text(first), as_text(row[first])
+                    ).topic_sys_flag
         return flags
 
     async def unit_topics(self) -> list[str]:
@@ -465,7 +470,7 @@ class RouteStore:
     @deadlines.read
     async def get_kv(self, namespace: str, key: str) -> str | None:
         v = await self.redis.hget(self.keys.kv(namespace), key)
-        return _s(v) if v is not None else None
+        return as_text(v) if v is not None else None
 
     @deadlines.read
     async def list_kv(self, namespace: str) -> dict[str, str] | None:
@@ -476,11 +481,13 @@ class RouteStore:
             exists, table = await pipe.execute()
         if not exists:
             return None
-        return {_s(k): _s(v) for k, v in table.items()}
+        return {as_text(k): as_text(v) for k, v in table.items()}
 
     @deadlines.read
     async def get_config(self) -> dict[str, str]:
-        return {_s(k): _s(v) for k, v in (await self.redis.hgetall(self.keys.config)).items()}
+        return {
+            as_text(k): as_text(v) for k, v in (await self.redis.hgetall(self.keys.config)).items()
+        }
 
     @deadlines.read
     async def live_info(self, cluster: str, broker_addr: str) -> dict[str, str] | None:
@@ -492,7 +499,7 @@ class RouteStore:
             info, pttl = await pipe.execute()
         if not info:
             return None
-        out = {_s(k): _s(v) for k, v in info.items()}
+        out = {as_text(k): as_text(v) for k, v in info.items()}
         out["pttl"] = str(pttl)
         return out
 
@@ -507,15 +514,15 @@ class RouteStore:
         out: list[tuple[str, str]] = []
         for i in idents:
             try:
-                out.append(split_ident(_s(i)))
+                out.append(split_ident(as_text(i)))
             except ValueError:
-                log.warning("deadline index holds a malformed broker identity %r", _s(i))
+                log.warning("deadline index holds a malformed broker identity %r", as_text(i))
         return out
 
     @deadlines.read
     async def broker_topics(self, broker_name: str) -> list[str]:
         return sorted(
-            _s(t) for t in await self.redis.smembers(self.keys.broker_topics(broker_name))
+            as_text(t) for t in await self.redis.smembers(self.keys.broker_topics(broker_name))
         )
 
 

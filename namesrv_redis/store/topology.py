@@ -42,6 +42,7 @@ from namesrv_redis.store.connection import (
 )
 from namesrv_redis.store.keys import Keys
 from namesrv_redis.store.replication import Replication
+from namesrv_redis.store.route_store import as_text
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,6 @@ SWITCH_MASTER = "+switch-master"
 _DOWN_FLAGS = frozenset({"s_down", "o_down", "disconnected"})
 
 FailoverCallback = Callable[[str], Awaitable[None]]
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def _healthy_replicas(replicas: list[dict[str, Any]], demoted: tuple[str, int] | None) -> int:
@@ -68,14 +65,14 @@ def _healthy_replicas(replicas: list[dict[str, Any]], demoted: tuple[str, int] |
     """
     count = 0
     for r in replicas:
-        flags = set(_s(r.get("flags", "")).split(","))
+        flags = set(as_text(r.get("flags", "")).split(","))
         if flags & _DOWN_FLAGS or r.get("is_disconnected") is True:
             continue
-        resyncing = _s(r.get("master-link-status", "ok")) != "ok"
+        resyncing = as_text(r.get("master-link-status", "ok")) != "ok"
         if (
             resyncing
             and demoted is not None
-            and (_s(r.get("ip")), int(r.get("port", 0))) == demoted
+            and (as_text(r.get("ip")), int(r.get("port", 0))) == demoted
         ):
             continue
         count += 1
@@ -269,7 +266,7 @@ class Topology:
                     message = await pubsub.get_message(timeout=5.0)
                     if message is None or message.get("type") != "message":
                         continue
-                    parts = _s(message["data"]).split()
+                    parts = as_text(message["data"]).split()
                     if len(parts) == 5 and parts[0] == self.target.service:
                         await self._master_switched(
                             (parts[1], int(parts[2])), (parts[3], int(parts[4]))
@@ -333,10 +330,10 @@ def _owner_in(raw: Any, slot: int) -> tuple[str, int] | None:
             if int(start) <= slot <= int(end):
                 primary = info.get("primary") or info.get("master")
                 if primary:
-                    return _s(primary[0]), int(primary[1])
+                    return as_text(primary[0]), int(primary[1])
         return None
     for entry in raw or ():
         start, end, primary = int(entry[0]), int(entry[1]), entry[2]
         if start <= slot <= end:
-            return _s(primary[0]), int(primary[1])
+            return as_text(primary[0]), int(primary[1])
     return None
