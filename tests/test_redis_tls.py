@@ -362,8 +362,10 @@ async def test_cluster_over_tls_with_least_privilege_user(tls_redis: TlsRedis) -
     what the cluster client needs) runs the scripts there."""
     from namesrv_redis.store.route_store import RouteStore
 
+    from tests.redis_topologies import cluster_port
+
     d = tls_redis.dir
-    port = free_port()
+    port = cluster_port(set())  # its cluster bus port (port + 10000) must exist and be free
     node_cert = tls_redis.ca.issue("cluster-node", both=True)
     acl = d / f"cluster-{port}.acl"
     acl.write_text(
