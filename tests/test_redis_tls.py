@@ -361,7 +361,6 @@ async def test_cluster_over_tls_with_least_privilege_user(tls_redis: TlsRedis) -
     """A one-node Redis Cluster reachable only over TLS; the pod's user (the minimal ACL plus
     what the cluster client needs) runs the scripts there."""
     from namesrv_redis.store.route_store import RouteStore
-
     from tests.redis_topologies import cluster_port
 
     d = tls_redis.dir
