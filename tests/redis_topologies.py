@@ -76,6 +76,17 @@ def _parse(data: bytes, i: int) -> int | None:
     return nxt
 
 
+def replica_synced(master_port: int, replica_port: int) -> bool:
+    """Both sides agree: the replica's link is up and the master counts it online.
+
+    The replica reports ``master_link_status:up`` a moment before the master moves it from
+    ``wait_bgsave``/``send_bulk`` to ``online``; only an online replica acknowledges WAIT.
+    """
+    if "master_link_status:up" not in command(replica_port, "INFO", "replication"):
+        return False
+    return f"port={replica_port},state=online" in command(master_port, "INFO", "replication")
+
+
 def wait_until(predicate: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -114,7 +125,7 @@ class SentinelSet:
         self.replica.extra = ("--replicaof", "127.0.0.1", str(self.master.port))
         self.replica.start()
         wait_until(
-            lambda: "master_link_status:up" in command(self.replica.port, "INFO", "replication"),
+            lambda: replica_synced(self.master.port, self.replica.port),
             10,
             "the replica to sync",
         )
@@ -276,17 +287,14 @@ class ClusterSet:
             30,
             "the cluster to be ok",
         )
-        wait_until(
-            lambda: (
-                sum(
-                    "master_link_status:up" in command(n.port, "INFO", "replication")
-                    for n in self.nodes
-                )
-                == 3
-            ),
-            30,
-            "every replica to sync",
-        )
+
+        def replicas_online() -> bool:
+            infos = [command(n.port, "INFO", "replication") for n in self.nodes]
+            linked = sum("master_link_status:up" in info for info in infos)
+            online = sum(info.count(",state=online,") for info in infos)  # the masters' view
+            return linked == 3 and online == 3
+
+        wait_until(replicas_online, 30, "every replica to sync")
         return self
 
     def node_id(self, port: int) -> str:

@@ -25,7 +25,7 @@ from namesrv_redis.store.replication import Replication, ReplicationNotConfirmed
 from namesrv_redis.store.route_store import BrokerRegistration, RegisterStatus, RouteStore
 from namesrv_redis.store.topology import Topology
 from tests.conftest import RedisServerProcess
-from tests.redis_topologies import command, wait_until
+from tests.redis_topologies import command, replica_synced, wait_until
 from tests.serverproc import NamesrvProcess
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.slow]
@@ -46,7 +46,7 @@ async def test_writes_wait_for_the_replica_and_are_refused_without_it(namespace:
     client: Any = create_redis(master.url)
     try:
         wait_until(
-            lambda: "master_link_status:up" in command(replica.port, "INFO", "replication"),
+            lambda: replica_synced(master.port, replica.port),
             10,
             "the replica to sync",
         )
