@@ -37,6 +37,10 @@ class Report:
 
     acked: list[str] = field(default_factory=list)
     """Probe topics whose one-shot registration was answered success."""
+    acked_at: dict[str, tuple[float, int]] = field(default_factory=dict)
+    """Probe topic -> (when it was acknowledged, index of the pod that did)."""
+    refused_heartbeats: list[tuple[float, str]] = field(default_factory=list)
+    """(when, broker) of heartbeats answered with an error (or not at all)."""
     refused: list[float] = field(default_factory=list)
     """When a registration or heartbeat was answered with an error (or not at all)."""
     route_ok: int = 0
@@ -63,6 +67,11 @@ class Report:
             "route failures": len(self.route_failures),
             "heartbeating brokers removed": len(self.removed_heartbeating),
             "detection ms": None if self.detection_ms is None else round(self.detection_ms),
+            # what a loss needs to be understood: when and where the lost ones were acked
+            "lost acknowledged at (s, pod)": [self.acked_at.get(t) for t in self.lost],
+            "refused heartbeats (s, broker)": [
+                (round(w, 2), b) for w, b in self.refused_heartbeats
+            ][:20],
         }
 
 
@@ -165,6 +174,7 @@ class HaLoad:
                 )
                 if code != 0:
                     self.report.refused.append(self.now())
+                    self.report.refused_heartbeats.append((self.now(), b.name))
 
         self._tasks.append(asyncio.create_task(beat()))
 
@@ -189,6 +199,7 @@ class HaLoad:
                 code = -1
             if code == 0:
                 self.report.acked.append(f"Probe{n}")
+                self.report.acked_at[f"Probe{n}"] = (round(self.now(), 2), (i - 1) % len(self.pods))
                 self._brokers.append((b, client))
                 self._heartbeat(b, client)
             else:

@@ -291,6 +291,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from namesrv_redis.bench.persistence import run_persistence_bench
 
         return run_persistence_bench(args)
+    if getattr(args, "bench_suite", None) == "capacity":
+        from namesrv_redis.bench.capacity import run_capacity_bench
+
+        return run_capacity_bench(args)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     result: dict[str, Any] = {
         "machine": {

@@ -41,6 +41,11 @@ class LoadSpec:
     validate: str = "fast"  # fast | full
     seed: int = 0
     cpu: int | None = None
+    ports: tuple[int, ...] = ()
+    """Several pods: connection ``i`` goes to ``ports[i % len(ports)]`` (default: ``port``)."""
+    start_at: float | None = None
+    """Measure from this ``time.monotonic()`` moment (connecting ``warmup_s`` before it)
+    instead of ``warmup_s`` after the process starts: windows aligned across processes."""
 
 
 @dataclass
@@ -62,9 +67,9 @@ class LoadResult:
 
 
 class _Window:
-    def __init__(self, warmup_s: float, duration_s: float) -> None:
-        now = time.perf_counter()
-        self.start = now + warmup_s
+    def __init__(self, warmup_s: float, duration_s: float, start_at: float | None = None) -> None:
+        # perf_counter and monotonic are the same clock (CLOCK_MONOTONIC) on Linux
+        self.start = time.perf_counter() + warmup_s if start_at is None else start_at
         self.end = self.start + duration_s
 
     def measuring(self, t: float) -> bool:
@@ -230,7 +235,9 @@ class _HttpRoutes(_RouteLoad):
 
 async def _run(spec: LoadSpec) -> LoadResult:
     result = LoadResult()
-    window = _Window(spec.warmup_s, spec.duration_s)
+    if spec.start_at is not None:
+        await asyncio.sleep(max(0.0, spec.start_at - spec.warmup_s - time.monotonic()))
+    window = _Window(spec.warmup_s, spec.duration_s, spec.start_at)
     loop = asyncio.get_running_loop()
     proto_cls = _HttpRoutes if spec.protocol == "http" else _RemotingRoutes
     ssl_ctx = None
@@ -245,7 +252,7 @@ async def _run(spec: LoadSpec) -> LoadResult:
         await loop.create_connection(
             lambda rng=rng, done=done: proto_cls(spec, result, window, rng, done),  # type: ignore[misc]
             spec.host,
-            spec.port,
+            spec.ports[i % len(spec.ports)] if spec.ports else spec.port,
             ssl=ssl_ctx,
         )
         dones.append(done)

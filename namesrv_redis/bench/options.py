@@ -26,11 +26,18 @@ def add_bench_options(p: argparse.ArgumentParser) -> None:
         help="topics for the memory measurement, each on a fresh pod (not with --target)",
     )
     p.add_argument("--skip", default="", help="comma list of: baseline,http,register,memory")
-    sub = p.add_subparsers(dest="bench_suite", metavar="{persistence}")
+    sub = p.add_subparsers(dest="bench_suite", metavar="{persistence,capacity}")
     add_persistence_options(
         sub.add_parser(
             "persistence",
             help="cost and crash survival of each Redis persistence mode (docs/persistence.md)",
+        )
+    )
+    add_capacity_options(
+        sub.add_parser(
+            "capacity",
+            help="large estates, N pods on one Redis, storms and a sizing report "
+            "(docs/capacity.md)",
         )
     )
 
@@ -63,3 +70,45 @@ def add_persistence_options(p: argparse.ArgumentParser) -> None:
         "--workdir",
         help="where the Redis files go (default: the temp dir); bench the disk you deploy on",
     )
+
+
+def add_capacity_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--profiles",
+        default="brokers,topics,clients",
+        help="comma list of: brokers (1,000 x 100 topics), topics (100,000 over 10 brokers), "
+        "clients (1,024 client connections)",
+    )
+    p.add_argument("--scale-out", default="1,2,4", help="pod counts of the scale-out runs")
+    p.add_argument("--scale-profile", default="brokers", help="the profile run at each pod count")
+    p.add_argument("--quick", action="store_true", help="small estates (a minute or two)")
+    p.add_argument("--brokers", type=int, help="override the profiles' broker count")
+    p.add_argument("--topics-per-broker", type=int, help="override the topics per broker")
+    p.add_argument("--spread", type=int, help="override the brokers each topic lives on")
+    p.add_argument("--clients", type=int, help="override the client connections")
+    p.add_argument("--topics-per-client", type=int, default=4)
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=3.0,
+        help="registration period in seconds (RocketMQ: 30; timeouts and client polls scale)",
+    )
+    p.add_argument("--steady", type=float, default=10.0, help="steady window (s)")
+    p.add_argument("--load", type=float, default=8.0, help="each closed-loop load window (s)")
+    p.add_argument("--load-connections", type=int, default=8)
+    p.add_argument("--pipeline", type=int, default=16)
+    p.add_argument("--generator-procs", type=int, default=2)
+    p.add_argument("--storm-spread", type=float, default=1.0, help="storm width (s)")
+    p.add_argument("--dying", type=int, default=200, help="brokers of the rack that dies")
+    p.add_argument("--change-probability", type=float, default=0.05)
+    p.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=0.0,
+        help="RocketMQ 5 BROKER_HEARTBEAT period (s); 0: registrations only, as 4.x",
+    )
+    p.add_argument("--workers", type=int, default=1, help="each pod's --workers")
+    p.add_argument("--no-http", action="store_true", help="skip the HTTP load window")
+    p.add_argument("--redis-url", help="a Redis to use (default: a fresh one per scenario)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--plots", metavar="DIR", help="write PNG plots (needs matplotlib)")

@@ -14,6 +14,11 @@ Redis is bounded by the deadline, not by Redis.
 
 A write whose deadline passes may still have been applied by Redis; every script is
 idempotent, so the client's retry is harmless.
+
+A connection that a failover handler closes while a command is being written on it makes
+redis-py fail with an ``AttributeError`` from inside its connection code (its stream writer
+is already gone); that is a lost connection like any other, and is raised as
+``redis.ConnectionError`` so that it is answered and logged as one.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 P = ParamSpec("P")
@@ -57,6 +63,18 @@ class Deadlines:
                 return await awaitable
         except TimeoutError as e:
             raise StoreTimeout(kind, ms) from e
+        except AttributeError as e:
+            if not _raised_by_redis_connection(e):
+                raise
+            raise RedisConnectionError(f"connection to Redis closed under a command: {e}") from e
+
+
+def _raised_by_redis_connection(e: BaseException) -> bool:
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = tb.tb_frame.f_code.co_filename if tb is not None else ""
+    return filename.replace("\\", "/").endswith("/redis/asyncio/connection.py")
 
 
 class HasDeadlines(Protocol):

@@ -175,7 +175,23 @@ class Topology:
                 replicas_now or loop.time() - self._last_replicas_check >= REPLICAS_INTERVAL_S
             ):
                 self._last_replicas_check = loop.time()
-                self.replication.replicas_seen = await self._replica_count()
+                seen = await self._replica_count()
+                if seen != self.replication.replicas_seen:
+                    self._replicas_changed(self.replication.replicas_seen, seen)
+                self.replication.replicas_seen = seen
+
+    def _replicas_changed(self, before: int, now: int) -> None:
+        assert self.replication is not None
+        wanted = min(1, now) if self.replication.wait_replicas < 0 else None
+        if wanted == 0 and before > 0:
+            log.warning(
+                "Redis master %s has no healthy replica now (had %d): writes are acknowledged "
+                "without replica confirmation until one is back",
+                self.master or self.target.hosts[0],
+                before,
+            )
+        else:
+            log.info("Redis master %s: %d healthy replica(s)", self.master or "", now)
 
     async def _monitor(self) -> None:
         while True:
