@@ -21,6 +21,7 @@ The analysis lives in :mod:`namesrv_redis.bench.capacity_report`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import multiprocessing as mp
@@ -28,6 +29,7 @@ import os
 import platform
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -40,13 +42,15 @@ from namesrv_redis.bench.capacity_report import (
     print_scenario,
     print_summary,
 )
-from namesrv_redis.bench.cli import cache_all, start_server
+from namesrv_redis.bench.cli import start_server
 from namesrv_redis.bench.clients import ClientSpec, RouteAnswers, clients_process
 from namesrv_redis.bench.estate import Estate
 from namesrv_redis.bench.fleet import Plan, fleet_process, records_from
 from namesrv_redis.bench.loadgen import LoadSpec, merge, run_route_load
 from namesrv_redis.bench.redis_stats import RedisSnapshot, namespace_memory, split_memory
 from namesrv_redis.bench.stats import ProcessTree
+from namesrv_redis.remoting.client import RemotingClient
+from namesrv_redis.remoting.codes import RequestCode
 from namesrv_redis.store.embedded import EmbeddedRedis
 from namesrv_redis.store.keys import Keys
 
@@ -224,10 +228,8 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
             "seconds": round(max(f[1]["seconds"] for f in filled), 2),
             "failed": sum(f[1]["failed"] for f in filled),
         }
-        import asyncio
-
         t = time.monotonic()
-        asyncio.run(cache_all(*addrs[0], estate.all_topics()))
+        out["cache_all_codes"] = asyncio.run(_ask_every_route(*addrs[0], estate.all_topics()))
         out["cache_all_s"] = round(time.monotonic() - t, 2)
         out["pod0_rss_all_cached_mib"] = round(trees[0].rss_mib(), 1)
         snapshot = RedisSnapshot.take(client)
@@ -238,7 +240,8 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
             (snapshot.used_memory - base_memory) / max(1, entries)
         )
         print(
-            f"filled in {out['fill']['seconds']} s; every route cached on pod 0 in "
+            f"filled in {out['fill']['seconds']} s ({out['fill']['failed']} failed); "
+            f"route answers while caching {out['cache_all_codes']}; every route cached on pod 0 in "
             f"{out['cache_all_s']} s: RSS {out['pod0_rss_all_cached_mib']} MiB; Redis "
             f"{out['redis_used_memory_mib']} MiB",
             flush=True,
@@ -370,8 +373,6 @@ def _tables_after(
 ) -> dict[str, Any]:
     """Whether the tables are right once the run is over: the dead brokers gone (from the
     broker table and every route) and the namespace consistent (``namesrv-redis check``)."""
-    import asyncio
-
     import redis.asyncio as aioredis
 
     from namesrv_redis.store.check import check_namespace
@@ -397,6 +398,27 @@ def _tables_after(
 
 def _mark_dict(m: _Mark) -> dict[str, Any]:
     return {"t": m.t, "pod_cpu": m.pod_cpu, "pod_answers": m.pod_answers, "redis": m.redis}
+
+
+async def _ask_every_route(host: str, port: int, topics: list[str]) -> dict[str, int]:
+    """Every topic's route asked once, 100 in flight (the pod then caches them all); the
+    answers' response codes counted."""
+    client = await RemotingClient.connect(host, port)
+    codes: Counter[str] = Counter()
+    try:
+        for i in range(0, len(topics), 100):
+            answers = await asyncio.gather(
+                *(
+                    client.request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": t}, timeout=30)
+                    for t in topics[i : i + 100]
+                ),
+                return_exceptions=True,
+            )
+            for a in answers:
+                codes[type(a).__name__ if isinstance(a, BaseException) else str(a.code)] += 1
+    finally:
+        await client.close()
+    return dict(codes)
 
 
 def _ready(_: int) -> int:

@@ -256,7 +256,15 @@ def fleet_process(
         fill_s = await fleet.fill()
         failed = sum(1 for c in fleet.records.code if c != 0)
         conn.send(("filled", {"seconds": fill_s, "failed": failed}))
+        # registering on schedule until the plan comes: a broker whose registrations stop is
+        # removed after its timeout (and the measurements before the plan can take longer)
+        never = float("inf")
+        keep_alive = asyncio.create_task(
+            fleet.run(Plan(time.monotonic(), never, never, never, change_probability=0.0))
+        )
         plan: Plan = await asyncio.to_thread(conn.recv)
+        keep_alive.cancel()
+        await asyncio.gather(keep_alive, return_exceptions=True)
         await fleet.run(plan)
         last_ack = {b.index: b.last_ack for b in fleet.brokers if b.index in plan.dying}
         conn.send(("result", _records_dict(fleet.records), last_ack))
