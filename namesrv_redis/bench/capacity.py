@@ -415,7 +415,10 @@ async def _ask_every_route(host: str, port: int, topics: list[str]) -> dict[str,
                 return_exceptions=True,
             )
             for a in answers:
-                codes[type(a).__name__ if isinstance(a, BaseException) else str(a.code)] += 1
+                if isinstance(a, BaseException) or a is None:
+                    codes[type(a).__name__] += 1
+                else:
+                    codes[str(a.code)] += 1
     finally:
         await client.close()
     return dict(codes)
