@@ -8,11 +8,14 @@ and ClientRequestProcessor (4.9.x and 5.x); docs/protocol.md lists them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from namesrv_redis import fastjson
 from namesrv_redis.config import (
@@ -80,6 +83,10 @@ class Connection:
     """(cluster, broker address, broker name) registered over this connection."""
 
 
+CLOSE_REMOVALS_AT_ONCE = 32
+CLOSE_REMOVAL_ATTEMPTS = 3
+CLOSE_REMOVAL_BACKOFF_S = 0.25
+
 Handler = Callable[["NamesrvProcessor", RemotingCommand, Connection], Awaitable[Response]]
 HANDLERS: dict[int, Handler] = {}
 
@@ -122,6 +129,7 @@ class NamesrvProcessor:
         Redis loses the namespace's data (:mod:`namesrv_redis.remoting.rebuild`)."""
         self.guard: AclGuard | None = None
         """ACL signature and address checks (namesrv_redis/remoting/acl.py), when configured."""
+        self._close_removals = asyncio.Semaphore(CLOSE_REMOVALS_AT_ONCE)
 
     async def refusal(self, cmd: RemotingCommand, conn: Connection) -> Response | None:
         """The ACL's answer when ``cmd`` may not run, else None."""
@@ -169,13 +177,41 @@ class NamesrvProcessor:
         return await self.accepted.reapply_all(reapply, reason)
 
     async def connection_closed(self, conn: Connection) -> None:
-        """A closed broker connection removes that broker at once — if it still owns it."""
+        """A closed broker connection removes that broker at once — if it still owns it.
+
+        Thousands of connections can close at once (a broker fleet restarting, a load balancer
+        dropping its connections): removals run ``CLOSE_REMOVALS_AT_ONCE`` at a time, so the
+        burst queues here instead of piling up past every Redis deadline, and a removal that
+        Redis refused or did not answer in time is retried; after the last attempt the
+        broker's heartbeat timeout removes it (expiry event or sweep), with a warning.
+        """
         self.accepted.forget_connection(conn.conn_id)
         for cluster, addr, name in list(conn.brokers):
-            result = await self.store.remove_broker(
-                RemovalReason.CONNECTION_CLOSED, cluster, addr, name, conn_id=conn.conn_id
-            )
+            await self._remove_closed(cluster, addr, name, conn.conn_id)
+
+    async def _remove_closed(self, cluster: str, addr: str, name: str, conn_id: str) -> None:
+        for attempt in range(1, CLOSE_REMOVAL_ATTEMPTS + 1):
+            try:
+                async with self._close_removals:
+                    result = await self.store.remove_broker(
+                        RemovalReason.CONNECTION_CLOSED, cluster, addr, name, conn_id=conn_id
+                    )
+            except RedisError as e:
+                if attempt == CLOSE_REMOVAL_ATTEMPTS:
+                    log.warning(
+                        "broker %s (%s) of cluster %s: its connection closed but removing it "
+                        "failed %d times (%s); its heartbeat timeout will remove it",
+                        name,
+                        addr,
+                        cluster,
+                        attempt,
+                        e,
+                    )
+                    return
+                await asyncio.sleep(CLOSE_REMOVAL_BACKOFF_S * attempt)
+                continue
             record_removal(result, RemovalReason.CONNECTION_CLOSED, cluster, addr)
+            return
 
 
 # ------------------------------------------------------------------ KV config
