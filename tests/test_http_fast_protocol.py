@@ -169,7 +169,7 @@ async def test_cached_hit_skips_asgi_and_matches_the_asgi_answer(tier: Tier) -> 
 async def test_miss_unknown_topic_query_and_other_paths_go_through_asgi(tier: Tier) -> None:  # noqa: F811
     c = await registered(tier)
     async with served(tier) as (port, app):
-        routes_of(tier).invalidate(["T2"], [])
+        routes_of(tier).invalidate(frozenset({"T2"}))
         calls = app.calls
         miss = await exchange(port, get("/v1/routes/T2"), 1)
         assert miss[0][0] == 200 and b"brokerDatas" in miss[0][2]
@@ -322,9 +322,7 @@ async def test_malformed_request_gets_400_and_the_server_lives_on(tier: Tier) ->
 
 
 def answered() -> float:
-    value = REGISTRY.get_sample_value(
-        "namesrv_requests_total", {"frontend": "http", "code": LABEL}
-    )
+    value = REGISTRY.get_sample_value("namesrv_requests_total", {"frontend": "http", "code": LABEL})
     return value or 0.0
 
 
