@@ -7,6 +7,8 @@ protocol does."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -52,7 +54,9 @@ def pod_app(t: Tier) -> CountingApp:
 
 
 @asynccontextmanager
-async def served(t: Tier, *, fast: bool = True) -> AsyncIterator[tuple[int, CountingApp]]:
+async def served(
+    t: Tier, *, fast: bool = True, access_log: bool = False
+) -> AsyncIterator[tuple[int, CountingApp]]:
     """The tier on a free port: with the pod's protocol, or (``fast=False``) with the bounded
     httptools protocol it replaces, as the reference."""
     app = pod_app(t)
@@ -62,8 +66,8 @@ async def served(t: Tier, *, fast: bool = True) -> AsyncIterator[tuple[int, Coun
         app,
         host="127.0.0.1",
         port=port,
-        log_level="warning",
-        access_log=False,
+        log_level="info" if access_log else "warning",
+        access_log=access_log,
         lifespan="off",
         http=protocol,
     )
@@ -344,6 +348,42 @@ async def test_fast_answers_are_counted_and_timed(tier: Tier) -> None:  # noqa: 
     await c.close()
 
 
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+async def test_access_log_lines_match_uvicorn(tier: Tier) -> None:  # noqa: F811
+    c = await registered(tier, "ns%a/b", "T1")
+    lines = Lines()
+    access = logging.getLogger("uvicorn.access")
+    async with (
+        served(tier, access_log=True) as (port, app),
+        served(tier, fast=False, access_log=True) as (ref_port, _),
+    ):
+        await until_cached(routes_of(tier), "ns%a/b", port)
+        access.addHandler(lines)
+        try:
+            calls = app.calls
+            await exchange(port, get("/v1/routes/ns%25a/b", version="1.0"), 1)
+            assert app.calls == calls
+            ours = lines.lines[:]
+            await exchange(ref_port, get("/v1/routes/ns%25a/b", version="1.0"), 1)
+            ref = lines.lines[len(ours) :]
+        finally:
+            access.removeHandler(lines)
+    strip_port = re.compile(r":\d+ - ")
+    assert len(ours) == 1 and [strip_port.sub(":_ - ", x) for x in ours] == [
+        strip_port.sub(":_ - ", x) for x in ref
+    ]
+    assert '"GET /v1/routes/ns%25a/b HTTP/1.0" 200' in ours[0]
+    await c.close()
+
+
 async def until(check: Callable[[], Awaitable[bool]]) -> None:
     for _ in range(200):
         if await check():
@@ -352,15 +392,18 @@ async def until(check: Callable[[], Awaitable[bool]]) -> None:
     raise AssertionError("condition never held")
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+@pytest.mark.parametrize(
+    ("tls", "workers"), [(False, 1), (True, 1), (False, 2)], ids=["http", "https", "workers-2"]
+)
 async def test_serve_answers_cached_routes_pipelined(
-    redis_server: Any, namespace: str, tls: bool
+    redis_server: Any, namespace: str, tls: bool, workers: int
 ) -> None:
-    """``namesrv-redis serve`` uses the protocol (over HTTPS too): pipelined hits and misses in
-    order, the cached body equal to the blocking query's (FastAPI's) body."""
+    """``namesrv-redis serve`` uses the protocol (over HTTPS and with workers too): pipelined
+    hits and misses in order, the cached body equal to the blocking query's (FastAPI's)."""
     from tests.serverproc import NamesrvProcess
 
-    proc = NamesrvProcess(redis_server.url, namespace, *(["--http-tls"] if tls else [])).start()
+    extra = [*(["--http-tls"] if tls else []), "--workers", str(workers)]
+    proc = NamesrvProcess(redis_server.url, namespace, *extra).start()
     try:
         c = await RemotingClient.connect("127.0.0.1", proc.port)
         broker = sim_broker(topics=("T1", "T2"))
