@@ -55,7 +55,7 @@ def pod_app(t: Tier) -> CountingApp:
 
 @asynccontextmanager
 async def served(
-    t: Tier, *, fast: bool = True, access_log: bool = False
+    t: Tier, *, fast: bool = True, access_log: bool = False, keep_alive_s: float = 5
 ) -> AsyncIterator[tuple[int, CountingApp]]:
     """The tier on a free port: with the pod's protocol, or (``fast=False``) with the bounded
     httptools protocol it replaces, as the reference."""
@@ -70,6 +70,7 @@ async def served(
         access_log=access_log,
         lifespan="off",
         http=protocol,
+        timeout_keep_alive=keep_alive_s,
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
@@ -303,6 +304,26 @@ async def test_connection_close_is_answered_then_closed(
         writer.close()
         assert status == 200 and body == t1 and rest == b""
         assert (b"connection", b"close") in headers
+        assert app.calls == calls
+    await c.close()
+
+
+async def test_idle_connection_is_closed_after_fast_answers(tier: Tier) -> None:  # noqa: F811
+    """uvicorn's keep-alive timeout, armed after the last answer of a read, holds for
+    connections that only ever got fast answers."""
+    c = await registered(tier)
+    async with served(tier, keep_alive_s=0.3) as (port, app):
+        t1 = await until_cached(routes_of(tier), "T1", port)
+        calls = app.calls
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in range(3):  # each read re-arms the timeout
+                writer.write(get("/v1/routes/T1") * 2)
+                assert [(await read_answer(reader))[2] for _ in range(2)] == [t1, t1]
+                await asyncio.sleep(0.1)
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # idle: closed by the server
+        finally:
+            writer.close()
         assert app.calls == calls
     await c.close()
 
