@@ -3,8 +3,9 @@ pod's route cache while the request is parsed, with no ASGI cycle.
 
 :class:`~namesrv_redis.http.fast_routes.RouteFastPath` already skips FastAPI for a cache hit,
 but uvicorn still builds a request-response cycle, an asyncio task and two ``send`` awaits
-around every answer (about 25 µs of CPU). :func:`route_protocol` builds a subclass of the
-tier's httptools protocol that answers a cache hit from the parser's ``on_headers_complete``
+around every answer: most of its CPU (48 µs an answer with them, 14 µs without, in the same
+conditions; docs/benchmarks.md). :func:`route_protocol` builds a subclass of the tier's
+httptools protocol that answers a cache hit from the parser's ``on_headers_complete``
 callback: the complete response (uvicorn's default ``date`` and ``server`` headers, then the
 same ``content-length``, ``content-type`` and ``x-namesrv-index`` as ``RouteFastPath``) is
 collected and written once per read, so sixteen pipelined hits cost one ``send``.
