@@ -171,7 +171,9 @@ async def test_cached_hit_skips_asgi_and_matches_the_asgi_answer(tier: Tier) -> 
     await c.close()
 
 
-async def test_miss_unknown_topic_query_and_other_paths_go_through_asgi(tier: Tier) -> None:  # noqa: F811
+async def test_miss_unknown_topic_query_and_other_paths_go_through_asgi(
+    tier: Tier,  # noqa: F811
+) -> None:
     c = await registered(tier)
     async with served(tier) as (port, app):
         routes_of(tier).invalidate(frozenset({"T2"}))
@@ -297,8 +299,11 @@ async def test_connection_close_is_answered_then_closed(
         t1 = await until_cached(routes_of(tier), "T1", port)
         calls = app.calls
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        # a second request after the closing one is not answered (uvicorn drops it too)
-        writer.write(request_bytes + get("/v1/routes/T1"))
+        # requests after the closing one are not answered (uvicorn drops them too)
+        after = get("/v1/routes/nope") + get("/v1/routes/T1") + get("/healthz")
+        writer.write(
+            request_bytes + after + b"POST /v1/kv/a/b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+        )
         status, headers, body = await read_answer(reader)
         rest = await asyncio.wait_for(reader.read(), 5)  # EOF: the server closed
         writer.close()

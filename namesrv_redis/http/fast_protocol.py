@@ -67,6 +67,10 @@ class FastRouteProtocol(BoundedHttpToolsProtocol):
         self._flush()  # anything uvicorn writes comes after the answers before it
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._answered:  # the body of a request dropped after "Connection: close"
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
         if self._answered:
             self._answered = False
@@ -107,6 +111,8 @@ class FastRouteProtocol(BoundedHttpToolsProtocol):
     def _answer_cached(self) -> bool:
         """Answer the request whose head just completed if it is a cached route read; False
         leaves it to uvicorn."""
+        if self.transport.is_closing():
+            return True  # behind a "Connection: close" answer of this read: dropped (uvicorn too)
         url = self.url
         if not url.startswith(_PREFIX_RAW) or b"?" in url or b"#" in url:
             return False
@@ -134,8 +140,6 @@ class FastRouteProtocol(BoundedHttpToolsProtocol):
         hit, body = self.routes.cached_body(path[len(PREFIX) :], standard=True)
         if not hit or body is None:
             return False
-        if self.transport.is_closing():
-            return True  # a request after "Connection: close": uvicorn drops it too
         http_version = parser.get_http_version()
         keep_alive = http_version != "1.0" and parser.should_keep_alive()
         self._out.extend(
