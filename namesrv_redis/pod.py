@@ -214,8 +214,9 @@ class Pod:
         import uvicorn
 
         from namesrv_redis.http import create_app, warn_if_unprotected
+        from namesrv_redis.http.fast_protocol import route_protocol
         from namesrv_redis.http.fast_routes import RouteFastPath
-        from namesrv_redis.http.limits import MAX_HEAD_BYTES, BodyLimit, BoundedHttpToolsProtocol
+        from namesrv_redis.http.limits import MAX_HEAD_BYTES, BodyLimit
         from namesrv_redis.http.status import StatusSource, status_router
 
         s = self.settings
@@ -254,7 +255,7 @@ class Pod:
             access_log=False,
             lifespan="off",
             **https_options(self.tls if s.http_tls_enable else None),
-            http=BoundedHttpToolsProtocol,
+            http=route_protocol(self.routes, self.events),  # cached routes without ASGI
             h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         )
         if s.http_tls_enable and self.tls is not None:

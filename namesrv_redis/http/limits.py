@@ -44,10 +44,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_pending = True
 
     def on_headers_complete(self) -> None:
+        self.head_complete()
+        super().on_headers_complete()
+
+    def head_complete(self) -> None:
+        """Count a complete request head (a subclass answering a request itself calls this
+        instead of ``on_headers_complete``)."""
         self._head_pending = False
         self._head_bytes = 0
         self._heads_done += 1
-        super().on_headers_complete()
 
     def data_received(self, data: bytes) -> None:
         heads_done = self._heads_done
