@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from namesrv_redis.model import QueueConfig
-from namesrv_redis.store.events import RouteEvents
+from namesrv_redis.store.events import RouteEvent, RouteEvents
 from namesrv_redis.store.route_store import BrokerRegistration, RouteStore
 
 
@@ -67,4 +67,31 @@ async def test_a_version_that_went_back_is_a_data_loss(redis: Any, namespace: st
             await asyncio.sleep(0.02)
         assert len(losses) == 1 and "went back" in losses[0]
     finally:
+        await events.stop()
+
+
+async def test_events_newer_than_the_polls_read_are_not_a_data_loss(
+    redis: Any, namespace: str
+) -> None:
+    """Under load the poll's reply can be processed after events published later (they come
+    on another connection): found by bench capacity, where every pod then re-applied all of
+    its brokers' registrations, silent dead ones included."""
+    store, events, losses = await _started(redis, namespace)
+    real_mget = redis.mget
+
+    async def mget_overtaken(*keys: Any) -> Any:
+        answer = await real_mget(*keys)
+        # writes that Redis ran after this read, their event seen before the read's answer
+        newer = await redis.incrby(store.keys.version, 5)
+        events._deliver(RouteEvent(int(newer), "register", frozenset({"T"})))
+        return answer
+
+    try:
+        await _register(store, "b1")
+        await asyncio.sleep(0.2)
+        redis.mget = mget_overtaken
+        await asyncio.sleep(0.3)  # several polls, each overtaken by an event
+        assert losses == []
+    finally:
+        redis.mget = real_mget
         await events.stop()

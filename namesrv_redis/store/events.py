@@ -177,6 +177,10 @@ class RouteEvents:
             self.epoch = await self.ensure_epoch()
         while True:
             await asyncio.sleep(self.poll_interval_s)
+            # What the events had reached *before* the read was sent: Redis ran those writes
+            # before this read, so a lower answer is a loss. Events that arrive while the read
+            # is in flight (another connection) may be newer than its answer: no loss.
+            seen = self.latest_version
             try:
                 raw_version, raw_epoch = await self.redis.mget(self.keys.version, self.keys.epoch)
                 v = int(raw_version or 0)
@@ -191,8 +195,8 @@ class RouteEvents:
             lost = ""
             if self.epoch is not None and epoch != self.epoch:
                 lost = "the namespace's epoch changed (Redis restarted empty or was flushed)"
-            elif v < self.latest_version:
-                lost = f"the route version went back from {self.latest_version} to {v}"
+            elif v < seen:
+                lost = f"the route version went back from {seen} to {v}"
             self.epoch = epoch
             if lost:
                 # Re-apply what the pod knows first, then empty the caches: meanwhile cached
