@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_options(bench)
 
-    from namesrv_redis.admin.commands import add_admin_parser
+    from namesrv_redis.admin.parser import add_admin_parser
 
     add_admin_parser(sub)
     return parser

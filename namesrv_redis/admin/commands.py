@@ -1,4 +1,5 @@
-"""``namesrv-redis admin VERB``: the verbs, their options and their exit codes.
+"""``namesrv-redis admin VERB``: what each verb does and its exit codes (the command line is
+:mod:`namesrv_redis.admin.parser`).
 
 Exit codes (mqadmin exits 0 for almost everything; these tell a script what happened):
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -38,20 +38,8 @@ EXIT_UNREACHABLE = 4
 EXIT_PARTIAL = 5
 EXIT_NO_PERMISSION = 6
 
-HELP = """mqadmin-like commands for any RocketMQ name server (Java or namesrv-redis).
-
-exit codes:
-  0  done: every name server asked answered SUCCESS
-  1  a name server refused (SYSTEM_ERROR or another error response code)
-  2  bad usage or input (missing option, malformed address or credentials)
-  3  not found: TOPIC_NOT_EXIST or QUERY_NOT_FOUND
-  4  unreachable: no name server of -n answered
-  5  partial: a change reached some name servers of -n but not all
-  6  no permission: NO_PERMISSION, e.g. a key in the server's configBlackList
-"""
 
 Verb = Callable[[NameServers, argparse.Namespace], Awaitable[int]]
-VERBS: dict[str, Verb] = {}
 
 
 def exit_code_of(error: AdminError) -> int:
@@ -376,85 +364,26 @@ async def watch_topic(ns: NameServers, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# ------------------------------------------------------------------ parser
+# ------------------------------------------------------------------ verbs
 
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-n",
-        "--namesrv-addr",
-        default=os.environ.get("NAMESRV_ADDR"),
-        help='name servers, "host:9876;host:9876" (default $NAMESRV_ADDR)',
-    )
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--timeout", type=float, default=3.0, help="seconds per request (default 3)")
-    p.add_argument("--access-key", default=os.environ.get("ROCKETMQ_ACCESS_KEY"))
-    p.add_argument("--secret-key", default=os.environ.get("ROCKETMQ_SECRET_KEY"))
-    p.add_argument(
-        "--tools-yml",
-        metavar="FILE",
-        help="accessKey/secretKey file (default $ROCKETMQ_HOME/conf/tools.yml, as mqadmin)",
-    )
-
-
-def add_admin_parser(sub: Any) -> None:
-    """Add ``admin`` and its verbs to the ``namesrv-redis`` parser's subcommands."""
-    admin = sub.add_parser(
-        "admin",
-        help="mqadmin-like commands for any RocketMQ name server",
-        description=HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    verbs = admin.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    def verb(name: str, fn: Verb, help_: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = verbs.add_parser(name, help=help_, description=help_)
-        _common(p)
-        p.set_defaults(verb_fn=fn)
-        VERBS[name] = fn
-        return p
-
-    p = verb("clusterList", cluster_list, "brokers of each cluster")
-    p.add_argument("-c", "--cluster", help="only this cluster")
-    p = verb("brokerList", broker_list, "every name server's brokers, with liveness where known")
-    p.add_argument("-c", "--cluster", help="only this cluster")
-    p.add_argument("--http", help="HTTP tier to read liveness from (default: the pod's own)")
-    p = verb("topicRoute", topic_route, "a topic's route")
-    p.add_argument("-t", "--topic", required=True)
-    p = verb("topicList", topic_list, "all topics; -c adds clusters, -c NAME only that one")
-    p.add_argument("-c", "--cluster", nargs="?", const="", default=None)
-    p = verb("wipeWritePerm", wipe_write_perm, "take write permission from a broker name")
-    p.add_argument("-b", "--broker-name", required=True)
-    p = verb("addWritePerm", add_write_perm, "give write permission back to a broker name")
-    p.add_argument("-b", "--broker-name", required=True)
-    p = verb("deleteTopic", delete_topic, "delete a topic's route from every name server")
-    p.add_argument("-t", "--topic", required=True)
-    p.add_argument("-c", "--cluster", help="only the queues of this cluster (5.x)")
-    p = verb("getKvConfig", get_kv_config, "one KV config value")
-    p.add_argument("-s", "--namespace", required=True)
-    p.add_argument("-k", "--key", required=True)
-    p = verb("updateKvConfig", update_kv_config, "set a KV config value on every name server")
-    p.add_argument("-s", "--namespace", required=True)
-    p.add_argument("-k", "--key", required=True)
-    p.add_argument("-v", "--value", required=True)
-    p = verb("deleteKvConfig", delete_kv_config, "delete a KV config value on every name server")
-    p.add_argument("-s", "--namespace", required=True)
-    p.add_argument("-k", "--key", required=True)
-    p = verb("copyKvConfig", copy_kv_config, "copy a KV namespace from -n to other servers")
-    p.add_argument("-s", "--namespace", required=True)
-    p.add_argument("--to", required=True, help='destination name servers, "host:port;host:port"')
-    p = verb("kvList", kv_list, "a KV config namespace")
-    p.add_argument("-s", "--namespace", required=True)
-    verb("getNamesrvConfig", get_namesrv_config, "every name server's config")
-    p = verb("updateNamesrvConfig", update_namesrv_config, "set one config option everywhere")
-    p.add_argument("-k", "--key", required=True)
-    p.add_argument("-v", "--value", required=True)
-    p = verb("watch", watch_topic, "print a topic's route each time it changes")
-    p.add_argument("-t", "--topic", required=True)
-    p.add_argument("--interval", type=float, default=2.0, help="poll period (default 2 s)")
-    p.add_argument("--count", type=int, help="stop after this many changes")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.add_argument("--http", help="HTTP tier to take events from (default: the pod's own)")
+VERBS: dict[str, Verb] = {
+    "clusterList": cluster_list,
+    "brokerList": broker_list,
+    "topicRoute": topic_route,
+    "topicList": topic_list,
+    "wipeWritePerm": wipe_write_perm,
+    "addWritePerm": add_write_perm,
+    "deleteTopic": delete_topic,
+    "getKvConfig": get_kv_config,
+    "updateKvConfig": update_kv_config,
+    "deleteKvConfig": delete_kv_config,
+    "copyKvConfig": copy_kv_config,
+    "kvList": kv_list,
+    "getNamesrvConfig": get_namesrv_config,
+    "updateNamesrvConfig": update_namesrv_config,
+    "watch": watch_topic,
+}
+"""The function of each verb of :mod:`namesrv_redis.admin.parser`."""
 
 
 def run_admin(args: argparse.Namespace) -> int:
@@ -470,7 +399,7 @@ def run_admin(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         async with NameServers(addrs, credentials, timeout=args.timeout) as ns:
-            return int(await args.verb_fn(ns, args))
+            return int(await VERBS[args.verb](ns, args))
 
     try:
         return asyncio.run(go())

@@ -170,7 +170,7 @@ class NamesrvProcessor:
         async def reapply(reg: AcceptedRegistration) -> bool:
             self.registrations.forget(_memory_identity(reg.header))
             result = await _store_register(
-                self, reg.header, reg.body, reg.token, reg.client_version, reg.conn_id, store
+                self, reg.header, reg.raw_body(), reg.token, reg.client_version, reg.conn_id, store
             )
             return result.status is RegisterStatus.OK
 

@@ -21,18 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import logging
 import os
 import shutil
-import socket
 import ssl
 import tempfile
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from namesrv_redis.remoting.selfsigned import write_self_signed
 
 if TYPE_CHECKING:
     from namesrv_redis.config import Settings
@@ -174,57 +173,11 @@ def tls_options(settings: Settings) -> TlsOptions:
 
 
 def generate_self_signed(directory: Path, hostnames: list[str] | None = None) -> tuple[Path, Path]:
-    """Write a fresh self-signed certificate and its private key (PEM) into ``directory``.
+    """Write a fresh self-signed certificate and its key into ``directory`` (in this process;
+    :func:`namesrv_redis.remoting.selfsigned.write_self_signed` is what a pod uses)."""
+    from namesrv_redis.remoting.selfsigned import generate
 
-    An ECDSA P-256 key (fast to generate, accepted by every JDK 8+ and OpenSSL client),
-    valid for a year, with subject alternative names for localhost, 127.0.0.1, ::1, this
-    host's name and any ``hostnames``. The key file is created with mode 0600.
-    """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    host = socket.gethostname()
-    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
-    for h in dict.fromkeys([host, *(hostnames or [])]):
-        if h and h != "localhost":
-            try:
-                names.append(x509.IPAddress(ipaddress.ip_address(h)))
-            except ValueError:
-                names.append(x509.DNSName(h))
-    names += [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("::1")),
-    ]
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"namesrv-redis {host}")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = directory / "selfsigned.crt"
-    key_path = directory / "selfsigned.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    return cert_path, key_path
+    return generate(directory, hostnames)
 
 
 # ------------------------------------------------------------------ contexts
@@ -299,7 +252,7 @@ class ServerTls:
                     "on for a self-signed one, or set tls.server.mode=disabled"
                 )
             self._tmpdir = tempfile.mkdtemp(prefix="namesrv-tls-")
-            cert, key = generate_self_signed(Path(self._tmpdir))
+            cert, key = write_self_signed(Path(self._tmpdir))
             self.cert_path, self.key_path = str(cert), str(key)
             self.self_signed = True
             log.warning(
