@@ -182,16 +182,17 @@ class Topology:
 
     def _replicas_changed(self, before: int, now: int) -> None:
         assert self.replication is not None
-        wanted = min(1, now) if self.replication.wait_replicas < 0 else None
-        if wanted == 0 and before > 0:
+        where = self.target.service or "(standalone)"
+        master = f"{self.master[0]}:{self.master[1]}" if self.master else where
+        if self.replication.wait_replicas < 0 and now == 0 and before > 0:
             log.warning(
                 "Redis master %s has no healthy replica now (had %d): writes are acknowledged "
                 "without replica confirmation until one is back",
-                self.master or self.target.hosts[0],
+                master,
                 before,
             )
         else:
-            log.info("Redis master %s: %d healthy replica(s)", self.master or "", now)
+            log.info("Redis master %s: %d healthy replica(s)", master, now)
 
     async def _monitor(self) -> None:
         while True:
