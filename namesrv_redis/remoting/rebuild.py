@@ -47,6 +47,12 @@ ATTEMPTS times, RETRY_DELAY_S apart."""
 PACK_MIN_BYTES = 64 * 1024
 """Bodies at least this long (and not compressed by the broker) are kept deflated."""
 
+
+def packable(body: bytes | bytearray, compressed: bool) -> bool:
+    """Whether an accepted body is kept deflated (then it is kept without a copy until then)."""
+    return len(body) >= PACK_MIN_BYTES and not compressed
+
+
 Identity = tuple[str, str]
 """(cluster, broker address): one broker process (RocketMQ 5's BrokerAddrInfo)."""
 
@@ -63,8 +69,9 @@ class PackedBody:
 @dataclass(slots=True)
 class AcceptedRegistration:
     header: RegisterBrokerHeader
-    body: bytes | PackedBody
-    """As received, or deflated once the registration is answered (see the module's doc)."""
+    body: bytes | bytearray | PackedBody
+    """As received (the very buffer, not a copy, when it is to be packed), or deflated once
+    the registration is answered (see the module's doc)."""
     token: str
     """:func:`~namesrv_redis.remoting.register_body.body_token` of ``body``."""
     client_version: int
@@ -76,7 +83,9 @@ class AcceptedRegistration:
     def raw_body(self) -> bytes:
         """The body as the broker sent it."""
         body = self.body  # read once: the accepting loop may pack it meanwhile
-        return zlib.decompress(body.data) if isinstance(body, PackedBody) else body
+        if isinstance(body, PackedBody):
+            return zlib.decompress(body.data)
+        return bytes(body)
 
 
 Reapply = Callable[[AcceptedRegistration], Awaitable[bool]]
@@ -98,14 +107,14 @@ class AcceptedRegistrations:
     def accepted(self, reg: AcceptedRegistration) -> None:
         self._by_identity[(reg.header.cluster_name, reg.header.broker_addr)] = reg
         body = reg.body
-        if isinstance(body, bytes) and len(body) >= PACK_MIN_BYTES and not reg.header.compressed:
+        if not isinstance(body, PackedBody) and packable(body, reg.header.compressed):
             with contextlib.suppress(RuntimeError):  # no running loop: kept as received
                 asyncio.get_running_loop().call_soon(self._pack, reg)
 
     def _pack(self, reg: AcceptedRegistration) -> None:
         body = reg.body
         identity = (reg.header.cluster_name, reg.header.broker_addr)
-        if isinstance(body, bytes) and self._by_identity.get(identity) is reg:
+        if not isinstance(body, PackedBody) and self._by_identity.get(identity) is reg:
             reg.body = PackedBody(zlib.compress(body, 1))
 
     def seen(self, cluster: str, addr: str) -> None:
