@@ -38,7 +38,7 @@ from namesrv_redis.remoting.headers import (
     opt_str,
     req_str,
 )
-from namesrv_redis.remoting.rebuild import AcceptedRegistration, AcceptedRegistrations
+from namesrv_redis.remoting.rebuild import AcceptedRegistration, AcceptedRegistrations, packable
 from namesrv_redis.remoting.register_body import (
     BodyError,
     RegisterTable,
@@ -338,7 +338,15 @@ def _accepted(
         return
     timeout = h.heartbeat_timeout_millis or p.settings.broker_timeout_ms
     p.accepted.accepted(
-        AcceptedRegistration(h, bytes(body), token, client_version, conn_id, timeout, now)
+        AcceptedRegistration(
+            h,
+            body if packable(body, h.compressed) else bytes(body),
+            token,
+            client_version,
+            conn_id,
+            timeout,
+            now,
+        )
     )
 
 

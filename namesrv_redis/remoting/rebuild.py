@@ -18,9 +18,9 @@ derivable from registrations: persistence protects those (docs/persistence.md).
 Memory: a body of :data:`PACK_MIN_BYTES` or more that arrived uncompressed is kept deflated
 (zlib level 1; JSON register bodies shrink about 25 times, a 10,000-topic body from 1.6 MB to
 60 KB). Deflating takes about 4 ms per MB, so it is not done on the registration's way: the
-entry holds the body as received until the loop that accepted it (the pod's, or the offload
-thread's for big bodies, where zlib runs without the interpreter lock) gets to it, right
-after the answer is on its way. A rebuild inflates it again (rare: after a data loss).
+entry holds the body as received, and the loop that accepted it (the pod's, or the offload
+thread's for big bodies) deflates it 64 KiB per iteration from the next one on, so the answer
+and other work interleave with it. A rebuild inflates it again (rare: after a data loss).
 """
 
 from __future__ import annotations
@@ -46,6 +46,14 @@ ATTEMPTS times, RETRY_DELAY_S apart."""
 
 PACK_MIN_BYTES = 64 * 1024
 """Bodies at least this long (and not compressed by the broker) are kept deflated."""
+PACK_SLICE_BYTES = 64 * 1024
+"""Deflated per loop iteration (about a quarter of a millisecond)."""
+
+
+def packable(body: bytes | bytearray, compressed: bool) -> bool:
+    """Whether an accepted body is kept deflated (then it is kept without a copy until then)."""
+    return len(body) >= PACK_MIN_BYTES and not compressed
+
 
 Identity = tuple[str, str]
 """(cluster, broker address): one broker process (RocketMQ 5's BrokerAddrInfo)."""
@@ -63,8 +71,9 @@ class PackedBody:
 @dataclass(slots=True)
 class AcceptedRegistration:
     header: RegisterBrokerHeader
-    body: bytes | PackedBody
-    """As received, or deflated once the registration is answered (see the module's doc)."""
+    body: bytes | bytearray | PackedBody
+    """As received (the very buffer, not a copy, when it is to be packed), or deflated once
+    the registration is answered (see the module's doc)."""
     token: str
     """:func:`~namesrv_redis.remoting.register_body.body_token` of ``body``."""
     client_version: int
@@ -76,7 +85,9 @@ class AcceptedRegistration:
     def raw_body(self) -> bytes:
         """The body as the broker sent it."""
         body = self.body  # read once: the accepting loop may pack it meanwhile
-        return zlib.decompress(body.data) if isinstance(body, PackedBody) else body
+        if isinstance(body, PackedBody):
+            return zlib.decompress(body.data)
+        return bytes(body)
 
 
 Reapply = Callable[[AcceptedRegistration], Awaitable[bool]]
@@ -98,15 +109,36 @@ class AcceptedRegistrations:
     def accepted(self, reg: AcceptedRegistration) -> None:
         self._by_identity[(reg.header.cluster_name, reg.header.broker_addr)] = reg
         body = reg.body
-        if isinstance(body, bytes) and len(body) >= PACK_MIN_BYTES and not reg.header.compressed:
+        if not isinstance(body, PackedBody) and packable(body, reg.header.compressed):
             with contextlib.suppress(RuntimeError):  # no running loop: kept as received
                 asyncio.get_running_loop().call_soon(self._pack, reg)
 
     def _pack(self, reg: AcceptedRegistration) -> None:
+        """Deflate ``reg``'s body a slice per loop iteration, so that neither this loop nor
+        the answer waiting behind this callback is held up for the whole body."""
         body = reg.body
+        if isinstance(body, PackedBody):
+            return
+        loop = asyncio.get_running_loop()
         identity = (reg.header.cluster_name, reg.header.broker_addr)
-        if isinstance(body, bytes) and self._by_identity.get(identity) is reg:
-            reg.body = PackedBody(zlib.compress(body, 1))
+        packer = zlib.compressobj(1)
+        parts: list[bytes] = []
+        view = memoryview(body)
+
+        def step(offset: int) -> None:
+            if self._by_identity.get(identity) is not reg:
+                view.release()  # replaced or forgotten meanwhile
+                return
+            end = offset + PACK_SLICE_BYTES
+            parts.append(packer.compress(view[offset:end]))
+            if end < len(view):
+                loop.call_soon(step, end)
+                return
+            parts.append(packer.flush())
+            view.release()
+            reg.body = PackedBody(b"".join(parts))
+
+        step(0)
 
     def seen(self, cluster: str, addr: str) -> None:
         """A heartbeat (or data-version query) from the broker: it is still alive."""

@@ -58,12 +58,19 @@ def script_names() -> list[str]:
     return [f.name for f in fields(Scripts)]
 
 
+_SOURCES: dict[Path, dict[str, str]] = {}
+"""The sources read so far, per directory: every client of the process (the pod's, the
+offload thread's) registers the same string objects rather than its own copy (400 KB)."""
+
+
 def register_scripts(client: Any) -> Scripts:
     """Register every script with a redis-py asyncio client (no round trip yet)."""
     directory = lua_dir()
-    return Scripts(
-        **{name: client.register_script(script_source(name, directory)) for name in script_names()}
-    )
+    sources = _SOURCES.get(directory)
+    if sources is None:
+        sources = {name: script_source(name, directory) for name in script_names()}
+        _SOURCES[directory] = sources
+    return Scripts(**{name: client.register_script(sources[name]) for name in script_names()})
 
 
 async def preload(scripts: Scripts, client: Any) -> None:
