@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -183,6 +183,34 @@ def create_sentinel(target: RedisTarget, options: dict[str, Any] | None = None) 
     )
 
 
+class MasterOnlyPool(SentinelConnectionPool):
+    """A Sentinel pool that never hands out a connection to a node that is no longer the
+    master it follows.
+
+    A master switch disconnects every connection, but one that is in the middle of a command
+    at that moment (a write waiting for ``WAIT``) can finish on the old master and go back to
+    the pool still connected to it; the next write would then land on the demoted master and
+    be lost when it resyncs. Before a connection is handed out, its address is compared with
+    the master this pool follows (:meth:`follow`, set by the topology on ``+switch-master``,
+    and every discovery); a connection to any other node is closed and reconnects through
+    discovery.
+    """
+
+    def follow(self, master: tuple[str, int]) -> None:
+        self.master_address = master
+
+    async def ensure_connection(self, connection: Any) -> None:
+        master = self.master_address
+        if (
+            self.is_master
+            and master is not None
+            and getattr(connection, "is_connected", False)
+            and (connection.host, int(connection.port)) != (master[0], int(master[1]))
+        ):
+            await connection.disconnect()
+        await super().ensure_connection(connection)
+
+
 def create_redis(url: str, *, decode_responses: bool = False, **kw: Any) -> Any:
     """A redis-py asyncio client (``Redis`` or ``RedisCluster``) for the URL. ``kw`` may carry
     credentials and TLS options (an option's password wins over the URL's) and, for Sentinel,
@@ -199,6 +227,7 @@ def create_redis(url: str, *, decode_responses: bool = False, **kw: Any) -> Any:
         return sentinel.master_for(
             target.service,
             redis_class=Redis,
+            connection_pool_class=MasterOnlyPool,
             db=target.db,
             password=password,
             decode_responses=decode_responses,

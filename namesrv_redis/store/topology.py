@@ -34,6 +34,7 @@ from namesrv_redis.metrics import KEYSPACE_NOTIFICATIONS, REDIS_ERRORS, REDIS_FA
 from namesrv_redis.store.connection import (
     Deployment,
     EpochSentinel,
+    MasterOnlyPool,
     RedisTarget,
     create_sentinel,
     ensure_keyspace_events,
@@ -326,7 +327,10 @@ class Topology:
         )
         if self._sentinel is not None:
             self._sentinel.pin(new)
-        await self.redis.connection_pool.disconnect(inuse_connections=True)
+        pool = self.redis.connection_pool
+        if isinstance(pool, MasterOnlyPool):
+            pool.follow(new)  # a connection still busy on the old master is not reused
+        await pool.disconnect(inuse_connections=True)
         self.generation += 1
         with contextlib.suppress(Exception):
             await self.check(replicas_now=True)
