@@ -42,15 +42,13 @@ from namesrv_redis.bench.capacity_report import (
     print_scenario,
     print_summary,
 )
-from namesrv_redis.bench.cli import start_server
+from namesrv_redis.bench.cli import ask_every_route, free_port, start_server
 from namesrv_redis.bench.clients import ClientSpec, RouteAnswers, clients_process
 from namesrv_redis.bench.estate import Estate
-from namesrv_redis.bench.fleet import Plan, fleet_process, records_from
+from namesrv_redis.bench.fleet import Plan, Registrations, fleet_process
 from namesrv_redis.bench.loadgen import LoadSpec, merge, run_route_load
 from namesrv_redis.bench.redis_stats import RedisSnapshot, namespace_memory, split_memory
 from namesrv_redis.bench.stats import ProcessTree
-from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
 from namesrv_redis.store.embedded import EmbeddedRedis
 from namesrv_redis.store.keys import Keys
 
@@ -91,14 +89,6 @@ class Scenario:
     estate: Estate
     clients: int
     pods: int
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _remoting_answers(http_port: int) -> float:
@@ -182,7 +172,7 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         redis_url = opts.redis_url
         if not redis_url:
-            embedded = EmbeddedRedis(port=_free_port())
+            embedded = EmbeddedRedis(port=free_port())
             embedded.start_sync()
             stack.callback(embedded.stop_sync)
             redis_url = embedded.url
@@ -342,10 +332,10 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
         m1 = _mark(trees, pods, client)
         marks["death"] = (m0, m1)
         out["pod_rss_end_mib"] = [round(t.rss_mib(), 1) for t in trees]
-        regs = records_from(fleet_results[0][1])
+        regs = Registrations.from_dict(fleet_results[0][1])
         last_ack: dict[int, list[float]] = dict(fleet_results[0][2])
         for r in fleet_results[1:]:
-            regs.extend(records_from(r[1]))
+            regs.extend(Registrations.from_dict(r[1]))
             last_ack.update(r[2])
         out["tables_after"] = _tables_after(redis_url, namespace, keys, estate, dying)
         for _, c in fleets:
@@ -402,33 +392,9 @@ def _mark_dict(m: _Mark) -> dict[str, Any]:
     return {"t": m.t, "pod_cpu": m.pod_cpu, "pod_answers": m.pod_answers, "redis": m.redis}
 
 
-async def _ask_every_route(host: str, port: int, topics: list[str]) -> dict[str, int]:
-    """Every topic's route asked once, 100 in flight (the pod then caches them all); the
-    answers' response codes counted."""
-    client = await RemotingClient.connect(host, port)
-    codes: Counter[str] = Counter()
-    try:
-        for i in range(0, len(topics), 100):
-            answers = await asyncio.gather(
-                *(
-                    client.request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": t}, timeout=30)
-                    for t in topics[i : i + 100]
-                ),
-                return_exceptions=True,
-            )
-            for a in answers:
-                if isinstance(a, BaseException) or a is None:
-                    codes[type(a).__name__] += 1
-                else:
-                    codes[str(a.code)] += 1
-    finally:
-        await client.close()
-    return dict(codes)
-
-
 async def _ask_every_route_on(pods: list[tuple[str, int]], topics: list[str]) -> dict[str, int]:
     total: Counter[str] = Counter()
-    for codes in await asyncio.gather(*(_ask_every_route(h, p, topics) for h, p in pods)):
+    for codes in await asyncio.gather(*(ask_every_route(h, p, topics) for h, p in pods)):
         total.update(codes)
     return dict(total)
 
@@ -513,7 +479,7 @@ def run_capacity_bench(args: argparse.Namespace) -> int:
     for sc in scenarios(args):
         result["scenarios"].append(run_scenario(sc, opts))
         if args.json:  # written after each scenario: a long run that stops keeps its numbers
-            Path(args.json).write_text(json.dumps(result, indent=1, default=_jsonable))
+            Path(args.json).write_text(json.dumps(result, indent=1))
     print_summary(result)
     if args.plots:
         from namesrv_redis.bench.capacity_plots import write_plots
@@ -521,11 +487,3 @@ def run_capacity_bench(args: argparse.Namespace) -> int:
         for p in write_plots(result, Path(args.plots)):
             print(f"wrote {p}")
     return 0
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, RedisSnapshot):
-        return {"cpu_s": o.cpu_s, "used_memory": o.used_memory}
-    if isinstance(o, (set, frozenset)):
-        return sorted(o)
-    raise TypeError(type(o).__name__)

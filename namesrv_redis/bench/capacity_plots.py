@@ -8,17 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from namesrv_redis.bench.plotting import pyplot
+
 
 def write_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise SystemExit(
-            "plots need matplotlib: pip install 'namesrv-redis[plots]' (or matplotlib)"
-        ) from e
+    plt = pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = result["scenarios"]
     written: list[Path] = []

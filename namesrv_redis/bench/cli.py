@@ -17,6 +17,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -30,7 +31,7 @@ from namesrv_redis.remoting.codes import RequestCode
 from namesrv_redis.store.embedded import EmbeddedRedis
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -50,7 +51,7 @@ def start_server(
     env_extra: dict[str, str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """A ``serve`` process on free ports (its stderr to ``log_file`` when given)."""
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_port(), free_port()
     env = {**os.environ, "NAMESRV_LOG_LEVEL": "WARNING", **(env_extra or {})}
     if not cache:
         env["NAMESRV_ROUTE_CACHE_MAX_AGE_MS"] = "0"
@@ -219,21 +220,37 @@ async def registration_latency(host: str, port: int, size: int, reps: int = 10) 
     return {"topics": size, **{k: summarize_us(v) for k, v in timings.items()}}
 
 
-async def cache_all(host: str, port: int, topics: list[str], in_flight: int = 100) -> None:
-    """Ask for every topic's route once (so the pod caches them all), ``in_flight`` at a time."""
+async def ask_every_route(
+    host: str, port: int, topics: list[str], in_flight: int = 100
+) -> dict[str, int]:
+    """Ask for every topic's route once (so the pod caches them all), ``in_flight`` at a
+    time; returns how many answers had each response code (or each error's type name)."""
     client = await RemotingClient.connect(host, port)
+    codes: Counter[str] = Counter()
     try:
         for i in range(0, len(topics), in_flight):
             answers = await asyncio.gather(
                 *(
                     client.request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": t}, timeout=60)
                     for t in topics[i : i + in_flight]
-                )
+                ),
+                return_exceptions=True,
             )
-            if any(a is None or a.code != 0 for a in answers):
-                raise RuntimeError("a route query failed while filling the cache")
+            for a in answers:
+                if isinstance(a, BaseException) or a is None:
+                    codes[type(a).__name__] += 1
+                else:
+                    codes[str(a.code)] += 1
     finally:
         await client.close()
+    return dict(codes)
+
+
+async def cache_all(host: str, port: int, topics: list[str], in_flight: int = 100) -> None:
+    """:func:`ask_every_route`, failing unless every answer was a route."""
+    codes = await ask_every_route(host, port, topics, in_flight)
+    if set(codes) - {"0"}:
+        raise RuntimeError(f"a route query failed while filling the cache: {codes}")
 
 
 def memory_footprint(args: argparse.Namespace, redis_url: str, size: int) -> dict[str, Any]:
@@ -335,7 +352,7 @@ def run_bench(args: argparse.Namespace) -> int:
         else:
             redis_url = args.redis_url
             if not redis_url:
-                embedded = EmbeddedRedis(port=_free_port())
+                embedded = EmbeddedRedis(port=free_port())
                 embedded.start_sync()
                 stack.callback(embedded.stop_sync)
                 redis_url = embedded.url

@@ -26,7 +26,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from namesrv_redis.bench.estate import Estate
-from namesrv_redis.bench.fleet import TIMEOUT, Plan, raise_fd_limit
+from namesrv_redis.bench.fleet import TIMEOUT, Plan, Records, raise_fd_limit, sleep_until
+from namesrv_redis.bench.loadgen import install_uvloop
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codes import RequestCode
 
@@ -48,7 +49,7 @@ class ClientSpec:
 
 
 @dataclass
-class RouteAnswers:
+class RouteAnswers(Records):
     t: array[float] = field(default_factory=lambda: array("d"))
     latency_us: array[int] = field(default_factory=lambda: array("I"))
     code: array[int] = field(default_factory=lambda: array("h"))
@@ -57,16 +58,6 @@ class RouteAnswers:
         self.t.append(t)
         self.latency_us.append(min(2**32 - 1, int(latency_s * 1e6)))
         self.code.append(code)
-
-    def to_dict(self) -> dict[str, bytes]:
-        return {k: getattr(self, k).tobytes() for k in ("t", "latency_us", "code")}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, bytes]) -> RouteAnswers:
-        r = cls()
-        for k in ("t", "latency_us", "code"):
-            getattr(r, k).frombytes(d[k])
-        return r
 
 
 class ClientFleet:
@@ -110,7 +101,7 @@ class ClientFleet:
     ) -> None:
         t = first
         while t < plan.end_at:
-            await _sleep_until(t)
+            await sleep_until(t)
             await asyncio.gather(*(self._ask(conn, topic) for topic in topics))
             t += self.estate.client_poll_s
 
@@ -129,7 +120,7 @@ class ClientFleet:
         if not plan.dying:
             return
         # connected just before: a pod closes connections that stay silent after connecting
-        await _sleep_until(plan.death_at - 0.5)
+        await sleep_until(plan.death_at - 0.5)
         conns = [await RemotingClient.connect(h, p) for h, p in self.spec.pods]
         self.detected = {b: [None] * len(conns) for b in plan.dying}
 
@@ -144,7 +135,7 @@ class ClientFleet:
                 if resp is not None and (resp.code != 0 or name not in (resp.body or b"")):
                     self.detected[b][pod] = time.monotonic()
 
-        await _sleep_until(plan.death_at)
+        await sleep_until(plan.death_at)
         while time.monotonic() < plan.end_at:
             waiting = [
                 (b, pod)
@@ -166,7 +157,7 @@ class ClientFleet:
         http = [await _Http.open(h, p) for h, p in self.spec.http_pods]
         probe = f"/v1/routes/{self.estate.topic(0)}"
         try:
-            await _sleep_until(plan.base)
+            await sleep_until(plan.base)
             while time.monotonic() < plan.end_at:
                 with contextlib.suppress(Exception):
                     t = time.monotonic()
@@ -213,19 +204,10 @@ class _Http:
         self.writer.close()
 
 
-async def _sleep_until(t: float) -> None:
-    delay = t - time.monotonic()
-    if delay > 0:
-        await asyncio.sleep(delay)
-
-
 def clients_process(estate: Estate, spec: ClientSpec, conn: Connection) -> None:
     """Entry point of the client process: connect, report, run the plan, send results."""
     raise_fd_limit()
-    with contextlib.suppress(ImportError):
-        import uvloop  # type: ignore[import-not-found]
-
-        uvloop.install()
+    install_uvloop()
 
     async def main() -> None:
         fleet = ClientFleet(estate, spec)

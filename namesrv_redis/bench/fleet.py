@@ -29,11 +29,12 @@ import random
 import resource
 import time
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TypeVar
 
 from namesrv_redis.bench.estate import Estate
+from namesrv_redis.bench.loadgen import install_uvloop
 from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codes import RequestCode
@@ -61,8 +62,33 @@ class Plan:
     seed: int = 1
 
 
+class Records:
+    """Parallel ``array`` fields (one record per index), shipped between processes as
+    their bytes."""
+
+    def to_dict(self) -> dict[str, bytes]:
+        return {f.name: getattr(self, f.name).tobytes() for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls: type[R], d: dict[str, bytes]) -> R:
+        r = cls()
+        for f in fields(r):  # type: ignore[arg-type]
+            getattr(r, f.name).frombytes(d[f.name])
+        return r
+
+    def extend(self: R, other: R) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            getattr(self, f.name).extend(getattr(other, f.name))
+
+    def __len__(self) -> int:
+        return len(getattr(self, fields(self)[0].name))  # type: ignore[arg-type]
+
+
+R = TypeVar("R", bound=Records)
+
+
 @dataclass
-class Registrations:
+class Registrations(Records):
     """One record per registration answer (or timeout), as parallel arrays."""
 
     t: array[float] = field(default_factory=lambda: array("d"))
@@ -77,13 +103,6 @@ class Registrations:
         self.pod.append(pod)
         self.code.append(code)
         self.kind.append(kind)
-
-    def extend(self, other: Registrations) -> None:
-        for name in ("t", "latency_us", "pod", "code", "kind"):
-            getattr(self, name).extend(getattr(other, name))
-
-    def __len__(self) -> int:
-        return len(self.t)
 
 
 @dataclass
@@ -191,7 +210,7 @@ class Fleet:
                     stormed, kind = True, STORM
                 if next_t >= plan.end_at or (dies and next_t >= plan.death_at):
                     return
-                await _sleep_until(next_t)
+                await sleep_until(next_t)
                 if kind == STORM or rng.random() < plan.change_probability:
                     broker.change()
                     kind = kind if kind == STORM else CHANGED
@@ -213,7 +232,7 @@ class Fleet:
         }
         t = plan.base + random.Random(broker.index).uniform(0, plan.heartbeat_interval_s)
         while t < plan.end_at and not (dies and t >= plan.death_at):
-            await _sleep_until(t)
+            await sleep_until(t)
             for conn in broker.conns:
                 with contextlib.suppress(ConnectionError, TimeoutError):
                     await conn.request(RequestCode.BROKER_HEARTBEAT, ext, oneway=True)
@@ -226,7 +245,7 @@ class Fleet:
                     await c.close()
 
 
-async def _sleep_until(t: float) -> None:
+async def sleep_until(t: float) -> None:
     delay = t - time.monotonic()
     if delay > 0:
         await asyncio.sleep(delay)
@@ -245,10 +264,7 @@ def fleet_process(
     """Entry point of one fleet process: connect, fill, report; then run the plan it is sent
     and send back its records and its dying brokers' last acknowledgements."""
     raise_fd_limit()
-    with contextlib.suppress(ImportError):
-        import uvloop  # type: ignore[import-not-found]
-
-        uvloop.install()
+    install_uvloop()
 
     async def main() -> None:
         fleet = Fleet(estate, pods, indices)
@@ -267,19 +283,8 @@ def fleet_process(
         await asyncio.gather(keep_alive, return_exceptions=True)
         await fleet.run(plan)
         last_ack = {b.index: b.last_ack for b in fleet.brokers if b.index in plan.dying}
-        conn.send(("result", _records_dict(fleet.records), last_ack))
+        conn.send(("result", fleet.records.to_dict(), last_ack))
         await asyncio.to_thread(conn.recv)  # "close": the run is over
         await fleet.close()
 
     asyncio.run(main())
-
-
-def _records_dict(r: Registrations) -> dict[str, Any]:
-    return {name: getattr(r, name).tobytes() for name in ("t", "latency_us", "pod", "code", "kind")}
-
-
-def records_from(d: dict[str, Any]) -> Registrations:
-    r = Registrations()
-    for name in ("t", "latency_us", "pod", "code", "kind"):
-        getattr(r, name).frombytes(d[name])
-    return r

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import orjson
 
+from namesrv_redis.bench.loadgen import install_uvloop
 from namesrv_redis.remoting.codec import FrameDecoder, RemotingCommand, encode_response
 from namesrv_redis.remoting.codes import RequestCode, ResponseCode
 from namesrv_redis.remoting.register_body import decode_register_body
@@ -130,10 +131,7 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--kv-file", required=True)
     args = p.parse_args()
-    with contextlib.suppress(ImportError):
-        import uvloop  # type: ignore[import-not-found]
-
-        uvloop.install()
+    install_uvloop()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.port, Path(args.kv_file)))
 

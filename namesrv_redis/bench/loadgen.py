@@ -267,16 +267,20 @@ async def _run(spec: LoadSpec) -> LoadResult:
     return result
 
 
+def install_uvloop() -> None:
+    """uvloop for this benchmark process's event loops, when it is installed."""
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    uvloop.install()
+
+
 def run_route_load(spec: LoadSpec) -> dict[str, Any]:
     """Entry point of one generator process (picklable result)."""
     if spec.cpu is not None:
         os.sched_setaffinity(0, {spec.cpu})
-    try:
-        import uvloop  # type: ignore[import-not-found]
-
-        uvloop.install()
-    except ImportError:
-        pass
+    install_uvloop()
     return asyncio.run(_run(spec)).to_dict()
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from namesrv_redis.bench.cli import _free_port, start_server
+from namesrv_redis.bench.cli import free_port, start_server
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codes import RequestCode
 from namesrv_redis.store.embedded import find_redis_server
@@ -135,7 +135,7 @@ class RedisBackend(Backend):
         self.rebuild = rebuild
         """Whether the pod re-applies its connected brokers' registrations after Redis lost
         them (rebuildOnDataLoss, docs/ha.md); off, the table shows what Redis itself keeps."""
-        self.redis_port = _free_port()
+        self.redis_port = free_port()
         self.binary = find_redis_server()
         self.client: Any = None
         self.store: RouteStore | None = None
@@ -232,7 +232,7 @@ class JavaLikeBackend(Backend):
 
     def __init__(self, mode: str, workdir: Path) -> None:
         super().__init__(mode, workdir)
-        self.port = _free_port()
+        self.port = free_port()
         self.client: RemotingClient | None = None
 
     @property
