@@ -114,6 +114,13 @@ class Pod:
 
     async def start(self) -> None:
         s = self.settings
+        # TLS first: a missing or bad certificate refuses to start before anything is
+        # started or connected (nothing to stop again)
+        opts = tls_options(s)
+        if opts.enabled or s.http_tls_enable:
+            self.tls = ServerTls(opts)
+            self.tls.load()
+            self.tls.start_watch()  # certificate files checked for changes (remoting and HTTPS)
         target = RedisTarget(Deployment.STANDALONE)  # a client handed in (tests)
         options: dict[str, Any] = {}
         url: str | None = None
@@ -174,11 +181,6 @@ class Pod:
         await self.liveness.start()
         self.topology.on_failover.append(self._failed_over)
 
-        opts = tls_options(s)
-        if opts.enabled or s.http_tls_enable:
-            self.tls = ServerTls(opts)
-            self.tls.load()
-            self.tls.start_watch()  # certificate files checked for changes (remoting and HTTPS)
         limits = FlowLimits.from_settings(s)
         set_max_inflated(s.flow_register_body_max_inflated)
         # big registrations off the loop: on a pod with a Redis URL of its own and not on
