@@ -1,8 +1,9 @@
 """Settings of a name-server pod, under RocketMQ's own option names where an option exists.
 
-Sources, strongest first: command line, environment (``NAMESRV_<FIELD>``, e.g.
-``NAMESRV_REDIS_URL``), a config file (a Java ``.properties`` file with RocketMQ's camelCase
-names such as ``listenPort=9876``, or TOML/JSON with either spelling), defaults.
+Sources, strongest first: command line, environment (``NAMESRV_<FIELD>`` in any case, e.g.
+``NAMESRV_REDIS_URL``; read by :func:`environment_values`), a config file (a Java
+``.properties`` file with RocketMQ's camelCase names such as ``listenPort=9876``, or TOML/JSON
+with either spelling), defaults.
 UPDATE_NAMESRV_CONFIG changes some of them at run time (:mod:`namesrv_redis.runtime_config`)
 and GET_NAMESRV_CONFIG reports them (:func:`to_properties_text`), as the Java NameServer does.
 """
@@ -10,12 +11,21 @@ and GET_NAMESRV_CONFIG reports them (:func:`to_properties_text`), as the Java Na
 from __future__ import annotations
 
 import json
+import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from namesrv_redis.remoting.tls import DEFAULT_TLS_CONFIG_FILE, parse_client_auth, parse_mode
 from namesrv_redis.store.keys import validate_namespace
@@ -25,8 +35,15 @@ DEFAULT_BLACK_LIST = "configBlackList;configStorePath;kvConfigPath"
 ALWAYS_BLACK_LISTED = ("configBlackList", "configStorePath", "kvConfigPath", "rocketmqHome")
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="NAMESRV_", extra="ignore", frozen=False)
+ENV_PREFIX = "NAMESRV_"
+
+
+class Settings(BaseModel):
+    """A pod's options. Constructing one reads nothing but its arguments; the sources are
+    merged by :func:`load_settings`. (A plain model: pydantic-settings cost the pod 1–3 MB of
+    RSS for reading environment variables.)"""
+
+    model_config = ConfigDict(extra="ignore", frozen=False)
 
     # namesrv-redis's own
     redis_url: str | None = None
@@ -67,7 +84,7 @@ class Settings(BaseSettings):
     # the embedded Redis (no redis_url): docs/persistence.md
     data_dir: str | None = None
     persistence: str = DEFAULT_MODE
-    malloc_trim_threshold_mb: int = Field(32, ge=0)
+    malloc_trim_threshold_mb: int = Field(1, ge=0)
     """Return freed memory to the system once malloc holds this much free (0 = never)."""
     # RocketMQ NamesrvConfig / NettyServerConfig
     listen_port: int = Field(9876, ge=0, le=65535)
@@ -98,6 +115,8 @@ class Settings(BaseSettings):
     tls_ciphers: str | None = None
     tls_reload_interval_seconds: float = Field(5.0, ge=0)
     http_tls_enable: bool = False
+    http_preload_app: bool = False
+    """Build the HTTP JSON API at start rather than on its first request (http/lazy_app.py)."""
     allow_unauthenticated_admin: bool = False
     # ACL: signatures of RocketMQ's AclClientRPCHook (docs/security.md)
     acl_enable: bool = False
@@ -203,6 +222,7 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "tls_ciphers": "tls.ciphers",
     "tls_reload_interval_seconds": "tlsReloadIntervalSeconds",
     "http_tls_enable": "httpTlsEnable",
+    "http_preload_app": "httpPreloadApp",
     "allow_unauthenticated_admin": "allowUnauthenticatedAdmin",
     "acl_enable": "aclEnable",
     "acl_bootstrap_file": "aclBootstrapFile",
@@ -342,18 +362,29 @@ def _read_file(path: str) -> dict[str, Any]:
     return out
 
 
+def environment_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The options set as ``NAMESRV_<FIELD>`` variables (prefix and name in any case), by
+    field name; values stay strings for the model to validate ("true", "1", "9876")."""
+    out: dict[str, str] = {}
+    for key, value in (os.environ if environ is None else environ).items():
+        if len(key) > len(ENV_PREFIX) and key[: len(ENV_PREFIX)].upper() == ENV_PREFIX:
+            name = key[len(ENV_PREFIX) :].lower()
+            if name in Settings.model_fields:
+                out[name] = value
+    return out
+
+
 def load_settings(
-    config_file: str | None = None, overrides: dict[str, Any] | None = None
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Defaults < config file < environment < ``overrides`` (the command line)."""
+    """Defaults < config file < environment (``environ``, the process's by default) <
+    ``overrides`` (the command line)."""
     file_values = _read_file(config_file) if config_file else {}
     try:
-        env_only = Settings()
-        env_set = env_only.model_fields_set
-        merged = dict(file_values)
-        merged.update({k: getattr(env_only, k) for k in env_set})
-        merged.update(overrides or {})
-        return Settings.model_validate(merged) if merged else env_only
+        merged = {**file_values, **environment_values(environ), **(overrides or {})}
+        return Settings.model_validate(merged)
     except ValidationError as e:
         err = e.errors()[0]
         raise ValueError(

@@ -15,6 +15,7 @@ import socket
 from typing import Any
 
 from namesrv_redis.config import Settings
+from namesrv_redis.http.lazy_app import LazyApp
 from namesrv_redis.memtrim import MemoryTrimmer
 from namesrv_redis.metrics import EMBEDDED_REDIS_RESTARTS
 from namesrv_redis.remoting.acl import start_acl
@@ -102,6 +103,8 @@ class Pod:
         self.advertiser: PodAdvertiser | None = None
         self.topology: Topology | None = None
         self.http: Any = None
+        self.http_app: LazyApp | None = None
+        """The JSON API (FastAPI), built on its first request."""
         self.tls: ServerTls | None = None
         self.acl: AclStore | None = None
         self.trimmer = MemoryTrimmer(settings.malloc_trim_threshold_mb * 2**20)
@@ -201,6 +204,7 @@ class Pod:
             tls=self.tls if opts.enabled else None,
             limits=limits,
             offload=self.offload,
+            after_big_request=self.trimmer.burst_ended,
         )
         await self.remoting.start()
 
@@ -212,19 +216,15 @@ class Pod:
         if self.serve_http:
             await self._start_http()
 
-    async def _start_http(self) -> None:
-        import uvicorn
-
-        from namesrv_redis.http import create_app, warn_if_unprotected
-        from namesrv_redis.http.fast_protocol import route_protocol
-        from namesrv_redis.http.fast_routes import RouteFastPath
-        from namesrv_redis.http.limits import MAX_HEAD_BYTES, BodyLimit
+    def _json_api(self, estate: Any) -> Any:
+        """The FastAPI application of this pod (built by :class:`LazyApp` when first needed)."""
+        from namesrv_redis.http.app import create_app
         from namesrv_redis.http.status import StatusSource, status_router
 
         s = self.settings
         assert self.store is not None and self.events is not None and self.routes is not None
-        warn_if_unprotected(s, log)
-        inner = create_app(
+        assert self.persistence is not None
+        app = create_app(
             self.store,
             events=self.events,
             settings_provider=self._current,
@@ -232,9 +232,9 @@ class Pod:
             routes=self.routes,
             notices=self.notices,
             acl=self.acl,
+            estate=estate,
         )
-        assert self.persistence is not None
-        inner.include_router(
+        app.include_router(
             status_router(
                 StatusSource(
                     describe_url(s.redis_url or "embedded"),
@@ -244,9 +244,31 @@ class Pod:
                 )
             )
         )
+        return app
+
+    async def _start_http(self) -> None:
+        import uvicorn
+
+        from namesrv_redis.estate_metrics import EstateCollector
+        from namesrv_redis.http.exposure import warn_if_unprotected
+        from namesrv_redis.http.fast_protocol import route_protocol
+        from namesrv_redis.http.fast_routes import RouteFastPath
+        from namesrv_redis.http.limits import MAX_HEAD_BYTES, BodyLimit
+        from namesrv_redis.http.probes import Probes
+
+        s = self.settings
+        assert self.store is not None and self.events is not None and self.routes is not None
+        warn_if_unprotected(s, log)
+        estate = EstateCollector(self.store.keys.namespace)
+        self.http_app = LazyApp(
+            lambda: self._json_api(estate),
+            import_modules=("namesrv_redis.http.app", "namesrv_redis.http.status"),
+        )
+        if s.http_preload_app:
+            await self.http_app.load()
         app = BodyLimit(
             RouteFastPath(
-                inner,
+                Probes(self.http_app, self.store, estate, self.readiness, self.notices),
                 self.routes,
                 self.events,
             )

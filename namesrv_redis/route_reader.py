@@ -14,9 +14,11 @@ reach Redis either.
 Memory: an answer names brokers, never its topic, so the many topics that live on the same
 brokers with the same queue numbers have byte-identical answers; the reader keeps one entry
 (both bodies) per distinct answer, shared by all those topics. A cached topic then costs
-its name and a dict slot (about 110 bytes), whatever its answer's size. Broker events do not
-look topics up: they mark the shared broker set of the affected entries stale, so no
-per-broker index is kept.
+its name and a dict slot, whatever its answer's size: the cache is keyed by the name's UTF-8
+bytes, which are 16 bytes smaller than the ``str`` (a 16-character topic: a 64-byte block
+instead of 80; 1.6 MB per 100,000 topics) for about 40 ns of encoding per query. Broker
+events do not look topics up: they mark the shared broker set of the affected entries stale,
+so no per-broker index is kept.
 
 When Redis is unreachable, the last known answer is served (stale but available), as
 DESIGN.md asks. Zone-filtered answers (RocketMQ 5's zone mode) are read from Redis each time.
@@ -73,6 +75,14 @@ class _Entry(msgspec.Struct, gc=False):
 _NO_ROUTE = _Entry(None, None, None)
 
 
+def _key(topic: str) -> bytes:
+    """The cache key of a topic: its UTF-8 bytes (lone surrogates kept, never an error)."""
+    try:
+        return topic.encode()
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\ud800" escape
+        return topic.encode("utf-8", "surrogatepass")
+
+
 def encode_route(route: TopicRoute, standard: bool) -> bytes:
     """A route answer's body, as the Java NameServer encodes it for that client."""
     wire = route.to_wire()
@@ -110,7 +120,8 @@ class RouteReader:
         self.support_acting_master = support_acting_master
         self.max_entries = max_entries
         self.enabled = enabled
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[bytes, _Entry] = {}
+        """By :func:`_key` of the topic."""
         self._shared: dict[bytes, _Entry] = {}
         """One entry per distinct answer (by its standard-JSON body), shared by its topics."""
         self._broker_sets: dict[tuple[str, ...], _BrokerSet] = {}
@@ -136,14 +147,15 @@ class RouteReader:
 
     def cached_body(self, topic: str, *, standard: bool) -> tuple[bool, bytes | None]:
         """(hit, body) from the cache alone, without awaiting: the remoting hot path."""
-        entry = self._entries.get(topic)
+        entry = self._entries.get(_key(topic))
         if entry is None or not entry.fresh():
             return False, None
         _HIT.inc()
         return True, entry.standard if standard else entry.fastjson
 
     async def _entry(self, topic: str) -> _Entry:
-        entry = self._entries.get(topic)
+        key = _key(topic)
+        entry = self._entries.get(key)
         if entry is not None and entry.fresh():
             _HIT.inc()
             return entry
@@ -156,7 +168,7 @@ class RouteReader:
                 log.warning("route store unreachable: serving a stale route of %r", topic)
                 return entry
             raise
-        cached = self._entries.get(topic)
+        cached = self._entries.get(key)
         if cached is not None and cached.fresh():
             return cached
         return self._make_entry(route)  # not cached (an event raced the read): as read
@@ -213,11 +225,12 @@ class RouteReader:
 
     def _store(self, topic: str, route: TopicRoute | None) -> None:
         entries = self._entries
-        if topic in entries:
-            del entries[topic]  # re-inserted last: eviction goes oldest-filled first
+        key = _key(topic)
+        if key in entries:
+            del entries[key]  # re-inserted last: eviction goes oldest-filled first
         elif len(entries) >= self.max_entries:
             del entries[next(iter(entries))]
-        entries[topic] = self._make_entry(route)
+        entries[key] = self._make_entry(route)
 
     # ------------------------------------------------------------------ invalidation
 
@@ -230,7 +243,7 @@ class RouteReader:
             self.clear()
             return
         for t in topics:
-            self._entries.pop(t, None)
+            self._entries.pop(_key(t), None)
         for b in brokers:
             for stale in self._sets_by_broker.pop(b, ()):
                 stale.valid = False

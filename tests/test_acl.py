@@ -410,7 +410,7 @@ async def test_serve_with_acl_and_http_admin_api(
 
 
 def test_admin_refused_on_public_bind_without_token() -> None:
-    from namesrv_redis.http.app import admin_exposed_without_token
+    from namesrv_redis.http.exposure import admin_exposed_without_token
 
     assert admin_exposed_without_token(Settings(http_host="0.0.0.0"))
     assert not admin_exposed_without_token(Settings(http_host="127.0.0.1"))

@@ -19,7 +19,8 @@ from pydantic import SecretStr
 
 from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.config import Settings
-from namesrv_redis.http import create_app, warn_if_unprotected
+from namesrv_redis.http.app import create_app
+from namesrv_redis.http.exposure import warn_if_unprotected
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codes import RequestCode
 from namesrv_redis.remoting.processor import NamesrvProcessor

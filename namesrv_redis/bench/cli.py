@@ -17,6 +17,7 @@ import platform
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -253,9 +254,22 @@ async def cache_all(host: str, port: int, topics: list[str], in_flight: int = 10
         raise RuntimeError(f"a route query failed while filling the cache: {codes}")
 
 
+PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+def http_get_all(host: str, port: int, paths: tuple[str, ...]) -> None:
+    """GET each path once, failing unless it answers 200."""
+    for path in paths:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=30) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"GET {path}: HTTP {resp.status}")
+            resp.read()
+
+
 def memory_footprint(args: argparse.Namespace, redis_url: str, size: int) -> dict[str, Any]:
     """A fresh pod; ``size`` distinct topics registered over the wire by 10 brokers
-    (size/10 each) and every route cached: pod RSS and Redis memory, before and after."""
+    (size/10 each), every route cached and the probes and metrics asked once: pod RSS and Redis
+    memory, before and after; then the pod's RSS once its JSON API answered a request."""
     brokers = 10
     per = max(1, size // brokers)
     client = redis.Redis.from_url(redis_url)
@@ -279,7 +293,12 @@ def memory_footprint(args: argparse.Namespace, redis_url: str, size: int) -> dic
                 srv["port"],
                 [f"mem-topic-{b}-{t}" for b in range(brokers) for t in range(per)],
             )
+            # what a Kubernetes kubelet and a Prometheus server ask every pod
+            await asyncio.to_thread(http_get_all, srv["host"], srv["http_port"], PROBE_PATHS)
             out["server_rss_mib"] = round(tree.rss_mib(), 1)
+            # the first request the JSON API answers loads it (http/lazy_app.py)
+            await asyncio.to_thread(http_get_all, srv["host"], srv["http_port"], ("/v1/clusters",))
+            out["server_rss_json_api_mib"] = round(tree.rss_mib(), 1)
             out["redis_used_memory_mib"] = round(
                 (redis_used_memory(client.info("memory")) - redis_before) / 2**20, 1
             )
@@ -425,7 +444,7 @@ def run_bench(args: argparse.Namespace) -> int:
         if "memory" not in skip and redis_url is not None:
             print(
                 f"{'memory (fresh pod)':<20}{'idle RSS':>10}{'RSS MiB':>9}{'B/topic':>9}"
-                f"{'Redis MiB':>11}{'B/topic-broker':>16}"
+                f"{'Redis MiB':>11}{'B/topic-broker':>16}{'RSS, JSON API used':>20}"
             )
             result["memory"] = []
             for size in (int(s) for s in args.memory_sizes.split(",") if s):
@@ -434,7 +453,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 print(
                     f"{m['topics']:<20}{m['server_rss_idle_mib']:>10}{m['server_rss_mib']:>9}"
                     f"{m['server_bytes_per_topic']:>9}{m['redis_used_memory_mib']:>11}"
-                    f"{m['redis_bytes_per_topic_broker']:>16}"
+                    f"{m['redis_bytes_per_topic_broker']:>16}{m['server_rss_json_api_mib']:>20}"
                 )
     print(json.dumps(result))
     return 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 import re
 import time
@@ -24,14 +23,15 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from namesrv_redis.config import Settings
-from namesrv_redis.estate_metrics import EstateCollector, exposition
+from namesrv_redis.estate_metrics import EstateCollector
 from namesrv_redis.http.acl_api import add_acl_routes
+from namesrv_redis.http.exposure import admin_exposed_without_token
 from namesrv_redis.http.openapi import install as install_openapi
+from namesrv_redis.http.probes import HEALTHY, metrics_text, readiness_answer
 from namesrv_redis.metrics import (
     REQUEST_LATENCY,
     REQUESTS,
     http_route_label,
-    set_table_sizes,
 )
 from namesrv_redis.route_reader import RouteReader
 from namesrv_redis.store.acl import AclStore
@@ -172,43 +172,6 @@ def parse_wait(text: str | None) -> float:
     return min(seconds, MAX_WAIT_S)
 
 
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def admin_exposed_without_token(settings: Settings) -> bool:
-    """True when admin calls would be reachable from other machines without a token."""
-    return settings.admin_token is None and not is_loopback(settings.http_host)
-
-
-def warn_if_unprotected(settings: Settings, logger: logging.Logger) -> bool:
-    """Say so when admin calls are reachable from other machines without a token: they are
-    then refused (403) unless ``allowUnauthenticatedAdmin`` says otherwise."""
-    if not admin_exposed_without_token(settings):
-        return False
-    if settings.allow_unauthenticated_admin:
-        logger.warning(
-            "HTTP admin endpoints on %s:%d are not protected (--allow-unauthenticated-admin): "
-            "anyone who reaches this port can change routes and KV config",
-            settings.http_host,
-            settings.http_port,
-        )
-    else:
-        logger.warning(
-            "HTTP admin endpoints on %s:%d are not protected, so they are disabled: set "
-            "--admin-token (NAMESRV_ADMIN_TOKEN), bind --http-host 127.0.0.1, or pass "
-            "--allow-unauthenticated-admin",
-            settings.http_host,
-            settings.http_port,
-        )
-    return True
-
-
 # ------------------------------------------------------------------------------ app
 
 
@@ -222,8 +185,10 @@ def create_app(
     max_wait_s: float = MAX_WAIT_S,
     notices: Callable[[], list[str]] | None = None,
     acl: AclStore | None = None,
+    estate: EstateCollector | None = None,
 ) -> FastAPI:
-    """The FastAPI application of one pod."""
+    """The FastAPI application of one pod (``estate``: the collector of the estate gauges
+    that ``/metrics`` reports, shared with :class:`~.probes.Probes` in a pod)."""
     reader = routes if routes is not None else RouteReader(store, enabled=False)
     app = FastAPI(
         title="namesrv-redis",
@@ -476,31 +441,18 @@ def create_app(
 
     @app.get("/healthz", response_model=StatusModel, response_model_exclude_none=True)
     async def healthz() -> StatusModel:
-        return StatusModel(status="ok")
+        return StatusModel(**HEALTHY)
 
     @app.get("/readyz", response_model=StatusModel, response_model_exclude_none=True)
     async def readyz() -> Response:
-        reason = await readiness()
-        extra = {"notices": n} if notices is not None and (n := notices()) else {}
-        if reason is None:
-            return JSONResponse({"status": "ready", **extra})
-        return JSONResponse({"status": "not_ready", "reason": reason, **extra}, status_code=503)
+        status, content = await readiness_answer(readiness, notices)
+        return JSONResponse(content, status_code=status)
 
-    estate = EstateCollector(store.keys.namespace)
+    metrics_estate = estate if estate is not None else EstateCollector(store.keys.namespace)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
-        # One Redis round trip per scrape; on failure the gauges keep their last value and
-        # namesrv_redis_up says 0.
-        snap = await estate.refresh(
-            store.redis,
-            store.keys,
-            int(time.time() * 1000),
-            timeout_s=store.deadlines.read_ms / 1000,
-        )
-        if snap.redis_up:
-            set_table_sizes(snap.brokers, snap.clusters, snap.topics)
-        return Response(exposition(estate), media_type=CONTENT_TYPE_LATEST)
+        return Response(await metrics_text(metrics_estate, store), media_type=CONTENT_TYPE_LATEST)
 
     if acl is not None:
         add_acl_routes(app, acl, require_admin)

@@ -72,6 +72,14 @@ class RemotingCommand:
     def is_oneway(self) -> bool:
         return bool(self.flag & FLAG_ONEWAY)
 
+    def body_at_least(self, size: int) -> bool:
+        """The body is ``size`` bytes or more — a sixteenth of that when it says it is
+        compressed (``compressed=true``, a REGISTER_BROKER body inflates about that much)."""
+        if not self.body:
+            return False
+        compressed = (self.ext_fields or {}).get("compressed", "").lower() == "true"
+        return len(self.body) >= (size // 16 if compressed else size)
+
 
 # ---------------------------------------------------------------------- decoding
 

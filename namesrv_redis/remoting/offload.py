@@ -106,11 +106,7 @@ class Offloader:
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_JOBS)
 
     def wants(self, cmd: RemotingCommand) -> bool:
-        if cmd.code != _REGISTER or not cmd.body:
-            return False
-        ext = cmd.ext_fields or {}
-        compressed = ext.get("compressed", "").lower() == "true"
-        return len(cmd.body) >= (self.min_body // 16 if compressed else self.min_body)
+        return cmd.code == _REGISTER and cmd.body_at_least(self.min_body)
 
     async def start(self) -> None:
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()

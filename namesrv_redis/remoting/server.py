@@ -28,7 +28,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from redis.exceptions import RedisError
@@ -61,6 +61,10 @@ _BUSY = int(ResponseCode.SYSTEM_BUSY)
 _FLUSH_BYTES = 64 * 1024
 """Inline answers are written in batches of about this much, so that a pipelined burst
 stops as soon as the transport's high-water mark is passed."""
+BIG_REQUEST_BODY = 64 * 1024
+"""A request body this large (a big registration; a sixteenth of it compressed) is a burst
+of buffers: once it is answered, the server calls ``after_big_request`` (the pod's memory
+trimmer, :meth:`~namesrv_redis.memtrim.MemoryTrimmer.burst_ended`)."""
 _conn_ids = itertools.count(1)
 
 
@@ -113,8 +117,10 @@ class RemotingServer:
         tls: ServerTls | None = None,
         limits: FlowLimits | None = None,
         offload: Offloader | None = None,
+        after_big_request: Callable[[], None] | None = None,
     ) -> None:
         self.processor = processor
+        self.after_big_request = after_big_request
         self.tls = tls if tls is not None and tls.opts.enabled else None
         """With TLS on, one port serves TLS and plain clients (see :mod:`.accept`)."""
         self._acceptor: SniffingAcceptor | None = None
@@ -520,18 +526,20 @@ class RemotingProtocol(asyncio.Protocol):
             response = Response(code, remark)
         self.server.metrics.request(cmd.code, time.perf_counter() - started)
         self.server.metrics.response(response.code)
-        if cmd.is_oneway or self.closed:
-            return
-        self._write(
-            encode_response(
-                response.code,
-                cmd.opaque,
-                cmd.serialize_type,
-                remark=response.remark,
-                ext_fields=response.ext_fields,
-                body=response.body,
+        if not cmd.is_oneway and not self.closed:
+            self._write(
+                encode_response(
+                    response.code,
+                    cmd.opaque,
+                    cmd.serialize_type,
+                    remark=response.remark,
+                    ext_fields=response.ext_fields,
+                    body=response.body,
+                )
             )
-        )
+        hook = self.server.after_big_request
+        if hook is not None and cmd.body_at_least(BIG_REQUEST_BODY):
+            hook()
 
     async def _remove_brokers(self) -> None:
         try:

@@ -101,8 +101,9 @@ def _topic_configs(topics: Mapping[str, int | Topic] | Iterable[str]) -> list[Qu
 
 
 def _settings(values: dict[str, Any], options: Mapping[str, Any]) -> Settings:
-    """Settings from defaults and these values only: the test process's NAMESRV_* environment
-    does not leak into a test server."""
+    """Settings from defaults and these values only (a test process's NAMESRV_* environment
+    is not read: only :func:`~namesrv_redis.config.load_settings` reads it). Every option
+    counts as set, so a ``tls.config.file`` never overrides the fixture's TLS options."""
     merged = {
         name: field.get_default(call_default_factory=True)
         for name, field in Settings.model_fields.items()
