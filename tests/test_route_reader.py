@@ -208,3 +208,24 @@ async def test_a_reset_namespace_flushes_the_cache(real_redis: Any, namespace: s
         assert len(reader) == 0
     finally:
         await events.stop()
+
+
+async def test_topics_with_any_text_are_cached_and_dropped_by_their_events(
+    real_redis: Any, namespace: str
+) -> None:
+    """The cache is keyed by the topic's UTF-8 bytes: a non-ASCII name is cached, hit and
+    invalidated like any other; a lone surrogate (no client decoder lets one through: orjson
+    and strict UTF-8 refuse it) is a miss, never an encoding error."""
+    store = await make_store(real_redis, namespace)
+    await store.register_broker(registration(["T1", "Tópico-Ω"]))
+    reader = RouteReader(store)
+    for topic in ("Tópico-Ω", "T1", "missing-ü"):
+        await reader.route_body(topic, standard=True)
+        assert reader.cached_body(topic, standard=True)[0], topic
+    assert store.reads == 3 and len(reader) == 3
+    assert reader.cached_body("missing-ü", standard=True) == (True, None)  # no route, cached
+    assert reader.cached_body("bad-\ud800", standard=True) == (False, None)
+    reader.invalidate(frozenset({"Tópico-Ω", "bad-\ud800"}))
+    assert reader.cached_body("Tópico-Ω", standard=True) == (False, None)
+    assert reader.cached_body("T1", standard=True)[0]
+    assert (await route_of(reader, "Tópico-Ω"))["queueDatas"][0]["brokerName"] == "broker-a"
