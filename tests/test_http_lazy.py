@@ -55,6 +55,8 @@ POD_SCRIPT = textwrap.dedent(
                 for path in ("/healthz", "/readyz", "/metrics", "/v1/routes/LazyTopic"):
                     r = await http.get(path)
                     out[path] = [r.status_code, r.headers.get("content-type"), r.text]
+                head = await http.head("/healthz")  # load balancers that probe with HEAD
+                out["head"] = [head.status_code, head.headers.get("content-length"), head.text]
                 out["loaded_after_probes"] = "fastapi" in sys.modules
                 first = await asyncio.gather(*(http.get("/v1/clusters") for _ in range(5)))
                 out["clusters"] = [r.status_code for r in first]
@@ -90,6 +92,7 @@ def test_probes_metrics_and_cached_routes_do_not_load_the_json_api(
 ) -> None:
     r = _run_pod(redis_server.url, "lazy-http", preload=False)
     assert not r["loaded_at_start"] and not r["loaded_after_probes"]
+    assert r["head"] == [200, str(len(r["/healthz"][2])), ""]
     assert r["/healthz"][:2] == [200, "application/json"]
     assert json.loads(r["/healthz"][2]) == {"status": "ok"}
     assert r["/readyz"][0] == 200 and json.loads(r["/readyz"][2])["status"] == "ready"

@@ -66,13 +66,15 @@ async def metrics_text(estate: EstateCollector, store: RouteStore) -> bytes:
     return exposition(estate)
 
 
+_METHODS = frozenset({"GET", "HEAD"})
+"""As the application's GET routes (Starlette adds HEAD; the server sends no body for it)."""
 _JSON = b"application/json"
 _METRICS_TYPE = CONTENT_TYPE_LATEST.encode()
 
 
 class Probes:
-    """ASGI: ``GET /healthz``, ``/readyz`` and ``/metrics`` answered here (counted under the
-    same metric labels as the application's routes), everything else through ``app``."""
+    """ASGI: ``GET`` (and ``HEAD``) ``/healthz``, ``/readyz`` and ``/metrics`` answered here
+    (counted under the labels the application's routes have), everything else through ``app``."""
 
     def __init__(
         self,
@@ -93,9 +95,10 @@ class Probes:
             METRICS: self._metrics,
         }
         self._children = {
-            path: (REQUESTS.labels("http", label), REQUEST_LATENCY.labels("http", label))
+            (method, path): (REQUESTS.labels("http", label), REQUEST_LATENCY.labels("http", label))
             for path in self._answers
-            for label in (http_route_label("GET", path),)
+            for method in _METHODS
+            for label in (http_route_label(method, path),)
         }
 
     async def _healthz(self) -> tuple[int, bytes, bytes]:
@@ -110,7 +113,7 @@ class Probes:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         answer = None
-        if scope["type"] == "http" and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["method"] in _METHODS:
             answer = self._answers.get(scope["path"])
         if answer is None:
             await self.app(scope, receive, send)
@@ -119,7 +122,7 @@ class Probes:
         try:
             status, content_type, body = await answer()
         except Exception as e:  # as the application's catch-all handler answers
-            log.exception("HTTP GET %s failed", scope["path"])
+            log.exception("HTTP %s %s failed", scope["method"], scope["path"])
             status, content_type = 500, _JSON
             body = json_bytes({"error": "internal_error", "detail": type(e).__name__})
         await send(
@@ -133,6 +136,6 @@ class Probes:
             }
         )
         await send({"type": "http.response.body", "body": body})
-        count, latency = self._children[scope["path"]]
+        count, latency = self._children[scope["method"], scope["path"]]
         count.inc()
         latency.observe(time.perf_counter() - started)
