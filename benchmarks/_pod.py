@@ -6,12 +6,14 @@ load generator's own work never shows up as the pod's latency."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import multiprocessing as mp
 import random
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -54,6 +56,18 @@ class PodUnderTest:
     def stop(self) -> None:
         self.pod.stop()
         self.redis.stop()
+
+
+def run_against_pod(
+    run: Callable[[argparse.Namespace, PodUnderTest], Awaitable[int]], args: argparse.Namespace
+) -> int:
+    """``run(args, pod)`` against a fresh redis-server and pod, both stopped afterwards; its
+    exit status."""
+    put = PodUnderTest.start()
+    try:
+        return asyncio.run(run(args, put))
+    finally:
+        put.stop()
 
 
 class RssSampler:

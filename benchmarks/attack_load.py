@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _pod import MIB, Observer, PodUnderTest, RssSampler, Samples, mib
+from _pod import MIB, Observer, PodUnderTest, RssSampler, Samples, mib, run_against_pod
 
 from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.remoting.client import RemotingClient
@@ -258,12 +258,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seconds", type=float, default=8.0, help="length of each attack")
     p.add_argument("--only", default="", help="comma-separated attacks: " + ",".join(ATTACKS))
-    args = p.parse_args()
-    put = PodUnderTest.start()
-    try:
-        return asyncio.run(run(args, put))
-    finally:
-        put.stop()
+    return run_against_pod(run, p.parse_args())
 
 
 if __name__ == "__main__":

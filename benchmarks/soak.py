@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _pod import MIB, PodUnderTest, RssSampler
+from _pod import MIB, PodUnderTest, RssSampler, run_against_pod
 
 from namesrv_redis.bench.stats import percentile
 from namesrv_redis.broker_sim import SimBroker
@@ -267,12 +267,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--minutes", type=float, default=30.0)
     p.add_argument("--report-every", type=float, default=60.0, help="seconds between lines")
-    args = p.parse_args()
-    put = PodUnderTest.start()
-    try:
-        return asyncio.run(run(args, put))
-    finally:
-        put.stop()
+    return run_against_pod(run, p.parse_args())
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import json
 import random
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,10 +277,16 @@ expiry notification, not a sweep."""
 POD_ENV = {"NAMESRV_SCAN_NOT_ACTIVE_BROKER_INTERVAL": str(SWEEP_MS)}
 
 
-def start_pods(url: str, namespace: str, count: int = 2) -> list[Any]:
+def running_pods(url: str, namespace: str, count: int = 2) -> Iterator[list[Any]]:
+    """A pytest fixture's body: ``count`` ``serve`` pods on ``url``, stopped afterwards."""
     from tests.serverproc import NamesrvProcess
 
-    return [NamesrvProcess(url, namespace, env=POD_ENV).start() for _ in range(count)]
+    started = [NamesrvProcess(url, namespace, env=POD_ENV).start() for _ in range(count)]
+    try:
+        yield started
+    finally:
+        for p in started:
+            p.stop()
 
 
 async def run_failure(

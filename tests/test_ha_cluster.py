@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from namesrv_redis.store.keys import Keys
-from tests.ha_load import assert_nothing_lost, run_failure, start_pods
+from tests.ha_load import assert_nothing_lost, run_failure, running_pods
 from tests.redis_topologies import ClusterSet, command, key_slot, kill
 from tests.serverproc import NamesrvProcess
 
@@ -29,10 +29,7 @@ def cluster() -> Iterator[ClusterSet]:
 
 @pytest.fixture
 def pods(cluster: ClusterSet, namespace: str) -> Iterator[list[NamesrvProcess]]:
-    started = start_pods(cluster.url, namespace)
-    yield started
-    for p in started:
-        p.stop()
+    yield from running_pods(cluster.url, namespace)
 
 
 def migrate(cluster: ClusterSet, namespace: str) -> Callable[[], None]:

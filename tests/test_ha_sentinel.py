@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.ha_load import assert_nothing_lost, run_failure, start_pods
+from tests.ha_load import assert_nothing_lost, run_failure, running_pods
 from tests.redis_topologies import SentinelSet, command, kill
 from tests.serverproc import NamesrvProcess
 
@@ -29,10 +29,7 @@ def sentinels() -> Iterator[SentinelSet]:
 
 @pytest.fixture
 def pods(sentinels: SentinelSet, namespace: str) -> Iterator[list[NamesrvProcess]]:
-    started = start_pods(sentinels.url, namespace)
-    yield started
-    for p in started:
-        p.stop()
+    yield from running_pods(sentinels.url, namespace)
 
 
 def fail_over(sentinels: SentinelSet, *, planned: bool) -> None:

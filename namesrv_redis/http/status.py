@@ -11,17 +11,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from namesrv_redis.store.embedded import EmbeddedRedis
-from namesrv_redis.store.persistence import PersistenceMonitor
-
-
-class PersistenceModel(BaseModel):
-    mode: str
-    source: str
-    save: str | None = None
-    appendonly: str | None = None
-    appendfsync: str | None = None
-    kv_durable: bool | None = None
-    detail: str = ""
+from namesrv_redis.store.persistence import PersistenceMonitor, PersistenceReport
 
 
 class EmbeddedModel(BaseModel):
@@ -33,7 +23,8 @@ class EmbeddedModel(BaseModel):
 class PodStatus(BaseModel):
     redis: str
     namespace: str
-    persistence: PersistenceModel
+    persistence: PersistenceReport
+    """The store's own report (a dataclass pydantic validates and documents as it is)."""
     embedded: EmbeddedModel | None = None
 
 
@@ -55,7 +46,7 @@ def status_router(source: StatusSource) -> APIRouter:
         return {
             "redis": source.redis,
             "namespace": source.namespace,
-            "persistence": report.to_dict(),
+            "persistence": report,
             "embedded": None
             if emb is None
             else {

@@ -15,7 +15,7 @@ The modes, weakest first:
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -65,9 +65,6 @@ class PersistenceReport:
     kv_durable: bool | None = None
     """False when KV config would be lost on a Redis restart; None when it cannot be told"""
     detail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def classify(save: str | None, appendonly: str | None, appendfsync: str | None) -> str:
