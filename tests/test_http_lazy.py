@@ -195,3 +195,27 @@ async def test_the_application_is_built_once_for_concurrent_first_requests() -> 
     answers = await asyncio.gather(*(_get(lazy, f"/v1/x{i}") for i in range(8)))
     assert [a.status_code for a in answers] == [204] * 8 and built == [1]
     assert lazy.loaded
+
+
+async def test_an_application_that_fails_to_build_answers_500_and_is_tried_again() -> None:
+    attempts: list[int] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    def build() -> Any:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ImportError("fastapi is broken")
+        return inner
+
+    lazy = LazyApp(build)
+    first = await _get(lazy, "/v1/clusters")
+    assert first.status_code == 500
+    assert first.json() == {
+        "error": "internal_error",
+        "detail": "the JSON API failed to load: ImportError",
+    }
+    assert not lazy.loaded
+    assert (await _get(lazy, "/v1/clusters")).status_code == 204 and attempts == [1, 1]

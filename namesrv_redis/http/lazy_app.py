@@ -6,13 +6,15 @@ are answered without them, so a pod that only serves RocketMQ clients, probes an
 never pays for them. The first request for anything else — a route the cache does not hold,
 clusters, topics, KV, admin, watches, OpenAPI, the console — builds the application (the
 imports on a worker thread, so the event loop keeps answering remoting clients meanwhile)
-and waits for it; every later request goes straight to it. ``httpPreloadApp`` builds it at
-start instead.
+and waits for it; every later request goes straight to it. If building fails (a broken
+install), the request gets a 500 with the reason, the pod goes on, and the next request tries
+again. ``httpPreloadApp`` builds it at start instead (and a failure then stops the start).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -54,8 +56,29 @@ class LazyApp:
         app = self._app
         if app is None:
             path = str(scope.get("path", ""))[:100]  # a client's text: bounded in the log
-            app = await self.load(f"first request: {scope.get('method', '')} {path}")
+            try:
+                app = await self.load(f"first request: {scope.get('method', '')} {path}")
+            except Exception as e:  # a broken install: say so, try again on the next request
+                log.exception("the HTTP JSON API failed to load")
+                if scope["type"] == "http":
+                    await _refuse(send, f"the JSON API failed to load: {type(e).__name__}")
+                return
         await app(scope, receive, send)
+
+
+async def _refuse(send: Any, detail: str) -> None:
+    body = json.dumps({"error": "internal_error", "detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-length", str(len(body)).encode()),
+                (b"content-type", b"application/json"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _import_all(names: tuple[str, ...]) -> None:
