@@ -67,20 +67,23 @@ SWEEP_S = 5.0
 
 @dataclass(frozen=True)
 class Options:
-    interval_s: float = 3.0
-    topics_per_client: int = 4
-    steady_s: float = 10.0
-    load_s: float = 8.0
-    load_connections: int = 8
-    pipeline: int = 16
-    generator_procs: int = 2
-    storm_spread_s: float = 1.0
-    dying: int = 200
-    change_probability: float = 0.05
-    heartbeat_interval_s: float = 0.0
-    workers: int = 1
-    http: bool = True
-    redis_url: str | None = None
+    """One run's settings, from the command line (its defaults are in
+    :func:`~namesrv_redis.bench.options.add_capacity_options`, the one place they live)."""
+
+    interval_s: float
+    topics_per_client: int
+    steady_s: float
+    load_s: float
+    load_connections: int
+    pipeline: int
+    generator_procs: int
+    storm_spread_s: float
+    dying: int
+    change_probability: float
+    heartbeat_interval_s: float
+    workers: int
+    http: bool
+    redis_url: str | None
 
 
 @dataclass(frozen=True)
