@@ -10,10 +10,12 @@ offload thread's) to the kernel. Elsewhere (musl, macOS) it does nothing.
 
 A trim does not change what ``mallinfo2`` reports as free (the chunks stay free, only their
 pages go), so the periodic check trims again only when malloc holds a threshold more than
-after the last trim, or a minute later. The place that knows a burst just ended — a big
-registration answered (``offload.py``) — calls :meth:`MemoryTrimmer.burst_ended`, which
-trims a second later (once, however many bursts end meanwhile): a registration's buffers
-are given back within about a second rather than a check interval. A trim takes well under
+after the last trim, or a minute later. The place that knows a burst just ended — the
+remoting server, once it answered a big request such as a registration of 10,000 topics
+(``after_big_request`` in ``remoting/server.py``) — calls
+:meth:`MemoryTrimmer.burst_ended`, which trims a second later (once, however many bursts end
+meanwhile): a registration's buffers are given back within about a second rather than a
+check interval. A trim takes well under
 2 ms on a pod's heap; what it costs later is that the next burst faults its pages in again
 (docs/benchmarks.md "Memory" measures both).
 """

@@ -15,6 +15,7 @@ import socket
 from typing import Any
 
 from namesrv_redis.config import Settings
+from namesrv_redis.estate_metrics import EstateCollector
 from namesrv_redis.http.lazy_app import LazyApp
 from namesrv_redis.memtrim import MemoryTrimmer
 from namesrv_redis.metrics import EMBEDDED_REDIS_RESTARTS
@@ -216,7 +217,7 @@ class Pod:
         if self.serve_http:
             await self._start_http()
 
-    def _json_api(self, estate: Any) -> Any:
+    def _json_api(self, estate: EstateCollector) -> Any:
         """The FastAPI application of this pod (built by :class:`LazyApp` when first needed)."""
         from namesrv_redis.http.app import create_app
         from namesrv_redis.http.status import StatusSource, status_router
@@ -249,7 +250,6 @@ class Pod:
     async def _start_http(self) -> None:
         import uvicorn
 
-        from namesrv_redis.estate_metrics import EstateCollector
         from namesrv_redis.http.exposure import warn_if_unprotected
         from namesrv_redis.http.fast_protocol import route_protocol
         from namesrv_redis.http.fast_routes import RouteFastPath

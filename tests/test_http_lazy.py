@@ -180,6 +180,22 @@ async def test_a_probe_that_fails_answers_500_and_the_pod_goes_on() -> None:
     assert (await _get(probes, "/healthz")).status_code == 200
 
 
+async def test_a_probe_that_cannot_reach_redis_answers_503_as_the_application_does() -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    async def unreachable() -> str | None:
+        raise RedisConnectionError("Connection refused")
+
+    store = RouteStore(fakeredis.FakeAsyncRedis(), "probes-redis")
+    probes = Probes(LazyApp(lambda: None), store, EstateCollector("probes-redis"), unreachable)
+    r = await _get(probes, "/readyz")
+    assert r.status_code == 503
+    assert r.json() == {
+        "error": "redis_unavailable",
+        "detail": "ConnectionError: Connection refused",
+    }
+
+
 async def test_the_application_is_built_once_for_concurrent_first_requests() -> None:
     built: list[int] = []
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
+from redis.exceptions import RedisError
 
 from namesrv_redis.estate_metrics import EstateCollector, exposition
 from namesrv_redis.metrics import REQUEST_LATENCY, REQUESTS, http_route_label, set_table_sizes
@@ -121,7 +122,10 @@ class Probes:
         started = time.perf_counter()
         try:
             status, content_type, body = await answer()
-        except Exception as e:  # as the application's catch-all handler answers
+        except RedisError as e:  # as the application's handlers answer
+            status, content_type = 503, _JSON
+            body = json_bytes({"error": "redis_unavailable", "detail": f"{type(e).__name__}: {e}"})
+        except Exception as e:
             log.exception("HTTP %s %s failed", scope["method"], scope["path"])
             status, content_type = 500, _JSON
             body = json_bytes({"error": "internal_error", "detail": type(e).__name__})
