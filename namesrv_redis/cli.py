@@ -7,7 +7,6 @@ Options also come from the environment (``NAMESRV_<OPTION>``) and from ``--confi
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -153,6 +152,8 @@ def cmd_check(settings: Settings) -> int:
             return 1
         print(f"consistent: {where}")
         return 0
+
+    import asyncio  # not at the top: a --workers supervisor loads this module, not asyncio and ssl
 
     return asyncio.run(run())
 

@@ -27,9 +27,9 @@ from pydantic import (
     model_validator,
 )
 
-from namesrv_redis.remoting.tls import DEFAULT_TLS_CONFIG_FILE, parse_client_auth, parse_mode
+from namesrv_redis.remoting.tls_modes import DEFAULT_TLS_CONFIG_FILE, parse_client_auth, parse_mode
 from namesrv_redis.store.keys import validate_namespace
-from namesrv_redis.store.persistence import DEFAULT_MODE, validate_mode
+from namesrv_redis.store.persistence_modes import DEFAULT_MODE, validate_mode
 
 DEFAULT_BLACK_LIST = "configBlackList;configStorePath;kvConfigPath"
 ALWAYS_BLACK_LISTED = ("configBlackList", "configStorePath", "kvConfigPath", "rocketmqHome")

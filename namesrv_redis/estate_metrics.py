@@ -24,7 +24,8 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from namesrv_redis.metrics import REGISTRY
-from namesrv_redis.worker_metrics import merged, worker_metrics_dir
+from namesrv_redis.worker_metrics import merged
+from namesrv_redis.worker_metrics_dir import worker_metrics_dir
 
 
 @dataclass

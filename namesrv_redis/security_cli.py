@@ -9,7 +9,6 @@ command line that ``ps`` shows.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
@@ -180,5 +179,7 @@ def cmd_acl(settings: Any, args: argparse.Namespace) -> int:
             return 0
         finally:
             await client.aclose()
+
+    import asyncio  # not at the top: a --workers supervisor loads this module, not asyncio and ssl
 
     return asyncio.run(run())

@@ -8,7 +8,6 @@ SIGINT, restarts a worker that dies unexpectedly, and stops everything on exit.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import multiprocessing as mp
 import os
@@ -36,6 +35,8 @@ def run_pod(settings: Settings, *, reuse_port: bool = False) -> None:
     from namesrv_redis.store.redis_tls import RedisOptionError
 
     try:
+        import asyncio  # not at the top: a --workers supervisor loads this module, not asyncio
+
         asyncio.run(Pod(settings, reuse_port=reuse_port).run())
     except (TlsConfigError, AclConfigError, RedisOptionError) as e:
         log.error("cannot start: %s", e)
@@ -47,7 +48,8 @@ def _worker_main(settings: Settings, log_level: str) -> None:
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
     )
-    from namesrv_redis.worker_metrics import SnapshotWriter, worker_metrics_dir
+    from namesrv_redis.worker_metrics import SnapshotWriter
+    from namesrv_redis.worker_metrics_dir import worker_metrics_dir
 
     directory = worker_metrics_dir()
     writer = SnapshotWriter(directory).start() if directory is not None else None
@@ -68,16 +70,16 @@ def serve(settings: Settings) -> int:
         run_pod(settings)
         return 0
 
-    from namesrv_redis.store.embedded import EmbeddedRedis
-
     embedded = None
-    if not settings.redis_url:
+    if not settings.redis_url:  # (the supervisor loads the Redis side only for this)
+        from namesrv_redis.store.embedded import EmbeddedRedis
+
         embedded = EmbeddedRedis(persistence=settings.persistence, data_dir=settings.data_dir)
         embedded.start_sync()
         settings = settings.model_copy(update={"redis_url": embedded.url})
         log.info("embedded Redis for %d workers at %s", settings.workers, embedded.url)
 
-    from namesrv_redis.worker_metrics import WorkerMetricsDir
+    from namesrv_redis.worker_metrics_dir import WorkerMetricsDir
 
     with WorkerMetricsDir() as metrics_dir:  # /metrics of any worker reports them all
         return _supervise(settings, metrics_dir, embedded)

@@ -157,3 +157,23 @@ async def test_small_compressed_and_replaced_bodies_are_not_packed() -> None:
     assert small.body == b"{}" and small.raw_body() == b"{}"
     assert isinstance(compressed.body, bytes)
     assert replaced.body is big
+
+
+def test_a_workers_supervisor_loads_no_redis_client_asyncio_nor_metrics() -> None:
+    """The parent of a ``serve --workers N`` pod only reads settings and watches its workers:
+    it does not pay for the Redis client, asyncio/ssl or prometheus-client (27.7 MiB of RSS
+    measured, 43.7 before; docs/operations.md)."""
+    loaded = _loaded_after(
+        "from namesrv_redis import cli\n"
+        "args = cli.build_parser().parse_args(\n"
+        "    ['serve', '--workers', '2', '--redis-url', 'redis://127.0.0.1:1/0'])\n"
+        "settings = cli.settings_from_args(args)\n"
+        "import namesrv_redis.workers, namesrv_redis.store.datadir\n"
+        "from namesrv_redis.testing.memory import is_memory_url\n"
+        "from namesrv_redis.worker_metrics_dir import WorkerMetricsDir\n"
+        "with WorkerMetricsDir():\n"
+        "    pass\n"
+    )
+    assert "namesrv_redis.workers" in loaded and "pydantic" in loaded
+    heavy = {"redis", "asyncio", "ssl", "prometheus_client", "fastapi", "uvloop", "uvicorn"}
+    assert not loaded & heavy, loaded & heavy

@@ -27,52 +27,21 @@ import shutil
 import ssl
 import tempfile
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from namesrv_redis.remoting.selfsigned import write_self_signed
+from namesrv_redis.remoting.tls_modes import DEFAULT_TLS_CONFIG_FILE as DEFAULT_TLS_CONFIG_FILE
+from namesrv_redis.remoting.tls_modes import ClientAuth as ClientAuth
+from namesrv_redis.remoting.tls_modes import TlsConfigError as TlsConfigError
+from namesrv_redis.remoting.tls_modes import TlsMode as TlsMode
+from namesrv_redis.remoting.tls_modes import parse_client_auth as parse_client_auth
+from namesrv_redis.remoting.tls_modes import parse_mode as parse_mode
 
 if TYPE_CHECKING:
     from namesrv_redis.config import Settings
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TLS_CONFIG_FILE = "/etc/rocketmq/tls.properties"
-
-
-class TlsMode(StrEnum):
-    DISABLED = "disabled"
-    PERMISSIVE = "permissive"
-    ENFORCING = "enforcing"
-
-
-class ClientAuth(StrEnum):
-    NONE = "none"
-    OPTIONAL = "optional"
-    REQUIRE = "require"
-
-
-class TlsConfigError(ValueError):
-    """TLS cannot be set up as configured (the message says what to change)."""
-
-
-def parse_mode(value: str) -> TlsMode:
-    try:
-        return TlsMode(value.strip().lower())
-    except ValueError:
-        raise TlsConfigError(
-            f"tls.server.mode={value!r}: use disabled, permissive or enforcing"
-        ) from None
-
-
-def parse_client_auth(value: str) -> ClientAuth:
-    try:
-        return ClientAuth(value.strip().lower())
-    except ValueError:
-        raise TlsConfigError(
-            f"tls.server.need.client.auth={value!r}: use none, optional or require"
-        ) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,22 +20,13 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from namesrv_redis.store.persistence_modes import DEFAULT_MODE as DEFAULT_MODE
+from namesrv_redis.store.persistence_modes import MODES as MODES
+from namesrv_redis.store.persistence_modes import RDB_SAVE as RDB_SAVE
+from namesrv_redis.store.persistence_modes import uses_aof as uses_aof
+from namesrv_redis.store.persistence_modes import validate_mode as validate_mode
+
 log = logging.getLogger(__name__)
-
-MODES = ("none", "rdb", "aof-everysec", "aof-always")
-DEFAULT_MODE = "aof-everysec"
-RDB_SAVE = "60 1"
-"""The snapshot schedule of ``rdb``: a snapshot 60 s after the first change (Redis ``save``)."""
-
-
-def validate_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"persistence must be one of {', '.join(MODES)} (got {mode!r})")
-    return mode
-
-
-def uses_aof(mode: str) -> bool:
-    return mode.startswith("aof-")
 
 
 def server_options(mode: str) -> list[str]:
