@@ -31,7 +31,7 @@ def run_pod(settings: Settings, *, reuse_port: bool = False) -> None:
     except ImportError:
         pass
     from namesrv_redis.remoting.acl import AclConfigError
-    from namesrv_redis.remoting.tls import TlsConfigError
+    from namesrv_redis.remoting.tls_modes import TlsConfigError
     from namesrv_redis.store.redis_tls import RedisOptionError
 
     try:

@@ -22,14 +22,12 @@ from namesrv_redis.remoting.codes import RequestCode
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
 from namesrv_redis.remoting.tls import (
-    ClientAuth,
     ServerTls,
-    TlsConfigError,
-    TlsMode,
     TlsOptions,
     client_context_insecure,
     tls_options,
 )
+from namesrv_redis.remoting.tls_modes import ClientAuth, TlsConfigError, TlsMode
 from namesrv_redis.store.route_store import RouteStore
 from tests.conftest import cached_routes
 from tests.tlscerts import TestCA

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from namesrv_redis.metrics import TLS_CONNECTIONS
-from namesrv_redis.remoting.tls import TlsMode
+from namesrv_redis.remoting.tls_modes import TlsMode
 
 log = logging.getLogger(__name__)
 

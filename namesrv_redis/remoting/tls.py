@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from namesrv_redis.remoting.selfsigned import write_self_signed
-from namesrv_redis.remoting.tls_modes import DEFAULT_TLS_CONFIG_FILE as DEFAULT_TLS_CONFIG_FILE
-from namesrv_redis.remoting.tls_modes import ClientAuth as ClientAuth
-from namesrv_redis.remoting.tls_modes import TlsConfigError as TlsConfigError
-from namesrv_redis.remoting.tls_modes import TlsMode as TlsMode
-from namesrv_redis.remoting.tls_modes import parse_client_auth as parse_client_auth
-from namesrv_redis.remoting.tls_modes import parse_mode as parse_mode
+from namesrv_redis.remoting.tls_modes import (
+    ClientAuth,
+    TlsConfigError,
+    TlsMode,
+    parse_client_auth,
+    parse_mode,
+)
 
 if TYPE_CHECKING:
     from namesrv_redis.config import Settings

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from namesrv_redis.store.datadir import DataDirLock, default_data_dir, prepare_data_dir
-from namesrv_redis.store.persistence import MODES, server_options, uses_aof, validate_mode
+from namesrv_redis.store.persistence import server_options
+from namesrv_redis.store.persistence_modes import MODES, uses_aof, validate_mode
 
 log = logging.getLogger(__name__)
 

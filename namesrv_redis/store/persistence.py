@@ -20,11 +20,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from namesrv_redis.store.persistence_modes import DEFAULT_MODE as DEFAULT_MODE
-from namesrv_redis.store.persistence_modes import MODES as MODES
-from namesrv_redis.store.persistence_modes import RDB_SAVE as RDB_SAVE
-from namesrv_redis.store.persistence_modes import uses_aof as uses_aof
-from namesrv_redis.store.persistence_modes import validate_mode as validate_mode
+from namesrv_redis.store.persistence_modes import RDB_SAVE, uses_aof, validate_mode
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +43,8 @@ class PersistenceReport:
     """What a Redis server promises for the data it holds."""
 
     mode: str
-    """one of :data:`MODES`, ``aof-no`` (AOF left to the kernel to flush) or ``unknown``"""
+    """one of :data:`~.persistence_modes.MODES`, ``aof-no`` (AOF left to the kernel to flush)
+    or ``unknown``"""
     source: str
     """``config`` (CONFIG GET), ``info`` (CONFIG refused; INFO persistence) or ``none``"""
     save: str | None = None
