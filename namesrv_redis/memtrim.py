@@ -15,9 +15,8 @@ remoting server, once it answered a big request such as a registration of 10,000
 (``after_big_request`` in ``remoting/server.py``) — calls
 :meth:`MemoryTrimmer.burst_ended`, which trims a second later (once, however many bursts end
 meanwhile): a registration's buffers are given back within about a second rather than a
-check interval. A trim takes well under
-2 ms on a pod's heap; what it costs later is that the next burst faults its pages in again
-(docs/benchmarks.md "Memory" measures both).
+check interval. A trim takes well under 2 ms on a pod's heap; what it costs later is that the
+next burst faults its pages in again (docs/benchmarks.md "Memory" measures both).
 """
 
 from __future__ import annotations

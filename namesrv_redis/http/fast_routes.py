@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from namesrv_redis.http.plain_asgi import send_response
 from namesrv_redis.metrics import REQUEST_LATENCY, REQUESTS
 from namesrv_redis.route_reader import RouteReader
 from namesrv_redis.store.events import RouteEvents
@@ -43,18 +44,10 @@ class RouteFastPath:
             if topic:
                 hit, body = self.routes.cached_body(topic, standard=True)
                 if hit and body is not None:
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 200,
-                            "headers": [
-                                (b"content-length", str(len(body)).encode()),
-                                (b"content-type", b"application/json"),
-                                (b"x-namesrv-index", str(self.events.latest_version).encode()),
-                            ],
-                        }
+                    index = str(self.events.latest_version).encode()
+                    await send_response(
+                        send, 200, b"application/json", body, (b"x-namesrv-index", index)
                     )
-                    await send({"type": "http.response.body", "body": body})
                     self._count.inc()
                     self._latency.observe(time.perf_counter() - started)
                     return

@@ -14,11 +14,12 @@ again. ``httpPreloadApp`` builds it at start instead (and a failure then stops t
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
+
+from namesrv_redis.http.plain_asgi import json_bytes, send_response
 
 log = logging.getLogger(__name__)
 
@@ -61,24 +62,11 @@ class LazyApp:
             except Exception as e:  # a broken install: say so, try again on the next request
                 log.exception("the HTTP JSON API failed to load")
                 if scope["type"] == "http":
-                    await _refuse(send, f"the JSON API failed to load: {type(e).__name__}")
+                    detail = f"the JSON API failed to load: {type(e).__name__}"
+                    body = json_bytes({"error": "internal_error", "detail": detail})
+                    await send_response(send, 500, b"application/json", body)
                 return
         await app(scope, receive, send)
-
-
-async def _refuse(send: Any, detail: str) -> None:
-    body = json.dumps({"error": "internal_error", "detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [
-                (b"content-length", str(len(body)).encode()),
-                (b"content-type", b"application/json"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def _import_all(names: tuple[str, ...]) -> None:

@@ -11,7 +11,6 @@ send the same status, headers and bytes, and OpenAPI still describes them.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from namesrv_redis.estate_metrics import EstateCollector, exposition
+from namesrv_redis.http.plain_asgi import json_bytes, send_response
 from namesrv_redis.metrics import REQUEST_LATENCY, REQUESTS, http_route_label, set_table_sizes
 from namesrv_redis.store.route_store import RouteStore
 
@@ -29,13 +29,6 @@ log = logging.getLogger(__name__)
 HEALTHZ = "/healthz"
 READYZ = "/readyz"
 METRICS = "/metrics"
-
-
-def json_bytes(content: dict[str, Any]) -> bytes:
-    """JSON as Starlette's JSONResponse renders it (compact, UTF-8, no NaN)."""
-    return json.dumps(
-        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
-    ).encode("utf-8")
 
 
 HEALTHY = {"status": "ok"}
@@ -129,17 +122,7 @@ class Probes:
             log.exception("HTTP %s %s failed", scope["method"], scope["path"])
             status, content_type = 500, _JSON
             body = json_bytes({"error": "internal_error", "detail": type(e).__name__})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-length", str(len(body)).encode()),
-                    (b"content-type", content_type),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_response(send, status, content_type, body)
         count, latency = self._children[scope["method"], scope["path"]]
         count.inc()
         latency.observe(time.perf_counter() - started)
