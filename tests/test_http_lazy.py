@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from namesrv_redis.estate_metrics import EstateCollector
 from namesrv_redis.http.app import create_app
 from namesrv_redis.http.lazy_app import LazyApp
+from namesrv_redis.http.plain_asgi import send_response
 from namesrv_redis.http.probes import Probes
 from namesrv_redis.metrics import REQUESTS
 from namesrv_redis.store.events import RouteEvents
@@ -196,16 +197,17 @@ async def test_a_probe_that_cannot_reach_redis_answers_503_as_the_application_do
     }
 
 
+async def _no_content(scope: Any, receive: Any, send: Any) -> None:
+    """The application a test's LazyApp builds: 204 to everything."""
+    await send_response(send, 204, b"text/plain", b"")
+
+
 async def test_the_application_is_built_once_for_concurrent_first_requests() -> None:
     built: list[int] = []
 
-    async def inner(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
     def build() -> Any:
         built.append(1)
-        return inner
+        return _no_content
 
     lazy = LazyApp(build, import_modules=("json",))
     answers = await asyncio.gather(*(_get(lazy, f"/v1/x{i}") for i in range(8)))
@@ -216,15 +218,11 @@ async def test_the_application_is_built_once_for_concurrent_first_requests() -> 
 async def test_an_application_that_fails_to_build_answers_500_and_is_tried_again() -> None:
     attempts: list[int] = []
 
-    async def inner(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
     def build() -> Any:
         attempts.append(1)
         if len(attempts) == 1:
             raise ImportError("fastapi is broken")
-        return inner
+        return _no_content
 
     lazy = LazyApp(build)
     first = await _get(lazy, "/v1/clusters")

@@ -27,6 +27,7 @@ import redis
 from namesrv_redis.bench.loadgen import LoadSpec, merge, run_route_load
 from namesrv_redis.bench.stats import ProcessTree, redis_used_memory, summarize_us
 from namesrv_redis.broker_sim import SimBroker
+from namesrv_redis.http.probes import HEALTHZ, METRICS, READYZ
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codes import RequestCode
 from namesrv_redis.store.embedded import EmbeddedRedis
@@ -254,7 +255,8 @@ async def cache_all(host: str, port: int, topics: list[str], in_flight: int = 10
         raise RuntimeError(f"a route query failed while filling the cache: {codes}")
 
 
-PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
+PROBE_PATHS = (HEALTHZ, READYZ, METRICS)
+"""What a Kubernetes kubelet and a Prometheus server ask every pod."""
 
 
 def http_get_all(host: str, port: int, paths: tuple[str, ...]) -> None:
@@ -293,7 +295,6 @@ def memory_footprint(args: argparse.Namespace, redis_url: str, size: int) -> dic
                 srv["port"],
                 [f"mem-topic-{b}-{t}" for b in range(brokers) for t in range(per)],
             )
-            # what a Kubernetes kubelet and a Prometheus server ask every pod
             await asyncio.to_thread(http_get_all, srv["host"], srv["http_port"], PROBE_PATHS)
             out["server_rss_mib"] = round(tree.rss_mib(), 1)
             # the first request the JSON API answers loads it (http/lazy_app.py)
