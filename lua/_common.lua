@@ -39,7 +39,7 @@ local PERM_READ = 4
 -- of its ARGV with a checker before its first write and returns the first error found:
 --   local A = checker('heartbeat'); A.count(3); local c = A.name(1, 'cluster name'); …
 --   if A.err then return A.err end
--- Limits are the ones namesrv_redis/limits.py documents (the pod refuses first, with a clear
+-- Limits are the ones namesrv_redis/rocketmq/bounds.py documents (the pod refuses first, with a clear
 -- answer; this is the last line of defence against any caller).
 local JAVA_INT_MIN, JAVA_INT_MAX = -2147483648, 2147483647
 local MAX_SAFE_INT = 9007199254740991 -- 2^53 - 1: larger integers are inexact as Lua numbers

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from namesrv_redis import __version__
-from namesrv_redis.config import Settings, load_settings
-from namesrv_redis.security_cli import (
+from namesrv_redis.process.security_options import (
     SECURITY_FIELDS,
     add_acl_command,
     add_redis_security_options,
     add_serve_security_options,
     cmd_acl,
 )
+from namesrv_redis.settings.config import Settings, load_settings
 
 log = logging.getLogger("namesrv_redis")
 
@@ -117,8 +117,8 @@ def configure_logging(level: str) -> None:
 
 
 def cmd_serve(settings: Settings) -> int:
+    from namesrv_redis.process.workers import serve
     from namesrv_redis.store.datadir import DataDirError
-    from namesrv_redis.workers import serve
 
     try:
         return serve(settings)

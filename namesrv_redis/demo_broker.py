@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 
 from namesrv_redis.admin.nameserver import parse_addresses, split_addr
-from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.remoting.client import RemotingClient
+from namesrv_redis.sim.broker import SimBroker
 
 REGISTER_INTERVAL_S = 30.0
 

@@ -8,10 +8,10 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codec import RemotingCommand
-from namesrv_redis.remoting.codes import ResponseCode
+from namesrv_redis.rocketmq.codes import ResponseCode
+from namesrv_redis.sim.broker import SimBroker
 
 T = TypeVar("T")
 

@@ -145,7 +145,7 @@ async def cached_routes(redis: Any, store: Any, *, poll_interval_s: float = 0.1)
     (events started and subscribed). Stop the events when done."""
     import asyncio
 
-    from namesrv_redis.route_reader import RouteReader
+    from namesrv_redis.domain.route_reader import RouteReader
     from namesrv_redis.store.events import RouteEvents
 
     routes = RouteReader(store)

@@ -1,5 +1,5 @@
 """Structure-aware hostile frames for the remoting fuzzer (tests/test_fuzz.py drives it with
-Hypothesis, benchmarks/fuzz.py with a seeded random generator for millions of frames).
+Hypothesis, scripts/fuzz.py with a seeded random generator for millions of frames).
 
 A frame generator draws through :class:`Draw`, so the same code serves both drivers: every
 request code the name server answers (and unknown ones), JSON and ROCKETMQ binary headers,
@@ -30,8 +30,8 @@ from namesrv_redis.remoting.codec import (
     RemotingCommand,
     encode_request,
 )
-from namesrv_redis.remoting.codes import LANGUAGES, RequestCode
-from namesrv_redis.remoting.register_body import (
+from namesrv_redis.rocketmq.codes import LANGUAGES, RequestCode
+from namesrv_redis.rocketmq.register_body import (
     TopicConfig,
     crc32_masked,
     encode_register_body,

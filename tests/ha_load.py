@@ -2,7 +2,7 @@
 bookkeeping that tells what a failure cost: the window of refused writes, acknowledged writes
 lost, route failures, heartbeating brokers removed, and how fast a dead broker is found.
 
-Used by tests/test_ha_*.py (which assert on it) and by ``benchmarks/ha_windows.py`` (which
+Used by tests/test_ha_*.py (which assert on it) and by ``scripts/ha_windows.py`` (which
 prints it for docs/ha.md).
 """
 
@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.sim.broker import SimBroker
 
 CLUSTER = "HaCluster"
 

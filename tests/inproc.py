@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from namesrv_redis.config import Settings
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
+from namesrv_redis.settings.config import Settings
 from namesrv_redis.store.route_store import RouteStore
 from tests.conftest import cached_routes
 

@@ -19,9 +19,6 @@ import pytest
 from pydantic import SecretStr
 from redis.exceptions import ResponseError
 
-from namesrv_redis.broker_sim import SimBroker
-from namesrv_redis.config import Settings
-from namesrv_redis.metrics import ACL_REFUSALS
 from namesrv_redis.remoting.acl import (
     MUTATING,
     AclConfigError,
@@ -32,11 +29,15 @@ from namesrv_redis.remoting.acl import (
 )
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codec import RemotingCommand
-from namesrv_redis.remoting.codes import RequestCode
-from namesrv_redis.remoting.processor import Connection, NamesrvProcessor
+from namesrv_redis.remoting.handler_types import Connection
+from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.settings.config import Settings
+from namesrv_redis.sim.broker import SimBroker
 from namesrv_redis.store.acl import AclStore, Credential, Permission, read_bootstrap_file
 from namesrv_redis.store.route_store import RouteStore
+from namesrv_redis.telemetry.metrics import ACL_REFUSALS
 from tests.conftest import cached_routes
 from tests.test_capture_replay import CHAINS, command_of, exchanges, load_frames
 
@@ -490,7 +491,7 @@ async def test_unsigned_brokers_from_the_allowlist() -> None:
 
 def test_security_options_cannot_be_changed_at_run_time() -> None:
     """UPDATE_NAMESRV_CONFIG (even signed by an admin) never turns ACL or TLS off."""
-    from namesrv_redis.runtime_config import ConfigRefused, apply_stored, apply_update
+    from namesrv_redis.domain.runtime_config import ConfigRefused, apply_stored, apply_update
 
     s = Settings(acl_enable=True)
     props = {

@@ -16,8 +16,8 @@ import pytest
 
 from namesrv_redis.admin import commands
 from namesrv_redis.admin.signing import Credentials, load_credentials, sign, signature
-from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.cli import main
+from namesrv_redis.sim.broker import SimBroker
 from tests.brokerthread import BrokerThread
 from tests.conftest import RedisServerProcess, free_port
 from tests.java_replay import JavaReplayServer

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from namesrv_redis import fastjson
-from namesrv_redis.config import Settings
+from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.remoting.codec import RemotingCommand
-from namesrv_redis.remoting.processor import Connection, NamesrvProcessor
-from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.remoting.handler_types import Connection
+from namesrv_redis.remoting.processor import NamesrvProcessor
+from namesrv_redis.rocketmq import fastjson
+from namesrv_redis.settings.config import Settings
 from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG
 from namesrv_redis.store.route_store import RouteStore
 

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from namesrv_redis import fastjson
 from namesrv_redis.remoting.codec import (
     BIG_FRAME,
     JSON,
@@ -27,8 +26,9 @@ from namesrv_redis.remoting.codec import (
     encode_request,
     encode_response,
 )
-from namesrv_redis.remoting.codes import LANGUAGES
-from namesrv_redis.remoting.register_body import (
+from namesrv_redis.rocketmq import fastjson
+from namesrv_redis.rocketmq.codes import LANGUAGES
+from namesrv_redis.rocketmq.register_body import (
     TopicConfig,
     crc32_masked,
     decode_register_body,

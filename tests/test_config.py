@@ -1,4 +1,4 @@
-"""Where a pod's options come from (namesrv_redis/config.py): defaults < config file <
+"""Where a pod's options come from (namesrv_redis/settings/config.py): defaults < config file <
 NAMESRV_* environment < command line, with RocketMQ's names in files."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from namesrv_redis.config import Settings, environment_values, load_settings
+from namesrv_redis.settings.config import Settings, environment_values, load_settings
 
 
 def test_environment_variables_by_field_name_in_any_case() -> None:
@@ -75,7 +75,8 @@ def test_a_settings_object_reads_only_its_arguments(monkeypatch: pytest.MonkeyPa
 def test_serve_does_not_import_pydantic_settings() -> None:
     """The memory the pod saves: nothing the command line loads pulls pydantic-settings in."""
     code = (
-        "import sys, namesrv_redis.cli, namesrv_redis.pod;print('pydantic_settings' in sys.modules)"
+        "import sys, namesrv_redis.cli, namesrv_redis.process.pod;"
+        "print('pydantic_settings' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

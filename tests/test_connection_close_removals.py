@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from namesrv_redis.config import Settings
 from namesrv_redis.remoting import processor as processor_module
-from namesrv_redis.remoting.processor import Connection, NamesrvProcessor
+from namesrv_redis.remoting.handler_types import Connection
+from namesrv_redis.remoting.processor import NamesrvProcessor
+from namesrv_redis.settings.config import Settings
 from namesrv_redis.store.deadlines import StoreTimeout
 from namesrv_redis.store.route_store import RemovalResult
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from namesrv_redis.broker_sim import SimBroker
+from namesrv_redis.sim.broker import SimBroker
 from tests.brokerthread import BrokerThread
 from tests.conftest import RedisServerProcess
 from tests.serverproc import NamesrvProcess

@@ -25,9 +25,9 @@ import httpx
 import pytest
 import yaml
 
-from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.cli import build_parser
-from namesrv_redis.config import Settings
+from namesrv_redis.settings.config import Settings
+from namesrv_redis.sim.broker import SimBroker
 from tests.brokerthread import BrokerThread
 from tests.conftest import RedisServerProcess, free_port
 from tests.java_replay import JavaReplayServer
@@ -67,7 +67,7 @@ def shim_env(tmp_path: Path) -> dict[str, str]:
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m namesrv_redis.cli "$@"\n')
     shim.chmod(0o755)
     (bindir / "python").symlink_to(sys.executable)
-    (tmp_path / "benchmarks").symlink_to(ROOT / "benchmarks")
+    (tmp_path / "scripts").symlink_to(ROOT / "scripts")
     return {
         **os.environ,
         "PATH": f"{bindir}:{os.environ['PATH']}",

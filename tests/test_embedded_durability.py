@@ -15,9 +15,9 @@ import httpx
 import psutil
 import pytest
 
-from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.sim.broker import SimBroker
 from namesrv_redis.store.datadir import DataDirLock, prepare_data_dir
 from tests.serverproc import ROOT, NamesrvProcess
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from namesrv_redis.model import QueueConfig
+from namesrv_redis.rocketmq.model import QueueConfig
 from namesrv_redis.store.events import RouteEvent, RouteEvents
 from namesrv_redis.store.route_store import BrokerRegistration, RouteStore
 

@@ -20,12 +20,12 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from namesrv_redis.broker_sim import SimBroker
-from namesrv_redis.estate_metrics import EstateCollector, exposition
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.sim.broker import SimBroker
 from namesrv_redis.store.keys import Keys
-from namesrv_redis.worker_metrics import SNAPSHOT_INTERVAL_S, merged
+from namesrv_redis.telemetry.estate_metrics import EstateCollector, exposition
+from namesrv_redis.telemetry.worker_metrics import SNAPSHOT_INTERVAL_S, merged
 from tests.brokerthread import BrokerThread
 from tests.conftest import RedisServerProcess, free_port
 from tests.serverproc import NamesrvProcess

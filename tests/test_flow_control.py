@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 
-from namesrv_redis.broker_sim import SimBroker
-from namesrv_redis.config import Settings
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codec import (
     BIG_FRAME,
@@ -27,11 +25,14 @@ from namesrv_redis.remoting.codec import (
     RemotingCommand,
     encode_request,
 )
-from namesrv_redis.remoting.codes import RequestCode, ResponseCode
+from namesrv_redis.remoting.handler_types import Connection, Response
 from namesrv_redis.remoting.limits import BUSY_REMARK, FlowLimits
 from namesrv_redis.remoting.offload import Offloader
-from namesrv_redis.remoting.processor import Connection, NamesrvProcessor, Response
+from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingProtocol, RemotingServer
+from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
+from namesrv_redis.settings.config import Settings
+from namesrv_redis.sim.broker import SimBroker
 from namesrv_redis.store.route_store import RouteStore
 from tests.conftest import RedisServerProcess, cached_routes
 
@@ -444,7 +445,7 @@ async def test_a_compressed_body_is_bounded_while_inflating(make_pod: PodFactory
     b = broker(2, compressed=True)
     ext, _ = b.register_request()
     body = bomb(64 * 1024 * 1024)
-    from namesrv_redis.remoting.register_body import crc32_masked
+    from namesrv_redis.rocketmq.register_body import crc32_masked
 
     ext["bodyCrc32"] = str(crc32_masked(body))
     resp = await c.request(RequestCode.REGISTER_BROKER, ext, body, timeout=20)
@@ -456,7 +457,7 @@ async def test_a_compressed_body_is_bounded_while_inflating(make_pod: PodFactory
 
 
 def test_inflating_stops_at_the_limit() -> None:
-    from namesrv_redis.remoting.register_body import BodyError, _inflate
+    from namesrv_redis.rocketmq.register_body import BodyError, _inflate
 
     assert len(_inflate(bomb(3 * 1024 * 1024), limit=4 * 1024 * 1024)) == 3 * 1024 * 1024
     with pytest.raises(BodyError, match="inflates past 2097152 bytes"):
@@ -470,7 +471,7 @@ def test_inflating_stops_at_the_limit() -> None:
 def test_chunked_table_decode_equals_the_one_call_decode(monkeypatch: pytest.MonkeyPatch) -> None:
     import orjson
 
-    from namesrv_redis.remoting import register_body as rb
+    from namesrv_redis.rocketmq import register_body as rb
 
     monkeypatch.setattr(rb, "CHUNKED_DECODE_BYTES", 64)
     table: dict[str, Any] = {}

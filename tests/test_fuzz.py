@@ -6,7 +6,7 @@ frames, valid registrations in between so the tables are never trivially empty.
 After every step: the pod still answers on another connection, a refused request (any non-zero
 response code) left every key of the namespace unchanged (a digest of all keys without a TTL),
 ``check`` finds nothing, and nothing logged a traceback. CI runs a short run; the long one is
-``python benchmarks/fuzz.py --frames 1000000`` (docs/protocol.md).
+``python scripts/fuzz.py --frames 1000000`` (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from namesrv_redis.broker_sim import SimBroker
-from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.sim.broker import SimBroker
 from namesrv_redis.store.check import check_namespace
 from tests.conftest import RedisServerProcess
 from tests.fuzz_frames import (

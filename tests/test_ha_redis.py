@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from namesrv_redis.broker_sim import SimBroker
-from namesrv_redis.model import QueueConfig
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.rocketmq.model import QueueConfig
+from namesrv_redis.sim.broker import SimBroker
 from namesrv_redis.store.connection import create_redis, parse_target
 from namesrv_redis.store.keys import Keys
 from namesrv_redis.store.replication import Replication, ReplicationNotConfirmed

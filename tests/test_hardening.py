@@ -11,14 +11,14 @@ from typing import Any
 import orjson
 import pytest
 
-from namesrv_redis.broker_sim import SimBroker
-from namesrv_redis.metrics import REGISTRY
-from namesrv_redis.remoting.codes import RequestCode
-from namesrv_redis.remoting.register_body import crc32_masked
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.rocketmq.register_body import crc32_masked
+from namesrv_redis.sim.broker import SimBroker
 from namesrv_redis.store.check import check_namespace
 from namesrv_redis.store.keys import broker_ident, split_ident
 from namesrv_redis.store.liveness import Liveness
 from namesrv_redis.store.route_store import RouteStore
+from namesrv_redis.telemetry.metrics import REGISTRY
 from tests.inproc import InProcessServer
 from tests.test_liveness import eventually
 from tests.test_script_args import same, snapshot

@@ -17,14 +17,14 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from namesrv_redis.broker_sim import SimBroker
-from namesrv_redis.config import Settings
 from namesrv_redis.http.app import create_app
 from namesrv_redis.http.exposure import warn_if_unprotected
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.settings.config import Settings
+from namesrv_redis.sim.broker import SimBroker
 from namesrv_redis.store.events import RouteEvents
 from namesrv_redis.store.liveness import Liveness
 from namesrv_redis.store.pods import PodAdvertiser

@@ -18,12 +18,12 @@ import orjson
 import pytest
 import uvicorn
 
+from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.http.fast_protocol import route_protocol
 from namesrv_redis.http.fast_routes import LABEL, RouteFastPath
 from namesrv_redis.http.limits import BodyLimit, BoundedHttpToolsProtocol
-from namesrv_redis.metrics import REGISTRY
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.telemetry.metrics import REGISTRY
 from tests.conftest import free_port
 from tests.test_http import Tier, register, sim_broker, tier  # noqa: F401
 

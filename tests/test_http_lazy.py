@@ -17,25 +17,25 @@ import httpx
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from namesrv_redis.estate_metrics import EstateCollector
 from namesrv_redis.http.app import create_app
 from namesrv_redis.http.lazy_app import LazyApp
 from namesrv_redis.http.plain_asgi import send_response
 from namesrv_redis.http.probes import Probes
-from namesrv_redis.metrics import REQUESTS
 from namesrv_redis.store.events import RouteEvents
 from namesrv_redis.store.route_store import RouteStore
+from namesrv_redis.telemetry.estate_metrics import EstateCollector
+from namesrv_redis.telemetry.metrics import REQUESTS
 from tests.conftest import RedisServerProcess
 
 POD_SCRIPT = textwrap.dedent(
     """
     import asyncio, json, sys
     import httpx
-    from namesrv_redis.broker_sim import SimBroker
-    from namesrv_redis.config import Settings
-    from namesrv_redis.pod import Pod
+    from namesrv_redis.sim.broker import SimBroker
+    from namesrv_redis.settings.config import Settings
+    from namesrv_redis.process.pod import Pod
     from namesrv_redis.remoting.client import RemotingClient
-    from namesrv_redis.remoting.codes import RequestCode
+    from namesrv_redis.rocketmq.codes import RequestCode
 
     async def main(url, namespace, preload):
         pod = Pod(Settings(redis_url=url, namespace=namespace, listen_host="127.0.0.1",
@@ -141,7 +141,7 @@ async def test_probes_answer_what_the_application_answers(reason: str | None) ->
     def notices() -> list[str]:
         return ["keyspace notifications are off"]
 
-    from namesrv_redis.config import Settings
+    from namesrv_redis.settings.config import Settings
 
     app = create_app(
         store,

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from namesrv_redis.broker_sim import SimBroker, serve_broker_endpoint
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.sim.broker import SimBroker, serve_broker_endpoint
 from tests.conftest import RedisServerProcess
 from tests.serverproc import NamesrvProcess
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.remoting.acl import sign_request
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.sim.broker import SimBroker
 from tests.serverproc import NamesrvProcess
 
 JAVA_CLIENT = Path(__file__).parent / "interop" / "java" / "TlsSignedClient.java"

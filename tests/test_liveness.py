@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from namesrv_redis.model import QueueConfig
+from namesrv_redis.rocketmq.model import QueueConfig
 from namesrv_redis.store.check import check_namespace
 from namesrv_redis.store.liveness import ExpiryCleaner, Liveness
 from namesrv_redis.store.route_store import BrokerRegistration, RemovalReason, RouteStore

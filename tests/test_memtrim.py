@@ -7,14 +7,14 @@ import subprocess
 import sys
 import textwrap
 
-from namesrv_redis import memtrim
-from namesrv_redis.memtrim import MemoryTrimmer
+from namesrv_redis.process import memtrim
+from namesrv_redis.process.memtrim import MemoryTrimmer
 
 PROBE = textwrap.dedent(
     """
     import gc, psutil
-    from namesrv_redis import memtrim
-    from namesrv_redis.memtrim import MemoryTrimmer
+    from namesrv_redis.process import memtrim
+    from namesrv_redis.process.memtrim import MemoryTrimmer
 
     def rss():
         return psutil.Process().memory_info().rss / 2**20
@@ -64,8 +64,8 @@ def test_trimmer_leaves_small_free_lists_alone() -> None:
 AGAIN = textwrap.dedent(
     """
     import asyncio, gc
-    from namesrv_redis import memtrim
-    from namesrv_redis.memtrim import MemoryTrimmer
+    from namesrv_redis.process import memtrim
+    from namesrv_redis.process.memtrim import MemoryTrimmer
 
     def burst():
         keep, junk = [], [bytes(1000 + i % 500) for i in range(50_000)]  # ~60 MiB
@@ -111,12 +111,12 @@ async def test_the_server_reports_answered_big_requests_to_its_hook() -> None:
     pod's trimmer hook once answered; small requests do not."""
     import fakeredis
 
-    from namesrv_redis.broker_sim import SimBroker
-    from namesrv_redis.config import Settings
+    from namesrv_redis.domain.route_reader import RouteReader
     from namesrv_redis.remoting.client import RemotingClient
     from namesrv_redis.remoting.processor import NamesrvProcessor
     from namesrv_redis.remoting.server import BIG_REQUEST_BODY, RemotingServer
-    from namesrv_redis.route_reader import RouteReader
+    from namesrv_redis.settings.config import Settings
+    from namesrv_redis.sim.broker import SimBroker
     from namesrv_redis.store.route_store import RouteStore
 
     store = RouteStore(fakeredis.FakeAsyncRedis(), "big-requests")

@@ -11,13 +11,13 @@ import sys
 import zlib
 from pathlib import Path
 
-from namesrv_redis.remoting.headers import RegisterBrokerHeader
-from namesrv_redis.remoting.rebuild import (
+from namesrv_redis.domain.rebuild import (
     PACK_MIN_BYTES,
     AcceptedRegistration,
     AcceptedRegistrations,
     PackedBody,
 )
+from namesrv_redis.rocketmq.headers import RegisterBrokerHeader
 
 NOT_IN_A_POD = (
     "httpx",
@@ -45,11 +45,11 @@ def test_a_serve_process_does_not_load_the_admin_client_nor_cryptography() -> No
     loaded = _loaded_after(
         "from namesrv_redis.cli import build_parser\n"
         "build_parser().parse_args(['serve', '--listen-port', '1'])\n"
-        "import namesrv_redis.workers, namesrv_redis.pod, namesrv_redis.http.app\n"
+        "import namesrv_redis.process.workers, namesrv_redis.process.pod, namesrv_redis.http.app\n"
         "import namesrv_redis.http.fast_routes, namesrv_redis.http.limits\n"
         "import namesrv_redis.http.status, namesrv_redis.http.console, uvicorn\n"
     )
-    assert "namesrv_redis.pod" in loaded and "fastapi" in loaded
+    assert "namesrv_redis.process.pod" in loaded and "fastapi" in loaded
     assert not loaded & set(NOT_IN_A_POD), loaded & set(NOT_IN_A_POD)
 
 
@@ -168,12 +168,12 @@ def test_a_workers_supervisor_loads_no_redis_client_asyncio_nor_metrics() -> Non
         "args = cli.build_parser().parse_args(\n"
         "    ['serve', '--workers', '2', '--redis-url', 'redis://127.0.0.1:1/0'])\n"
         "settings = cli.settings_from_args(args)\n"
-        "import namesrv_redis.workers, namesrv_redis.store.datadir\n"
-        "from namesrv_redis.testing.memory import is_memory_url\n"
-        "from namesrv_redis.worker_metrics_dir import WorkerMetricsDir\n"
+        "import namesrv_redis.process.workers, namesrv_redis.store.datadir\n"
+        "from namesrv_redis.store.memory import is_memory_url\n"
+        "from namesrv_redis.telemetry.worker_metrics_dir import WorkerMetricsDir\n"
         "with WorkerMetricsDir():\n"
         "    pass\n"
     )
-    assert "namesrv_redis.workers" in loaded and "pydantic" in loaded
+    assert "namesrv_redis.process.workers" in loaded and "pydantic" in loaded
     heavy = {"redis", "asyncio", "ssl", "prometheus_client", "fastapi", "uvloop", "uvicorn"}
     assert not loaded & heavy, loaded & heavy

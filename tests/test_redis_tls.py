@@ -21,10 +21,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
-from namesrv_redis.broker_sim import SimBroker
-from namesrv_redis.config import Settings
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.settings.config import Settings
+from namesrv_redis.sim.broker import SimBroker
 from namesrv_redis.store.connection import create_redis
 from namesrv_redis.store.redis_tls import RedisOptionError, minimal_acl, redis_client_options
 from tests.conftest import free_port, redis_server_binary

@@ -13,19 +13,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from namesrv_redis.remoting.register_body import (
+from namesrv_redis.domain.registrations import (
+    RememberedRegistrations,
+    diff_tables,
+    entry_hashes,
+    remember,
+)
+from namesrv_redis.rocketmq.register_body import (
     BodyError,
     QueueNums,
     TopicConfig,
     decode_register_body,
     decode_register_table,
     encode_register_body,
-)
-from namesrv_redis.remoting.registrations import (
-    RememberedRegistrations,
-    diff_tables,
-    entry_hashes,
-    remember,
 )
 from tests.test_codec import FRAMES
 
@@ -155,8 +155,8 @@ async def test_pod_sends_everything_when_a_deleting_store_loses_topics(
 ) -> None:
     """With deleteTopicWithBrokerRegistration, a body that stops listing a topic is stored in
     full (the diff carries no names of gone topics), so that topic is deleted."""
-    from namesrv_redis.remoting.register_body import RegisterTable
-    from namesrv_redis.remoting.registrations import store_registration
+    from namesrv_redis.domain.registrations import store_registration
+    from namesrv_redis.rocketmq.register_body import RegisterTable
     from namesrv_redis.store.route_store import BrokerRegistration, RegisterMode, RouteStore
 
     store = RouteStore(redis, namespace, delete_topic_with_broker_registration=True)

@@ -15,14 +15,14 @@ import orjson
 import psutil
 import pytest
 
-from namesrv_redis import fastjson
-from namesrv_redis.broker_sim import SimBroker
-from namesrv_redis.config import Settings
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codec import ROCKETMQ, encode_request
-from namesrv_redis.remoting.codes import RequestCode, ResponseCode
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
+from namesrv_redis.rocketmq import fastjson
+from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
+from namesrv_redis.settings.config import Settings
+from namesrv_redis.sim.broker import SimBroker
 from namesrv_redis.store.check import check_namespace
 from namesrv_redis.store.route_store import RouteStore
 from tests.conftest import cached_routes

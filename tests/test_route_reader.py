@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from namesrv_redis.model import QueueConfig
-from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.domain.route_reader import RouteReader
+from namesrv_redis.rocketmq.model import QueueConfig
 from namesrv_redis.store.route_store import BrokerRegistration, RouteStore
 from tests.conftest import RedisServerProcess, cached_routes
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from namesrv_redis.config import Settings
-from namesrv_redis.pod import Pod
+from namesrv_redis.domain.runtime_config import ConfigRefused, apply_stored, apply_update
+from namesrv_redis.process.pod import Pod
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
-from namesrv_redis.runtime_config import ConfigRefused, apply_stored, apply_update
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.settings.config import Settings
 from namesrv_redis.store.keys import Keys
 from tests.conftest import RedisServerProcess
 from tests.inproc import InProcessServer

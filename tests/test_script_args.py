@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from redis.exceptions import ResponseError
 
-from namesrv_redis.model import QueueData
+from namesrv_redis.rocketmq.model import QueueData
 from namesrv_redis.store.check import check_namespace
 from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG
 from namesrv_redis.store.route_store import BrokerRegistration, RouteStore, queue_configs

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from namesrv_redis.model import QueueConfig
+from namesrv_redis.rocketmq.model import QueueConfig
 from namesrv_redis.store.check import check_namespace
 from namesrv_redis.store.connection import create_redis
 from namesrv_redis.store.route_store import BrokerRegistration, RemovalReason, RouteStore

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from namesrv_redis.model import QueueConfig, QueueData
+from namesrv_redis.rocketmq.model import QueueConfig, QueueData
 from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG
 from namesrv_redis.store.route_store import (
     BrokerRegistration,

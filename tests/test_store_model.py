@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from namesrv_redis.model import QueueConfig, canonical_data_version
-from namesrv_redis.remoting.register_body import QueueNums, RegisterTable
-from namesrv_redis.remoting.registrations import RememberedRegistrations, store_registration
+from namesrv_redis.domain.registrations import RememberedRegistrations, store_registration
+from namesrv_redis.rocketmq.model import QueueConfig, canonical_data_version
+from namesrv_redis.rocketmq.register_body import QueueNums, RegisterTable
 from namesrv_redis.store.check import check_namespace
 from namesrv_redis.store.route_store import (
     BrokerRegistration,

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from namesrv_redis.broker_sim import serve_broker_endpoint
-from namesrv_redis.remoting.codes import RequestCode, ResponseCode
+from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
+from namesrv_redis.sim.broker import serve_broker_endpoint
 from namesrv_redis.testing import NameServer
 from tests.test_interop import INTEROP, NODE_DIR, _node, run
 

@@ -97,7 +97,7 @@ import sys
 def test_plugin_loaded_but_nothing_imported(pytestconfig):
     assert pytestconfig.pluginmanager.has_plugin("namesrv_redis.testing.plugin")
     assert "fakeredis" not in sys.modules
-    assert "namesrv_redis.pod" not in sys.modules
+    assert "namesrv_redis.process.pod" not in sys.modules
     assert "namesrv_redis.testing.server" not in sys.modules
 """
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode, ResponseCode
+from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
+from namesrv_redis.sim.broker import SimBroker
 from namesrv_redis.testing import NameServer, Topic
 from tests.conftest import RedisServerProcess
 
@@ -143,7 +143,7 @@ async def test_reset_empties_everything(ns: NameServer, client: RemotingClient) 
     assert not ns.pod.processor.settings.order_message_enable  # type: ignore[union-attr]
     # the cached answer went too: the same connection now sees no route
     assert (await get_route(client, "T"))[0] == ResponseCode.TOPIC_NOT_EXIST
-    assert took < 5  # sanity only; the timing is measured in benchmarks/testing_fixture.py
+    assert took < 5  # sanity only; the timing is measured in scripts/testing_fixture.py
 
 
 async def test_a_reset_is_not_taken_for_redis_losing_its_data(
@@ -284,8 +284,8 @@ def test_memory_url_refuses_options_and_warns(caplog: pytest.LogCaptureFixture) 
 
 
 def test_memory_url_with_several_workers_is_refused() -> None:
-    from namesrv_redis.config import Settings
-    from namesrv_redis.workers import serve
+    from namesrv_redis.process.workers import serve
+    from namesrv_redis.settings.config import Settings
 
     assert serve(Settings(redis_url="memory://", workers=2)) == 2
 

@@ -15,10 +15,7 @@ from typing import Any
 
 import pytest
 
-from namesrv_redis.broker_sim import SimBroker
-from namesrv_redis.config import load_settings
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.remoting.server import RemotingServer
 from namesrv_redis.remoting.tls import (
@@ -27,7 +24,10 @@ from namesrv_redis.remoting.tls import (
     client_context_insecure,
     tls_options,
 )
-from namesrv_redis.remoting.tls_modes import ClientAuth, TlsConfigError, TlsMode
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.settings.config import load_settings
+from namesrv_redis.settings.tls_modes import ClientAuth, TlsConfigError, TlsMode
+from namesrv_redis.sim.broker import SimBroker
 from namesrv_redis.store.route_store import RouteStore
 from tests.conftest import cached_routes
 from tests.tlscerts import TestCA
@@ -41,7 +41,7 @@ async def start_server(real_redis: Any, namespace: str) -> AsyncIterator[Start]:
     store = RouteStore(real_redis, namespace)
     await store.load_scripts()
     routes, events = await cached_routes(real_redis, store)
-    from namesrv_redis.config import Settings
+    from namesrv_redis.settings.config import Settings
 
     servers: list[RemotingServer] = []
 
@@ -273,7 +273,7 @@ def test_rocketmq_option_names_and_tls_config_file(tmp_path: Path, ca: TestCA) -
 
 
 def test_key_password_never_reported() -> None:
-    from namesrv_redis.config import to_properties_text
+    from namesrv_redis.settings.config import to_properties_text
 
     s = load_settings(None, {"tls_server_key_password": "hunter2", "redis_password": "pw"})
     text = to_properties_text(s)

@@ -28,7 +28,7 @@ from namesrv_redis.admin.nameserver import AdminError, NameServers, Outcome, Ref
 from namesrv_redis.admin.ours import http_base, liveness
 from namesrv_redis.admin.signing import load_credentials
 from namesrv_redis.admin.watch import WatchOptions, watch
-from namesrv_redis.remoting.codes import RequestCode, ResponseCode
+from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
 
 EXIT_OK = 0
 EXIT_REFUSED = 1

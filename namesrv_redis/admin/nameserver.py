@@ -12,11 +12,11 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from namesrv_redis import fastjson
 from namesrv_redis.admin.signing import Credentials, sign
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codec import RemotingCommand
-from namesrv_redis.remoting.codes import RequestCode, ResponseCode
+from namesrv_redis.rocketmq import fastjson
+from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
 
 ADMIN_VERSION = 409
 """The version our requests carry (4.9.8's ordinal: Java answers routes in standard JSON)."""

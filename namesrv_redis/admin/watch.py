@@ -20,7 +20,7 @@ import httpx
 from namesrv_redis.admin import render, routes
 from namesrv_redis.admin.nameserver import AdminError, NameServers, Refused, topic_route
 from namesrv_redis.admin.ours import http_base, route_events
-from namesrv_redis.remoting.codes import ResponseCode
+from namesrv_redis.rocketmq.codes import ResponseCode
 
 
 @dataclass

@@ -42,13 +42,13 @@ from namesrv_redis.bench.capacity_report import (
     print_scenario,
     print_summary,
 )
-from namesrv_redis.bench.cli import ask_every_route, free_port, start_server
 from namesrv_redis.bench.clients import ClientSpec, RouteAnswers, clients_process
 from namesrv_redis.bench.estate import Estate
 from namesrv_redis.bench.fleet import Plan, Registrations, fleet_process
 from namesrv_redis.bench.loadgen import LoadSpec, merge, run_route_load
 from namesrv_redis.bench.redis_stats import RedisSnapshot, namespace_memory, split_memory
 from namesrv_redis.bench.stats import ProcessTree
+from namesrv_redis.bench.target import ask_every_route, free_port, start_server
 from namesrv_redis.store.embedded import EmbeddedRedis
 from namesrv_redis.store.keys import Keys
 

@@ -29,7 +29,7 @@ from namesrv_redis.bench.estate import Estate
 from namesrv_redis.bench.fleet import TIMEOUT, Plan, Records, raise_fd_limit, sleep_until
 from namesrv_redis.bench.loadgen import install_uvloop
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.rocketmq.codes import RequestCode
 
 WATCH_PERIOD_S = 0.25
 LAG_PERIOD_S = 0.2

@@ -35,9 +35,9 @@ from typing import TypeVar
 
 from namesrv_redis.bench.estate import Estate
 from namesrv_redis.bench.loadgen import install_uvloop
-from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.sim.broker import SimBroker
 
 FILL, UNCHANGED, CHANGED, STORM = 0, 1, 2, 3
 KINDS = {FILL: "fill", UNCHANGED: "unchanged", CHANGED: "changed", STORM: "storm"}

@@ -24,8 +24,8 @@ import orjson
 
 from namesrv_redis.bench.loadgen import install_uvloop
 from namesrv_redis.remoting.codec import FrameDecoder, RemotingCommand, encode_response
-from namesrv_redis.remoting.codes import RequestCode, ResponseCode
-from namesrv_redis.remoting.register_body import decode_register_body
+from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
+from namesrv_redis.rocketmq.register_body import decode_register_body
 
 
 class JavaLikeState:

@@ -19,9 +19,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from namesrv_redis.bench.cli import free_port, start_server
+from namesrv_redis.bench.target import free_port, start_server
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.rocketmq.codes import RequestCode
 from namesrv_redis.store.embedded import find_redis_server
 from namesrv_redis.store.persistence import server_options
 from namesrv_redis.store.route_store import RouteStore

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from namesrv_redis.bench.persist_backends import KV_NAMESPACE
-from namesrv_redis.broker_sim import SimBroker
 from namesrv_redis.remoting.client import RemotingClient
-from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.sim.broker import SimBroker
 
 TIMEOUT_S = 3.0
 

@@ -43,7 +43,7 @@ from redis.exceptions import RedisError
 from namesrv_redis.bench.persist_backends import BASELINE, Backend, disk_bytes, make_backend
 from namesrv_redis.bench.persist_workload import Ledger, Pace, Workload
 from namesrv_redis.bench.stats import summarize_us
-from namesrv_redis.store.persistence_modes import MODES, RDB_SAVE
+from namesrv_redis.settings.persistence_modes import MODES, RDB_SAVE
 
 ALL_MODES = (BASELINE, *MODES)
 T = TypeVar("T")

@@ -16,7 +16,7 @@ import statistics
 import sys
 from typing import Any
 
-from namesrv_redis.bench.cli import cache_all, registered, route_load, start_server
+from namesrv_redis.bench.target import cache_all, registered, route_load, start_server
 from namesrv_redis.store.embedded import EmbeddedRedis
 
 

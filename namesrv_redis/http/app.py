@@ -22,22 +22,22 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from namesrv_redis.config import Settings
-from namesrv_redis.estate_metrics import EstateCollector
+from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.http.acl_api import add_acl_routes
 from namesrv_redis.http.exposure import admin_exposed_without_token
 from namesrv_redis.http.openapi import install as install_openapi
 from namesrv_redis.http.probes import HEALTHY, metrics_text, readiness_answer
-from namesrv_redis.metrics import (
-    REQUEST_LATENCY,
-    REQUESTS,
-    http_route_label,
-)
-from namesrv_redis.route_reader import RouteReader
+from namesrv_redis.settings.config import Settings
 from namesrv_redis.store.acl import AclStore
 from namesrv_redis.store.events import RouteEvents
 from namesrv_redis.store.pods import live_pod_addresses
 from namesrv_redis.store.route_store import RouteStore
+from namesrv_redis.telemetry.estate_metrics import EstateCollector
+from namesrv_redis.telemetry.metrics import (
+    REQUEST_LATENCY,
+    REQUESTS,
+    http_route_label,
+)
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from namesrv_redis import __version__
-from namesrv_redis.config import Settings
+from namesrv_redis.settings.config import Settings
 from namesrv_redis.store.route_store import RouteStore
 
 CONSOLE_DIR = Path(__file__).parent / "console"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from namesrv_redis.config import Settings
+from namesrv_redis.settings.config import Settings
 
 
 def is_loopback(host: str) -> bool:

@@ -24,11 +24,11 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.http.fast_routes import LABEL, PREFIX
 from namesrv_redis.http.limits import BoundedHttpToolsProtocol
-from namesrv_redis.metrics import REQUEST_LATENCY, REQUESTS
-from namesrv_redis.route_reader import RouteReader
 from namesrv_redis.store.events import RouteEvents
+from namesrv_redis.telemetry.metrics import REQUEST_LATENCY, REQUESTS
 
 _PREFIX_RAW = PREFIX.encode()
 _STATUS_OK = b"HTTP/1.1 200 OK\r\n"

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.http.plain_asgi import send_response
-from namesrv_redis.metrics import REQUEST_LATENCY, REQUESTS
-from namesrv_redis.route_reader import RouteReader
 from namesrv_redis.store.events import RouteEvents
+from namesrv_redis.telemetry.metrics import REQUEST_LATENCY, REQUESTS
 
 PREFIX = "/v1/routes/"
 LABEL = "GET /v1/routes/{topic}"

@@ -19,10 +19,15 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
-from namesrv_redis.estate_metrics import EstateCollector, exposition
 from namesrv_redis.http.plain_asgi import json_bytes, send_response
-from namesrv_redis.metrics import REQUEST_LATENCY, REQUESTS, http_route_label, set_table_sizes
 from namesrv_redis.store.route_store import RouteStore
+from namesrv_redis.telemetry.estate_metrics import EstateCollector, exposition
+from namesrv_redis.telemetry.metrics import (
+    REQUEST_LATENCY,
+    REQUESTS,
+    http_route_label,
+    set_table_sizes,
+)
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from namesrv_redis.metrics import TLS_CONNECTIONS
-from namesrv_redis.remoting.tls_modes import TlsMode
+from namesrv_redis.settings.tls_modes import TlsMode
+from namesrv_redis.telemetry.metrics import TLS_CONNECTIONS
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,13 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from namesrv_redis.metrics import ACL_REFUSALS
-from namesrv_redis.remoting.codes import RequestCode, ResponseCode
+from namesrv_redis.remoting.handler_types import Connection, Response
+from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
 from namesrv_redis.store.acl import AclStore, Credential, Permission
+from namesrv_redis.telemetry.metrics import ACL_REFUSALS
 
 if TYPE_CHECKING:
     from namesrv_redis.remoting.codec import RemotingCommand
-    from namesrv_redis.remoting.processor import Connection, Response
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +251,6 @@ class AclGuard:
         *,
         access_key: str | None = None,
     ) -> Response:
-        from namesrv_redis.remoting.processor import Response
-
         ACL_REFUSALS.labels(str(cmd.code) if cmd.code in _KNOWN_CODES else "other", reason).inc()
         log.warning(
             "ACL refused request code=%d from %s: %s%s",

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from namesrv_redis.remoting.codes import LANGUAGE_CODES, LANGUAGES, SERVER_VERSION
+from namesrv_redis.rocketmq.codes import LANGUAGE_CODES, LANGUAGES, SERVER_VERSION
 
 JSON = 0
 ROCKETMQ = 1

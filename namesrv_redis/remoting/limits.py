@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from namesrv_redis.remoting.codes import RequestCode
+from namesrv_redis.rocketmq.codes import RequestCode
 
 BUSY_REMARK = "[REJECTREQUEST]system busy, start flow control for a while"
 """The Java NameServer's remark when a processor refuses a request (NettyRemotingAbstract)."""
@@ -65,7 +65,7 @@ class FlowLimits:
 
     @classmethod
     def from_settings(cls, settings: Any) -> FlowLimits:
-        """The limits from a :class:`~namesrv_redis.config.Settings` (its ``flow_*`` fields
+        """The limits from a :class:`~namesrv_redis.settings.config.Settings` (its ``flow_*`` fields
         when present, else the defaults)."""
         kw: dict[str, Any] = {}
         for name in cls.__dataclass_fields__:

@@ -27,9 +27,10 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from namesrv_redis.remoting.codec import RemotingCommand
-from namesrv_redis.remoting.codes import RequestCode
-from namesrv_redis.remoting.errors import RemotingError
-from namesrv_redis.remoting.processor import Connection, NamesrvProcessor, Response
+from namesrv_redis.remoting.handler_types import Connection, Response
+from namesrv_redis.remoting.processor import NamesrvProcessor
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.rocketmq.errors import RemotingError
 from namesrv_redis.store.connection import create_redis
 from namesrv_redis.store.replication import Replication
 from namesrv_redis.store.route_store import RouteStore

@@ -12,43 +12,42 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import RedisError
 
-from namesrv_redis import fastjson
-from namesrv_redis.config import (
-    Settings,
-    blacklisted_keys,
-    parse_properties,
-    to_properties_text,
-)
-from namesrv_redis.limits import java_int
-from namesrv_redis.metrics import REGISTRATIONS
-from namesrv_redis.model import BadDataVersion, QueueData, canonical_data_version
+from namesrv_redis.domain.rebuild import AcceptedRegistration, AcceptedRegistrations, packable
+from namesrv_redis.domain.registrations import RememberedRegistrations, store_registration
+from namesrv_redis.domain.route_reader import RouteReader
+from namesrv_redis.domain.runtime_config import ConfigRefused, apply_update
 from namesrv_redis.remoting.acl import AclGuard
 from namesrv_redis.remoting.codec import RemotingCommand
-from namesrv_redis.remoting.codes import RequestCode, ResponseCode
-from namesrv_redis.remoting.errors import BadRequest
-from namesrv_redis.remoting.headers import (
+from namesrv_redis.remoting.handler_types import Connection, Response
+from namesrv_redis.rocketmq import fastjson
+from namesrv_redis.rocketmq.bounds import java_int
+from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
+from namesrv_redis.rocketmq.errors import BadRequest
+from namesrv_redis.rocketmq.headers import (
     BrokerAddrHeader,
     RegisterBrokerHeader,
     opt_bool,
     opt_str,
     req_str,
 )
-from namesrv_redis.remoting.rebuild import AcceptedRegistration, AcceptedRegistrations, packable
-from namesrv_redis.remoting.register_body import (
+from namesrv_redis.rocketmq.model import BadDataVersion, QueueData, canonical_data_version
+from namesrv_redis.rocketmq.register_body import (
     BodyError,
     RegisterTable,
     body_token,
     crc32_masked,
     decode_register_table,
 )
-from namesrv_redis.remoting.registrations import RememberedRegistrations, store_registration
-from namesrv_redis.route_reader import RouteReader
-from namesrv_redis.runtime_config import ConfigRefused, apply_update
+from namesrv_redis.settings.config import (
+    Settings,
+    blacklisted_keys,
+    parse_properties,
+    to_properties_text,
+)
 from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG
 from namesrv_redis.store.route_store import (
     BrokerRegistration,
@@ -58,29 +57,12 @@ from namesrv_redis.store.route_store import (
     RouteStore,
     record_removal,
 )
+from namesrv_redis.telemetry.metrics import REGISTRATIONS
 
 log = logging.getLogger(__name__)
 
 V4_9_4 = 401
 FAQ_APPLY_TOPIC = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
-
-
-@dataclass(slots=True)
-class Response:
-    code: int = ResponseCode.SUCCESS
-    remark: str | None = None
-    ext_fields: dict[str, str] | None = None
-    body: bytes | None = None
-
-
-@dataclass(slots=True)
-class Connection:
-    """What a handler may know about the connection a request came on."""
-
-    conn_id: str
-    remote_addr: str
-    brokers: set[tuple[str, str, str]] = field(default_factory=set)
-    """(cluster, broker address, broker name) registered over this connection."""
 
 
 CLOSE_REMOVALS_AT_ONCE = 32
@@ -126,7 +108,7 @@ class NamesrvProcessor:
         """Per broker process: the last registration this pod stored."""
         self.accepted = AcceptedRegistrations()
         """Per connected broker process: its last accepted registration, to re-apply when
-        Redis loses the namespace's data (:mod:`namesrv_redis.remoting.rebuild`)."""
+        Redis loses the namespace's data (:mod:`namesrv_redis.domain.rebuild`)."""
         self.guard: AclGuard | None = None
         """ACL signature and address checks (namesrv_redis/remoting/acl.py), when configured."""
         self._close_removals = asyncio.Semaphore(CLOSE_REMOVALS_AT_ONCE)

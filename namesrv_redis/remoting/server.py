@@ -33,7 +33,19 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 
-from namesrv_redis.metrics import (
+from namesrv_redis.remoting.accept import SniffingAcceptor, bind_listener
+from namesrv_redis.remoting.admission import Admission, Lane
+from namesrv_redis.remoting.codec import FrameDecoder, FrameError, RemotingCommand, encode_response
+from namesrv_redis.remoting.frame_budget import FrameBudget
+from namesrv_redis.remoting.handler_types import Connection, Response
+from namesrv_redis.remoting.limits import BUSY_REMARK, FlowLimits
+from namesrv_redis.remoting.offload import Offloader
+from namesrv_redis.remoting.processor import V4_9_4, NamesrvProcessor
+from namesrv_redis.remoting.single_flight import SingleFlight
+from namesrv_redis.remoting.tls import ServerTls
+from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
+from namesrv_redis.rocketmq.errors import RemotingError, error_response_code
+from namesrv_redis.telemetry.metrics import (
     CONNECTIONS,
     OTHER,
     REQUEST_LATENCY,
@@ -42,17 +54,6 @@ from namesrv_redis.metrics import (
     request_code_label,
     response_code_label,
 )
-from namesrv_redis.remoting.accept import SniffingAcceptor, bind_listener
-from namesrv_redis.remoting.admission import Admission, Lane
-from namesrv_redis.remoting.codec import FrameDecoder, FrameError, RemotingCommand, encode_response
-from namesrv_redis.remoting.codes import RequestCode, ResponseCode
-from namesrv_redis.remoting.errors import RemotingError, error_response_code
-from namesrv_redis.remoting.frame_budget import FrameBudget
-from namesrv_redis.remoting.limits import BUSY_REMARK, FlowLimits
-from namesrv_redis.remoting.offload import Offloader
-from namesrv_redis.remoting.processor import V4_9_4, Connection, NamesrvProcessor, Response
-from namesrv_redis.remoting.single_flight import SingleFlight
-from namesrv_redis.remoting.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ stops as soon as the transport's high-water mark is passed."""
 BIG_REQUEST_BODY = 64 * 1024
 """A request body this large (a big registration; a sixteenth of it compressed) is a burst
 of buffers: once it is answered, the server calls ``after_big_request`` (the pod's memory
-trimmer, :meth:`~namesrv_redis.memtrim.MemoryTrimmer.burst_ended`)."""
+trimmer, :meth:`~namesrv_redis.process.memtrim.MemoryTrimmer.burst_ended`)."""
 _conn_ids = itertools.count(1)
 
 

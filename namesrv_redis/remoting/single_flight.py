@@ -19,8 +19,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 
 from namesrv_redis.remoting.codec import RemotingCommand
-from namesrv_redis.remoting.codes import RequestCode
-from namesrv_redis.remoting.processor import Response
+from namesrv_redis.remoting.handler_types import Response
+from namesrv_redis.rocketmq.codes import RequestCode
 
 COALESCED = frozenset(
     int(c)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from namesrv_redis.remoting.selfsigned import write_self_signed
-from namesrv_redis.remoting.tls_modes import (
+from namesrv_redis.settings.tls_modes import (
     ClientAuth,
     TlsConfigError,
     TlsMode,
@@ -40,7 +40,7 @@ from namesrv_redis.remoting.tls_modes import (
 )
 
 if TYPE_CHECKING:
-    from namesrv_redis.config import Settings
+    from namesrv_redis.settings.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ _SETTINGS_FIELDS = {
 def tls_options(settings: Settings) -> TlsOptions:
     """The remoting TLS options of a pod: its settings, then the ``tls.config.file``
     properties for what the settings leave at its default (as Java's TlsHelper reads it)."""
-    from namesrv_redis.config import parse_properties
+    from namesrv_redis.settings.config import parse_properties
 
     password = settings.tls_server_key_password
     opts = TlsOptions(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from namesrv_redis.model import BrokerData, QueueData
+from namesrv_redis.rocketmq.model import BrokerData, QueueData
 from namesrv_redis.store.keys import Keys, split_ident
 from namesrv_redis.store.route_store import as_text
 

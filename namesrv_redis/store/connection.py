@@ -3,7 +3,7 @@
 - ``redis://[:password@]host:port/db``, ``rediss://…``, ``unix:///path/redis.sock?db=0``
 - ``redis+sentinel://[:password@]host:port[,host:port…]/service_name[/db]``
 - ``redis+cluster://[:password@]host:port[,host:port…]`` (or any URL with ``?cluster=true``)
-- ``memory://``: a private in-process fakeredis (``namesrv_redis.testing.memory``; tests only)
+- ``memory://``: a private in-process fakeredis (``namesrv_redis.store.memory``; tests only)
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def create_redis(url: str, *, decode_responses: bool = False, **kw: Any) -> Any:
     credentials and TLS options (an option's password wins over the URL's) and, for Sentinel,
     ``sentinel_kwargs`` for the sentinels themselves."""
     if urlsplit(url).scheme.lower() == "memory":
-        from namesrv_redis.testing.memory import memory_redis
+        from namesrv_redis.store.memory import memory_redis
 
         return memory_redis(url, decode_responses=decode_responses)
     target = parse_target(url)

@@ -32,9 +32,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from namesrv_redis.settings.persistence_modes import MODES, uses_aof, validate_mode
 from namesrv_redis.store.datadir import DataDirLock, default_data_dir, prepare_data_dir
 from namesrv_redis.store.persistence import server_options
-from namesrv_redis.store.persistence_modes import MODES, uses_aof, validate_mode
 
 log = logging.getLogger(__name__)
 

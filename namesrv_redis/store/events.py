@@ -33,8 +33,8 @@ from typing import Any
 
 import orjson
 
-from namesrv_redis.metrics import DATA_LOSS, REDIS_ERRORS
 from namesrv_redis.store.keys import Keys
+from namesrv_redis.telemetry.metrics import DATA_LOSS, REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 

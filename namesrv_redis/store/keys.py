@@ -17,7 +17,7 @@ key (after the prefix)          type   contents
                                        "zoneName"?, "enableActingMaster"?}``
 ``topics``                      set    every topic that has queue data
 ``topic:<topic>``               hash   broker name -> queue data ``"r,w,perm,sysflag"``
-                                       (topicQueueTable; see :mod:`namesrv_redis.model`)
+                                       (topicQueueTable; see :mod:`namesrv_redis.rocketmq.model`)
 ``broker-topics:<brokerName>``  set    reverse index: topics holding queue data of that broker
 ``live:<ident>``                hash   live info (brokerLiveTable), with a TTL = heartbeat
                                        timeout: ``name, id, dv`` (data version JSON), ``sv``
@@ -50,15 +50,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from namesrv_redis.settings.namespace import validate_namespace
+
 ORDER_TOPIC_CONFIG = "ORDER_TOPIC_CONFIG"
 """RocketMQ's KV namespace that holds order-topic configuration (NamesrvUtil)."""
-
-
-def validate_namespace(namespace: str) -> str:
-    """Refuse namespaces that would break the hash tag."""
-    if not namespace or "{" in namespace or "}" in namespace:
-        raise ValueError(f"invalid namespace {namespace!r}: must be non-empty, without braces")
-    return namespace
 
 
 def _escape_ident_part(s: str) -> str:

@@ -20,11 +20,11 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from namesrv_redis.metrics import EXPIRY_EVENTS, REDIS_ERRORS, SWEEPS
 from namesrv_redis.store.connection import ensure_keyspace_events
 from namesrv_redis.store.keys import split_ident
 from namesrv_redis.store.route_store import RemovalReason, RouteStore, record_removal
 from namesrv_redis.store.topology import Topology
+from namesrv_redis.telemetry.metrics import EXPIRY_EVENTS, REDIS_ERRORS, SWEEPS
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from namesrv_redis.store.persistence_modes import RDB_SAVE, uses_aof, validate_mode
+from namesrv_redis.settings.persistence_modes import RDB_SAVE, uses_aof, validate_mode
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ class PersistenceReport:
     """What a Redis server promises for the data it holds."""
 
     mode: str
-    """one of :data:`~.persistence_modes.MODES`, ``aof-no`` (AOF left to the kernel to flush)
-    or ``unknown``"""
+    """one of :data:`~namesrv_redis.settings.persistence_modes.MODES`, ``aof-no`` (AOF left to
+    the kernel to flush) or ``unknown``"""
     source: str
     """``config`` (CONFIG GET), ``info`` (CONFIG refused; INFO persistence) or ``none``"""
     save: str | None = None
@@ -164,7 +164,7 @@ class PersistenceMonitor:
         self.report = PersistenceReport("unknown", "none", detail="not read yet")
 
     async def refresh(self) -> PersistenceReport:
-        from namesrv_redis.metrics import set_persistence
+        from namesrv_redis.telemetry.metrics import set_persistence
 
         try:
             self.report = await read_persistence(self.client)

@@ -30,7 +30,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from namesrv_redis.metrics import REPLICATION_UNCONFIRMED
+from namesrv_redis.telemetry.metrics import REPLICATION_UNCONFIRMED
 
 AUTO = -1
 DEFAULT_WAIT_TIMEOUT_MS = 1000

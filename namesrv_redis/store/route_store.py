@@ -17,9 +17,8 @@ from typing import Any
 
 import orjson
 
-from namesrv_redis.java_order import hashmap_order, long_hash, string_hash
-from namesrv_redis.metrics import REMOVALS
-from namesrv_redis.model import (
+from namesrv_redis.rocketmq.java_order import hashmap_order, long_hash, string_hash
+from namesrv_redis.rocketmq.model import (
     FLAG_UNIT,
     FLAG_UNIT_SUB,
     PERM_WRITE,
@@ -34,6 +33,7 @@ from namesrv_redis.store.deadlines import Deadlines
 from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG, Keys, split_ident
 from namesrv_redis.store.replication import Replication, run_script
 from namesrv_redis.store.scripts import Scripts, preload, register_scripts
+from namesrv_redis.telemetry.metrics import REMOVALS
 
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 120_000
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class BrokerRegistration:
     broker_id: int
     ha_server_addr: str = ""
     data_version: str = '{"counter":0,"timestamp":0}'
-    """Canonical JSON, see :func:`namesrv_redis.model.canonical_data_version`."""
+    """Canonical JSON, see :func:`namesrv_redis.rocketmq.model.canonical_data_version`."""
     state_version: int = 0
     topics: Sequence[QueueConfig] = ()
     filter_servers: list[str] | None = None

@@ -17,7 +17,7 @@ One :class:`Topology` per pod watches the Redis deployment (docs/ha.md):
 
 A master switch or a new slot owner also calls the ``on_failover`` callbacks: the pod then
 re-applies its connected brokers' registrations (a failover may have dropped acknowledged
-writes, see :mod:`namesrv_redis.remoting.rebuild`) and wakes the sweeper.
+writes, see :mod:`namesrv_redis.domain.rebuild`) and wakes the sweeper.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from namesrv_redis.metrics import KEYSPACE_NOTIFICATIONS, REDIS_ERRORS, REDIS_FAILOVERS
 from namesrv_redis.store.connection import (
     Deployment,
     EpochSentinel,
@@ -44,6 +43,7 @@ from namesrv_redis.store.connection import (
 from namesrv_redis.store.keys import Keys
 from namesrv_redis.store.replication import Replication
 from namesrv_redis.store.route_store import as_text
+from namesrv_redis.telemetry.metrics import KEYSPACE_NOTIFICATIONS, REDIS_ERRORS, REDIS_FAILOVERS
 
 log = logging.getLogger(__name__)
 

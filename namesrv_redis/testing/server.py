@@ -1,6 +1,6 @@
 """``NameServer``: one real name-server pod inside a test process (docs/testing.md).
 
-It is the pod ``namesrv-redis serve`` runs — :class:`~namesrv_redis.pod.Pod` with its route
+It is the pod ``namesrv-redis serve`` runs — :class:`~namesrv_redis.process.pod.Pod` with its route
 store, Lua scripts, remoting server, processor and liveness loops — on a background thread
 with its own event loop, listening on a free loopback port. By default its Redis is a
 private fakeredis (``memory://``); ``"embedded"`` starts a private real ``redis-server``, and
@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from namesrv_redis.config import FIELDS_BY_ROCKETMQ_NAME, Settings
-from namesrv_redis.model import PERM_READ, PERM_WRITE, QueueConfig, canonical_data_version
-from namesrv_redis.pod import Pod
-from namesrv_redis.remoting.rebuild import AcceptedRegistrations
-from namesrv_redis.remoting.registrations import RememberedRegistrations
+from namesrv_redis.domain.rebuild import AcceptedRegistrations
+from namesrv_redis.domain.registrations import RememberedRegistrations
+from namesrv_redis.process.pod import Pod
+from namesrv_redis.rocketmq.model import PERM_READ, PERM_WRITE, QueueConfig, canonical_data_version
+from namesrv_redis.settings.config import FIELDS_BY_ROCKETMQ_NAME, Settings
 from namesrv_redis.store.liveness import remove_expired
+from namesrv_redis.store.memory import is_memory_url, new_fake_redis
 from namesrv_redis.store.route_store import (
     DEFAULT_HEARTBEAT_TIMEOUT_MS,
     BrokerRegistration,
@@ -40,7 +41,6 @@ from namesrv_redis.store.route_store import (
     RouteStore,
 )
 from namesrv_redis.testing.loop_thread import LoopThread
-from namesrv_redis.testing.memory import is_memory_url, new_fake_redis
 from namesrv_redis.testing.seen import SeenRequests
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def _topic_configs(topics: Mapping[str, int | Topic] | Iterable[str]) -> list[Qu
 
 def _settings(values: dict[str, Any], options: Mapping[str, Any]) -> Settings:
     """Settings from defaults and these values only (a test process's NAMESRV_* environment
-    is not read: only :func:`~namesrv_redis.config.load_settings` reads it). Every option
+    is not read: only :func:`~namesrv_redis.settings.config.load_settings` reads it). Every option
     counts as set, so a ``tls.config.file`` never overrides the fixture's TLS options."""
     merged = {
         name: field.get_default(call_default_factory=True)
