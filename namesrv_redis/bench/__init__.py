@@ -1,7 +1,9 @@
 """``namesrv-redis bench``: measures a name server the way the Java NameServer was measured.
 
-Modules: :mod:`.loadgen` (route load from several processes, over remoting or HTTP),
-:mod:`.stats` (percentiles, CPU accounting), :mod:`.target` (start or target a server and
-read its CPU and memory), :mod:`.scenarios` (what is measured) and :mod:`.cli` (options and
-the printed tables and JSON line).
+A tool on top of the layers. Modules: :mod:`.cli` (the suites' options, tables and JSON line),
+:mod:`.target` (start or target a server, fill and ask it), :mod:`.loadgen` (route load from
+several processes), :mod:`.stats` (percentiles, CPU and memory), :mod:`.persistence` and
+``persist_*`` (the persistence suite), :mod:`.capacity` and ``capacity_*`` / :mod:`.fleet` /
+:mod:`.clients` / :mod:`.estate` (the capacity suite), :mod:`.javalike` (the Java-shaped
+baseline server), :mod:`.tls_compare` (TLS overhead).
 """

@@ -1,4 +1,6 @@
-"""How namesrv-redis talks to Redis — everything on the Redis side of a pod, in one place.
+"""Everything that talks to Redis: the key schema, the scripts, the store API, liveness.
+
+Imports only ``rocketmq``, ``settings`` and ``telemetry`` below it; nothing above.
 
 ==================  ==========================================================================
 module              what it holds
@@ -12,5 +14,12 @@ module              what it holds
 ``pods``            pod advertisement for the address server (``/rocketmq/nsaddr``)
 ``embedded``        the private redis-server started when no URL is configured
 ``check``           ``namesrv-redis check``: invariants of the route tables
+``memory``          ``memory://``: a private in-process fakeredis (tests, tinkering)
+``acl``             ACL credentials of one namespace
+``deadlines``       deadlines on every Redis call
+``replication``     ``WAIT``: a write acknowledged once a failover would keep it
+``topology``        where the namespace's data lives now (Sentinel, Cluster), and switches
+``persistence``     what persistence a Redis promises; ``datadir``: the embedded one's files
+``redis_tls``       Redis credentials and TLS options for every URL form
 ==================  ==========================================================================
 """
