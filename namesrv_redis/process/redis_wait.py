@@ -55,6 +55,7 @@ async def wait_for_redis(
     ``timeout_s``, or at once (USAGE) when Redis refuses our credentials."""
     deadline = time.monotonic() + timeout_s
     pause, attempt = FIRST_PAUSE_S, 0
+    state.reason = f"connecting to Redis at {where}"
     while True:
         attempt += 1
         try:
