@@ -83,7 +83,9 @@ def test_unreachable_redis_gives_up_after_the_start_up_wait() -> None:
 
 def test_unknown_redis_host() -> None:
     code, out = run_cli(
-        *serve_args("--redis-url", "redis://no-such-host.invalid:6379", "--redis-startup-timeout", "0")
+        *serve_args(
+            "--redis-url", "redis://no-such-host.invalid:6379", "--redis-startup-timeout", "0"
+        )
     )
     assert code == 4, out
     [line] = problem_lines(out)

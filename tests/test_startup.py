@@ -62,9 +62,7 @@ class Serve:
 
     def get(self, path: str) -> tuple[int, dict[str, object]]:
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.http_port}{path}", timeout=5
-            ) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read())
@@ -113,9 +111,9 @@ def redis_servers_of(data_dir: Path) -> list[int]:
             cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if title.startswith(b"redis-server") or b"/redis-server" in title.split(b"\0")[0]:
-            if cwd == str(data_dir):
-                pids.append(int(entry.name))
+        is_redis = title.startswith(b"redis-server") or b"/redis-server" in title.split(b"\0")[0]
+        if is_redis and cwd == str(data_dir):
+            pids.append(int(entry.name))
     return pids
 
 

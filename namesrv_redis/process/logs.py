@@ -41,7 +41,9 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     """Replace the root logger's handlers with one on stderr in ``log_format``; uvicorn's
     loggers drop any handler of their own and pass their records up to it."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

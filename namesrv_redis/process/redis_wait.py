@@ -120,10 +120,13 @@ class WaitingHttp:
         if path == b"/healthz":
             status, body = "200 OK", {"status": "ok"}
         else:
-            status, body = "503 Service Unavailable", {
-                "status": "not_ready",
-                "reason": self.state.reason,
-            }
+            status, body = (
+                "503 Service Unavailable",
+                {
+                    "status": "not_ready",
+                    "reason": self.state.reason,
+                },
+            )
         data = json.dumps(body).encode()
         writer.write(
             f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"

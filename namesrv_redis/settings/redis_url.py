@@ -23,7 +23,9 @@ def check_redis_url(url: str) -> str:
     scheme = urlsplit(url).scheme.lower()
     if scheme not in MODES:
         known = ", ".join(f"{s}://" for s in MODES if s != "sentinel")
-        raise ValueError(f"unsupported URL scheme {scheme + '://' if scheme else '(none)'}; use {known}")
+        raise ValueError(
+            f"unsupported URL scheme {scheme + '://' if scheme else '(none)'}; use {known}"
+        )
     return url
 
 
