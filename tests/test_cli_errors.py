@@ -41,17 +41,12 @@ def problem_lines(output: str) -> list[str]:
     ]
 
 
-def serve_args(*extra: str) -> list[str]:
+def serve_args(*extra: str, port: int = 0, http_port: int = 0) -> list[str]:
+    """``serve`` on loopback ports (free ones unless given)."""
     return [
         "serve",
-        "--listen-host",
-        "127.0.0.1",
-        "--listen-port",
-        str(free_port()),
-        "--http-host",
-        "127.0.0.1",
-        "--http-port",
-        str(free_port()),
+        *("--listen-host", "127.0.0.1", "--listen-port", str(port or free_port())),
+        *("--http-host", "127.0.0.1", "--http-port", str(http_port or free_port())),
         *extra,
     ]
 

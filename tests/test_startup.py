@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RedisServerProcess, free_port
-from tests.test_cli_errors import ROOT, run_cli
+from tests.test_cli_errors import ROOT, run_cli, serve_args
 
 # generous: two cores shared with other test runs
 START_S = 60.0
@@ -35,16 +35,7 @@ class Serve:
             sys.executable,
             "-m",
             "namesrv_redis.cli",
-            "serve",
-            "--listen-host",
-            "127.0.0.1",
-            "--listen-port",
-            str(self.port),
-            "--http-host",
-            "127.0.0.1",
-            "--http-port",
-            str(self.http_port),
-            *extra,
+            *serve_args(*extra, port=self.port, http_port=self.http_port),
         ]
         self.proc: subprocess.Popen[bytes] | None = None
 
