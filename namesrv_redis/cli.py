@@ -280,11 +280,18 @@ def cmd_check(settings: Settings) -> int:
     try:
         return asyncio.run(run())
     except (RedisError, OSError) as e:
-        return fail(
-            f"cannot reach Redis at {describe_url(url)}: {str(e).strip() or type(e).__name__}"
-            " (start it, or fix --redis-url / NAMESRV_REDIS_URL)",
-            ExitCode.UNREACHABLE,
-        )
+        return redis_unreachable(url, e)
+
+
+def redis_unreachable(url: str, e: Exception) -> int:
+    """The one line for a Redis that does not answer a command; exit 4."""
+    from namesrv_redis.store.connection import describe_url
+
+    return fail(
+        f"cannot reach Redis at {describe_url(url)}: {str(e).strip() or type(e).__name__}"
+        " (start it, or fix --redis-url / NAMESRV_REDIS_URL)",
+        ExitCode.UNREACHABLE,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -315,7 +322,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return cmd_serve(loaded)
     if args.command == "acl":
-        return cmd_acl(settings, args)
+        from redis.exceptions import RedisError
+
+        try:
+            return cmd_acl(settings, args)
+        except (RedisError, OSError) as e:
+            return redis_unreachable(settings.redis_url or "embedded", e)
     return cmd_check(settings)
 
 

@@ -76,6 +76,17 @@ def test_unreachable_redis_gives_up_after_the_start_up_wait() -> None:
     assert "cannot be read" not in out and "Traceback" not in out
 
 
+@pytest.mark.parametrize("scheme", ["redis+sentinel", "redis+cluster"])
+def test_unreachable_sentinels_or_cluster_nodes(scheme: str) -> None:
+    dead = free_port()
+    url = f"{scheme}://127.0.0.1:{dead}" + ("/mymaster" if scheme == "redis+sentinel" else "")
+    code, out = run_cli(*serve_args("--redis-url", url, "--redis-startup-timeout", "0"))
+    assert code == 4, out
+    [line] = problem_lines(out)
+    assert f"127.0.0.1:{dead}" in line and "Connection refused" in line
+    assert "<redis." not in line  # no client repr
+
+
 def test_unknown_redis_host() -> None:
     code, out = run_cli(
         *serve_args(
@@ -102,8 +113,9 @@ def test_a_port_in_use_names_port_and_tier(tier: str) -> None:
     assert ("HTTP tier" if tier == "--http-port" else "remoting server") in line
 
 
-def test_check_against_a_dead_redis_is_cannot_reach_not_broken_invariants() -> None:
-    code, out = run_cli("check", "--redis-url", f"redis://127.0.0.1:{free_port()}/0")
+@pytest.mark.parametrize("command", [["check"], ["acl", "list"]])
+def test_a_dead_redis_is_cannot_reach_not_broken_invariants(command: list[str]) -> None:
+    code, out = run_cli(*command, "--redis-url", f"redis://127.0.0.1:{free_port()}/0")
     assert code == 4
     [line] = problem_lines(out)
     assert "cannot reach Redis" in line

@@ -171,9 +171,10 @@ def test_ctrl_c_to_the_process_group_stops_cleanly_and_keeps_the_data(
     # check finds the embedded Redis of the data directory
     code, out = run_cli("check", "--data-dir", str(data))
     assert code == 0 and "consistent" in out, out
-    assert redis_servers_of(data)
-
+    [server] = redis_servers_of(data)
     assert pod.proc is not None
+    assert os.getsid(server) != os.getsid(pod.proc.pid)  # the group's Ctrl-C does not reach it
+
     os.killpg(pod.proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
     assert pod.wait_exit() == 0
     log = pod.log()

@@ -19,7 +19,12 @@ import ssl
 import time
 from typing import Any
 
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
 from namesrv_redis.settings.exit_codes import ExitCode, StartupError
 
@@ -60,7 +65,7 @@ async def wait_for_redis(
         attempt += 1
         try:
             await asyncio.wait_for(client.ping(), ATTEMPT_TIMEOUT_S)
-        except (RedisError, OSError, TimeoutError) as e:
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as e:
             if _is_auth_error(e):
                 raise StartupError(
                     f"Redis at {where} refused our credentials ({_describe(e)}): fix "

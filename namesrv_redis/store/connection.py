@@ -106,6 +106,12 @@ def parse_target(url: str) -> RedisTarget:
 PIN_AFTER_SWITCH_S = 15.0
 
 
+def _address_of(client: Any) -> str:
+    """``host:port`` of a plain client (for messages; its repr is a page long)."""
+    kw = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    return f"{kw.get('host', '?')}:{kw.get('port', '?')}"
+
+
 class EpochSentinel(Sentinel):
     """Master discovery that asks every sentinel and believes the highest ``config-epoch``.
 
@@ -128,7 +134,8 @@ class EpochSentinel(Sentinel):
             try:
                 masters: Any = await sentinel.sentinel_masters()
             except (RedisConnectionError, RedisTimeoutError) as e:
-                errors.append(f"{sentinel}: {e!r}")
+                why = str(e).strip("' ") or repr(e)
+                errors.append(f"sentinel {_address_of(sentinel)}: {why}")
                 continue
             state = masters.get(service_name)
             if state and self.check_master_state(state, service_name):  # type: ignore[no-untyped-call]
