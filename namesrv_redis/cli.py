@@ -208,7 +208,7 @@ def fail(message: str, code: int) -> int:
 def cmd_serve(loaded: LoadedSettings) -> int:
     from namesrv_redis.process.workers import serve
     from namesrv_redis.settings.report import startup_line
-    from namesrv_redis.store.datadir import DataDirError
+    from namesrv_redis.store.datadir import DataDirError, EmbeddedRedisError
 
     settings = loaded.settings
     log.info("%s", startup_line(settings))
@@ -225,6 +225,9 @@ def cmd_serve(loaded: LoadedSettings) -> int:
     except FileNotFoundError as e:  # no redis-server binary for the embedded default
         log.error("cannot start: %s", e)
         return ExitCode.USAGE
+    except EmbeddedRedisError as e:
+        log.error("cannot start: %s", e)
+        return ExitCode.UNREACHABLE
 
 
 def _check_target(settings: Settings) -> tuple[str | None, str]:

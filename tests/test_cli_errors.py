@@ -172,3 +172,13 @@ def test_help_documents_the_exit_codes() -> None:
         code, out = run_cli(*args)
         assert code == 0
         assert "exit codes:" in out and "cannot reach Redis" in out
+
+
+def test_an_embedded_redis_that_does_not_start(tmp_path: Path) -> None:
+    code, out = run_cli(
+        *serve_args("--data-dir", str(tmp_path / "data")),
+        env={"NAMESRV_REDIS_SERVER_BIN": "/bin/false", "HOME": str(tmp_path)},
+    )
+    assert code == 4, out
+    [line] = problem_lines(out)
+    assert "embedded redis-server did not start" in line and str(tmp_path / "data") in line

@@ -19,8 +19,9 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3
     """``admin``: topic or key not found."""
     UNREACHABLE = 4
-    """Cannot reach Redis (``serve`` after its start-up wait, ``check``, ``acl``) or, for
-    ``admin``, any name server of ``-n``."""
+    """Cannot reach Redis (``serve`` after its start-up wait or when its embedded
+    redis-server does not start, ``check``, ``acl``) or, for ``admin``, any name server of
+    ``-n``."""
     PARTIAL = 5
     """``admin``: a change reached some name servers but not all."""
     NO_PERMISSION = 6
@@ -34,8 +35,8 @@ EPILOG = """exit codes:
   1  check: broken invariants found; admin: a name server refused
   2  bad usage or configuration (the message names the value, the flag and the variable)
   3  admin: not found
-  4  cannot reach Redis (serve gives up after --redis-startup-timeout), or admin: no name
-     server answered
+  4  cannot reach Redis (serve gives up after --redis-startup-timeout, or its embedded
+     redis-server did not start), or admin: no name server answered
   5  admin: a change reached some name servers only
   6  admin: no permission
   7  serve: a port is in use or may not be bound

@@ -28,6 +28,11 @@ class DataDirError(RuntimeError):
     """The data directory cannot be used (held by another pod, or not ours)."""
 
 
+class EmbeddedRedisError(RuntimeError):
+    """The embedded redis-server did not come up on its data directory (its last log line
+    says why)."""
+
+
 def default_data_dir() -> Path:
     return Path.home() / "namesrv" / "redis"
 
@@ -39,7 +44,11 @@ def prepare_data_dir(path: str | os.PathLike[str]) -> Path:
     try:
         p.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:
-        raise DataDirError(f"cannot create data directory {p}: {e.strerror}") from None
+        raise DataDirError(
+            f"cannot create data directory {p}: {e.strerror}; give the embedded Redis a "
+            "writable one with --data-dir / NAMESRV_DATA_DIR, or use --persistence none or "
+            "--redis-url"
+        ) from None
     if not p.is_dir():
         raise DataDirError(f"data directory {p} is not a directory")
     st = p.stat()

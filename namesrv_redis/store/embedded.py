@@ -35,7 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from namesrv_redis.settings.persistence_modes import MODES, uses_aof, validate_mode
-from namesrv_redis.store.datadir import DataDirLock, default_data_dir, prepare_data_dir
+from namesrv_redis.store.datadir import (
+    DataDirLock,
+    EmbeddedRedisError,
+    default_data_dir,
+    prepare_data_dir,
+)
 from namesrv_redis.store.persistence import server_options
 
 log = logging.getLogger(__name__)
@@ -186,7 +191,10 @@ class EmbeddedRedis:
             if self._ping():
                 return
             time.sleep(0.02)
-        raise RuntimeError(f"embedded redis-server did not start: {self._log_tail()}")
+        raise EmbeddedRedisError(
+            f"the embedded redis-server did not start on {self.data_dir} "
+            f"(--data-dir, NAMESRV_DATA_DIR): {self._last_log_line()}"
+        )
 
     async def _wait_ready_async(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -197,6 +205,11 @@ class EmbeddedRedis:
                 return
             await asyncio.sleep(0.02)
         raise RuntimeError(f"embedded redis-server did not restart: {self._log_tail()}")
+
+    def _last_log_line(self) -> str:
+        """The server's last words, on one line (its log ends with why it stopped)."""
+        lines = [ln.strip() for ln in self._log_tail().splitlines() if ln.strip()]
+        return lines[-1] if lines else f"no log in {self.log_path}"
 
     def _log_tail(self) -> str:
         try:
