@@ -35,6 +35,9 @@ POD_COMMANDS = (
     "zcard",
     # route events and expired-key notifications
     "publish subscribe unsubscribe",
+    # the route-version and epoch poll (lost events, lost data: events.py), confirmed writes
+    # (WAIT), replica count and eviction policy (INFO), table sizes for /metrics (ZCOUNT)
+    "mget set wait info zcount",
     # checking notify-keyspace-events at start (add config|set to let the pod set it itself)
     "config|get",
     # namesrv-redis check
