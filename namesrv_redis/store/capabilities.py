@@ -8,8 +8,9 @@ what a setting says:
   is a :class:`Refusal` naming the ACL rule that grants it. SCRIPT LOAD, EVALSHA, MGET and SET (the
   route-version and epoch poll), WAIT (unless ``redisWaitReplicas=0``), INFO and SUBSCRIBE on
   the namespace's event channel are required:
-  without them the pod is not ready. EVAL (redis-py runs scripts by EVALSHA and reloads them
-  with SCRIPT LOAD) and CONFIG (policy and notifications are read otherwise) are optional.
+  without them the pod is not ready. CONFIG is optional (policy and notifications are read
+  otherwise). EVAL is not needed at all: redis-py runs scripts by EVALSHA and reloads them
+  with SCRIPT LOAD after NOSCRIPT.
 - **Eviction** (:func:`read_memory_policy`, :func:`judge_policy`): ``maxmemory-policy`` from
   ``CONFIG GET``, or ``INFO memory`` where CONFIG is refused. An ``allkeys-*`` policy with a
   memory limit may evict route tables silently: not ready. ``volatile-*`` evicts the liveness
@@ -52,7 +53,7 @@ PROBE_EVENT_WAIT_S = 2.0
 """How long after touching the expired probe key its event may take to arrive."""
 RECHECK_INTERVAL_S = 30.0
 SUBSCRIBE_CONFIRM_S = 2.0
-PERMISSIONS = ("script", "evalsha", "eval", "mget", "set", "wait", "info", "config", "subscribe")
+PERMISSIONS = ("script", "evalsha", "mget", "set", "wait", "info", "config", "subscribe")
 """The ``permission`` labels of ``namesrv_redis_permission`` the monitor sets (the cleaner sets
 ``subscribe_expired``)."""
 
@@ -175,7 +176,6 @@ async def probe_commands(
         if loaded:
             raise
         # SCRIPT LOAD refused and the script not loaded by anyone: EVALSHA cannot be told
-    await _attempt(optional, "EVAL", "+eval", lambda: client.eval("return 1", 0))
     # the route-version and epoch poll (lost events, lost data): MGET, and SET NX of the epoch
     await _attempt(required, "MGET", "+mget", lambda: client.mget(keys.version, keys.probe("caps")))
     await _attempt(

@@ -27,8 +27,8 @@ from namesrv_redis.store.keys import Keys
 POD_COMMANDS = (
     # connection set-up, health checks, readiness
     "ping hello auth select client|setname",
-    # scripts: every write, the route read (SCRIPT LOAD at start, EVALSHA after, EVAL on NOSCRIPT)
-    "evalsha eval script|load",
+    # scripts: every write, the route read (SCRIPT LOAD at start and after NOSCRIPT, EVALSHA)
+    "evalsha script|load",
     # what the scripts call (Redis 7 checks commands run inside scripts against the ACL too)
     "get incr del exists pexpire pttl hget hgetall hkeys hset hsetnx hdel hexists "
     "sadd srem smembers sismember scard sunion zadd zrem zrange zrangebyscore zremrangebyscore "

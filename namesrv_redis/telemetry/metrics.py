@@ -212,8 +212,8 @@ REDIS_MAXMEMORY_BYTES = Gauge(
 )
 REDIS_PERMISSION = Gauge(
     "namesrv_redis_permission",
-    "1 when the pod's Redis user may run the command (script, evalsha, eval, wait, info, "
-    "config, subscribe, subscribe_expired), 0 when Redis refused it (ACL or renamed).",
+    "1 when the pod's Redis user may run the command (script, evalsha, mget, set, wait, "
+    "info, config, subscribe, subscribe_expired), 0 when Redis refused it (ACL or renamed).",
     ["permission"],
     registry=REGISTRY,
 )
