@@ -194,8 +194,9 @@ async def test_refused_expiry_channel_backs_off_keeps_cache_and_sweeps(
         await asyncio.sleep(10)
         opened = int((await admin.info("stats"))["total_connections_received"]) - before
         # the cleaner retries 2, 4, 8 … s apart (at most 3 in these 10 s); nothing else of
-        # the pod reconnects
-        assert opened <= 4, f"{opened} connections in 10 s"
+        # the pod reconnects (slack for a connection a loaded machine's deadline may drop;
+        # without the back-off this was about 100)
+        assert opened <= 6, f"{opened} connections in 10 s"
         assert flushes == 0
         assert len(pod.routes) >= 1
 
@@ -206,7 +207,7 @@ async def test_refused_expiry_channel_backs_off_keeps_cache_and_sweeps(
         assert (await leaver.register(other)).code == 0
         started = time.monotonic()  # it stops heartbeating (its connection stays open)
         while await route_code(client, "T2") == 0:
-            assert time.monotonic() - started < HEARTBEAT_TIMEOUT_MS / 1000 + 3
+            assert time.monotonic() - started < HEARTBEAT_TIMEOUT_MS / 1000 + 8
             await asyncio.sleep(0.1)
         await other.close()
     finally:
