@@ -109,7 +109,7 @@ Route = tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[tuple[str, str], ..
 data), …), both sorted."""
 
 
-def normalise_route(body: bytes) -> Route:
+def normalise_route(body: bytes | bytearray) -> Route:
     """A standard-JSON TopicRouteData as a comparable value."""
     data = json.loads(body)
     brokers = tuple(
@@ -473,23 +473,26 @@ class FaultRun:
                 if client is None:
                     await asyncio.sleep(0.2)
                     continue
-            topic = self.topics[i % len(self.topics)]
-            t = self.now()
             try:
-                resp = await client.request(
-                    RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": topic}, version=V4_9_4, timeout=2
-                )
+                await self.ask(client, pod, self.topics[i % len(self.topics)])
             except (TimeoutError, ConnectionError, OSError):
                 await _close(client)
                 client = None
                 continue
-            if resp is not None and resp.code == 0 and resp.body:
-                self.history.answers.append(Answer(t, pod, topic, normalise_route(resp.body)))
-            elif resp is not None and resp.code == 17:
-                self.history.answers.append(Answer(t, pod, topic, None))
             await asyncio.sleep(0.01)
         if client is not None:
             await _close(client)
+
+    async def ask(self, client: RemotingClient, pod: int, topic: str) -> None:
+        """One route query to ``pod``, recorded (an error answer is not an answer)."""
+        t = self.now()
+        resp = await client.request(
+            RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": topic}, version=V4_9_4, timeout=2
+        )
+        if resp is not None and resp.code == 0 and resp.body:
+            self.history.answers.append(Answer(t, pod, topic, normalise_route(resp.body)))
+        elif resp is not None and resp.code == 17:
+            self.history.answers.append(Answer(t, pod, topic, None))
 
     async def connect_pod(self, pod: int) -> RemotingClient | None:
         p = self.pods[pod]
@@ -528,9 +531,25 @@ class FaultRun:
             await t
         await asyncio.sleep(max(REPAIR_WINDOW_S, TIMEOUT_MS / 1000 + DEAD_GRACE_S) + 2.0)
 
+    async def ask_a_new_pod(self) -> None:
+        """Start a third pod, whose cache is empty, and record its answer for every topic: a
+        loss the running pods hide behind their cached answers shows here (a pod started
+        later answers from Redis)."""
+        pod = NamesrvProcess(self.sentinels.url, self.namespace, env=POD_ENV)
+        self.pods.append(pod)
+        await asyncio.to_thread(pod.start)
+        client = await self.connect_pod(len(self.pods) - 1)
+        assert client is not None, "the new pod does not accept connections"
+        try:
+            for topic in list(self.topics):
+                await self.ask(client, len(self.pods) - 1, topic)
+        finally:
+            await _close(client)
+
     async def finish(self) -> list[str]:
-        """Stop the load (brokers keep their connections, so nothing expires meanwhile), run
-        ``namesrv-redis check`` and the history checker; every problem found."""
+        """Ask a new pod, stop the load (brokers keep their connections, so nothing expires
+        meanwhile), run ``namesrv-redis check`` and the history checker; every problem."""
+        await self.ask_a_new_pod()
         self._stopping = True
         for b in self.brokers:
             b.running = False
