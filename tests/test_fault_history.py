@@ -104,6 +104,22 @@ def test_a_route_to_a_dead_broker_is_found_and_outages_extend_its_grace() -> Non
     assert check_history(h) == []
 
 
+def test_a_loss_restarts_the_repair_window_and_may_extend_a_deadline() -> None:
+    h = history()
+    h.losses.append((20.0, 20.5))  # FLUSHALL: routes may be missing for one repair window
+    h.answers.append(Answer(21.0, 0, "T", None))
+    assert check_history(h) == []
+    h.answers.append(Answer(20.5 + REPAIR_WINDOW_S + 0.1, 0, "T", None))
+    assert [p[:5] for p in check_history(h)] == ["lost:"]  # a's; b stopped at 10 s
+    h.answers = [Answer(21.0, 0, "T", route(("a", A)))]
+    h.losses.append((12.0, 12.5))  # a loss inside b's timeout: re-applied with a fresh one
+    h.answers.append(
+        Answer(12.5 + h.timeout_s + DEAD_GRACE_S - 0.5, 0, "T", route(("a", A), ("b", B)))
+    )
+    assert check_history(h) == []
+    assert [p[:5] for p in check_history(h, reapply_resets_deadlines=False)] == ["dead:"]
+
+
 def test_a_paused_broker_that_resumed_is_alive_again() -> None:
     h = history()
     h.ack(B, 25.0)  # registered again: a new life
