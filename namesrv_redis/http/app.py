@@ -29,7 +29,7 @@ from namesrv_redis.http.openapi import install as install_openapi
 from namesrv_redis.http.probes import HEALTHY, metrics_text, readiness_answer
 from namesrv_redis.settings.config import Settings
 from namesrv_redis.store.acl import AclStore
-from namesrv_redis.store.events import RouteEvents
+from namesrv_redis.store.events import RouteEvent, RouteEvents
 from namesrv_redis.store.pods import live_pod_addresses
 from namesrv_redis.store.route_store import RouteStore
 from namesrv_redis.telemetry.estate_metrics import EstateCollector
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 MAX_WAIT_S = 600.0
 DEFAULT_WAIT_S = 300.0
 KEEPALIVE_S = 15.0
+STREAM_BUFFER = 64
+"""Events a Server-Sent Events client may be behind before its subscription's own bounded
+queue takes the rest (and turns an overflow into one "everything may have changed")."""
 
 
 class ApiError(Exception):
@@ -172,6 +175,42 @@ def parse_wait(text: str | None) -> float:
     return min(seconds, MAX_WAIT_S)
 
 
+async def event_stream(events: RouteEvents, topics: set[str] | None) -> AsyncIterator[bytes]:
+    """``/v1/events``: Server-Sent Events of the route changes that concern ``topics`` (all
+    when None), with a keep-alive comment after every :data:`KEEPALIVE_S` of silence.
+
+    The subscription is drained by a task of its own into a small queue: waiting for the next
+    event with a timeout then cancels only a ``Queue.get``, never the subscription (cancelling
+    the subscription's own ``__anext__`` would end it at the first keep-alive). When the client
+    leaves, Starlette cancels this generator and the ``finally`` cancels the task, whose own
+    ``finally`` closes the subscription: no listener outlives its client."""
+    pending: asyncio.Queue[RouteEvent] = asyncio.Queue(STREAM_BUFFER)
+
+    async def pump() -> None:
+        subscription = events.subscribe(topics)
+        try:
+            async for event in subscription:
+                await pending.put(event)
+        finally:
+            await subscription.aclose()
+
+    pumping = asyncio.create_task(pump(), name="sse-subscription")
+    try:
+        await asyncio.sleep(0)  # the task subscribes before the client hears "connected"
+        yield b": connected\n\n"
+        while True:
+            try:
+                event = await asyncio.wait_for(pending.get(), KEEPALIVE_S)
+            except TimeoutError:
+                if pumping.done():  # the subscription ended: say so by ending the stream
+                    return
+                yield b": keep-alive\n\n"
+                continue
+            yield b"event: route\ndata: " + orjson.dumps(event.to_json()) + b"\n\n"
+    finally:
+        pumping.cancel()
+
+
 # ------------------------------------------------------------------------------ app
 
 
@@ -291,19 +330,10 @@ def create_app(
     async def get_events(topic: list[str] | None = Query(default=None)) -> StreamingResponse:
         wanted = set(topic) if topic else None
 
-        async def stream() -> AsyncIterator[bytes]:
-            yield b": connected\n\n"
-            it = events.subscribe(wanted).__aiter__()
-            while True:
-                try:
-                    event = await asyncio.wait_for(it.__anext__(), KEEPALIVE_S)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
-                yield b"event: route\ndata: " + orjson.dumps(event.to_json()) + b"\n\n"
-
         return StreamingResponse(
-            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            event_stream(events, wanted),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
         )
 
     # ---------------------------------------------------------------- clusters and topics
