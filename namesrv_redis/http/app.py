@@ -238,6 +238,9 @@ def create_app(
 
     install_openapi(app)
 
+    def latest_version() -> int:
+        return events.latest_version  # kept current by the event subscription
+
     # ---------------------------------------------------------------- errors and metrics
 
     @app.exception_handler(ApiError)
@@ -312,8 +315,7 @@ def create_app(
     ) -> Response:
         if index is not None:
             await events.wait_for_version(index, min(parse_wait(wait), max_wait_s))
-        version = events.latest_version  # kept current by the event subscription
-        body = await reader.route_body(topic, standard=True)
+        body, version = await reader.route_answer(topic, standard=True, latest=latest_version)
         headers = {"X-Namesrv-Index": str(version)}
         if body is None:
             return JSONResponse(
