@@ -6,6 +6,7 @@ left idle for over a minute (``slow``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -55,10 +56,8 @@ class Stream:
             if left <= 0 or self._task.done():
                 raise AssertionError(f"never saw {what}; stream: {self.lines}")
             self.changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), left)
-            except TimeoutError:
-                pass
 
 
 def topics_of(stream: Stream) -> set[str]:
@@ -85,7 +84,8 @@ async def test_stream_survives_keepalives_filters_and_cleans_up(
                 await s.until("ten keep-alives", lambda s: s.keepalives >= 10)
             assert len(tier.events._queues) == 2  # one subscription per client
 
-            c = await register(tier, sim_broker("broker-x", 10921, topics=("Unwanted", "Unwanted2")))
+            unwanted = sim_broker("broker-x", 10921, topics=("Unwanted", "Unwanted2"))
+            c = await register(tier, unwanted)
             await everything.until("Unwanted", lambda s: "Unwanted" in topics_of(s))
             b = sim_broker("broker-w", 10931, topics=("Wanted", "Wanted2"))
             assert (await b.register(c)).code == 0

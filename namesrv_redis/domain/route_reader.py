@@ -253,9 +253,7 @@ class RouteReader:
         if len(self._shared) >= self.max_entries:
             self._shared.clear()  # only sharing is lost; cached topics keep their entries
         names = tuple(sorted({b.broker_name for b in route.broker_datas}))
-        entry = _Entry(
-            standard, encode_route(route, False), self._broker_set(names), route.version
-        )
+        entry = _Entry(standard, encode_route(route, False), self._broker_set(names), route.version)
         self._shared[standard] = entry
         return entry
 
