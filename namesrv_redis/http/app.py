@@ -22,9 +22,11 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from namesrv_redis import __version__
 from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.http.acl_api import add_acl_routes
 from namesrv_redis.http.exposure import admin_exposed_without_token
+from namesrv_redis.http.json_body import JsonBodyRoute, invalid_json
 from namesrv_redis.http.openapi import install as install_openapi
 from namesrv_redis.http.probes import HEALTHY, metrics_text, readiness_answer
 from namesrv_redis.settings.config import Settings
@@ -231,10 +233,11 @@ def create_app(
     reader = routes if routes is not None else RouteReader(store, enabled=False)
     app = FastAPI(
         title="namesrv-redis",
-        version="0.1.0",
+        version=__version__,
         description="RocketMQ name server routes and admin over HTTP/JSON.",
         responses={503: {"model": ErrorModel}},
     )
+    app.router.route_class = JsonBodyRoute  # bodies are JSON whatever curl -d labels them
 
     install_openapi(app)
 
@@ -260,6 +263,9 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        not_json = invalid_json(list(exc.errors()))
+        if not_json is not None:
+            return JSONResponse({"error": "invalid_json", "detail": not_json}, status_code=400)
         detail = "; ".join(
             f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
         )
