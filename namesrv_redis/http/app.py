@@ -10,7 +10,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from namesrv_redis import __version__
 from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.http.acl_api import add_acl_routes
+from namesrv_redis.http.api_docs import add_api_docs
 from namesrv_redis.http.exposure import admin_exposed_without_token
 from namesrv_redis.http.json_body import JsonBodyRoute, invalid_json
 from namesrv_redis.http.openapi import install as install_openapi
@@ -194,7 +195,8 @@ async def event_stream(events: RouteEvents, topics: set[str] | None) -> AsyncIte
             async for event in subscription:
                 await pending.put(event)
         finally:
-            await subscription.aclose()
+            if isinstance(subscription, AsyncGenerator):  # (typed as an iterator)
+                await subscription.aclose()
 
     pumping = asyncio.create_task(pump(), name="sse-subscription")
     try:
@@ -232,6 +234,8 @@ def create_app(
     that ``/metrics`` reports, shared with :class:`~.probes.Probes` in a pod)."""
     reader = routes if routes is not None else RouteReader(store, enabled=False)
     app = FastAPI(
+        docs_url=None,  # served from packaged assets instead of a CDN: add_api_docs below
+        redoc_url=None,
         title="namesrv-redis",
         version=__version__,
         description="RocketMQ name server routes and admin over HTTP/JSON.",
@@ -240,6 +244,7 @@ def create_app(
     app.router.route_class = JsonBodyRoute  # bodies are JSON whatever curl -d labels them
 
     install_openapi(app)
+    add_api_docs(app)
 
     def latest_version() -> int:
         return events.latest_version  # kept current by the event subscription
