@@ -11,9 +11,18 @@ import re
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from namesrv_redis import __version__
 from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+BUILD_INFO = Gauge(
+    "namesrv_redis_build_info",
+    "Always 1; the version label is the namesrv-redis package this pod runs.",
+    ["version"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(version=__version__).set(1)
 
 # Every label value comes from a bounded set: a client choosing request codes or HTTP methods
 # must not be able to create one time series per value (each costs memory forever, and every
