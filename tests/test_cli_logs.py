@@ -49,10 +49,6 @@ def test_uvicorn_records_go_through_our_handler(
     restore_logging: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # as uvicorn configures itself by default: its own handlers, not propagating
-    import logging.config
-
-    import uvicorn.config
-
     logging.config.dictConfig(uvicorn.config.LOGGING_CONFIG)
     configure_logging("INFO", "json")
     logging.getLogger("uvicorn.error").info("Started server process [%d]", 1)
