@@ -535,15 +535,15 @@ def _explain(e: ValidationError, got: _Collected) -> str:
     elif name in SECRET_FIELDS:
         given = "'***'"
     source = got.loaded.sources.get(name, "the default")
+    elsewhere = f"{option} in a config file, {env_name(name)} in the environment"
     if source.startswith("environment variable "):
         todo = f"fix or unset {source.removeprefix('environment variable ')}"
+        elsewhere = f"{option} in a config file"
     elif source.startswith("flag "):
         todo = f"fix {source.removeprefix('flag ')}"
     elif source.startswith("file "):
         todo = f"fix {option} in {source.removeprefix('file ')}"
+        elsewhere = f"{env_name(name)} in the environment"
     else:
         todo = "set it"
-    return (
-        f"invalid {option} {given} from {source}: {msg}; {todo} (the option is {option} in "
-        f"a config file, {env_name(name)} in the environment)"
-    )
+    return f"invalid {option} {given} from {source}: {msg}; {todo} (also: {elsewhere})"

@@ -40,6 +40,8 @@ def startup_line(s: Settings) -> str:
     if mode == "embedded":
         where = f"data dir {s.data_dir or '~/namesrv/redis'}" if s.persistence != "none" else ""
         redis = f"embedded Redis (persistence {s.persistence}{', ' + where if where else ''})"
+    elif mode == "memory":
+        redis = "memory:// (in this process only, nothing kept: tests)"
     else:
         redis = f"{mode} Redis {mask_url(s.redis_url or '')} (persistence as that server keeps it)"
     return (
