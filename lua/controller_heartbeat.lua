@@ -1,0 +1,31 @@
+-- controller_heartbeat.lua — BROKER_HEARTBEAT (904) of a controller-mode broker: its liveness
+-- key (TTL = heartbeatTimeoutMills) and its deadline in Redis' clock, with the numbers the
+-- election policy ranks candidates by.
+--
+-- KEYS[1]  namespace prefix
+-- ARGV[1]  cluster name   ARGV[2]  broker name   ARGV[3]  broker id (>= 0)
+-- ARGV[4]  broker address   ARGV[5]  epoch (int, -1 = no role yet)   ARGV[6]  maxOffset (long)
+-- ARGV[7]  confirmOffset (long)   ARGV[8]  heartbeat timeout (ms)   ARGV[9]  electionPriority
+-- ARGV[10] connection id (the closed-connection clean-up compares it)
+--
+-- Returns 1 when the broker id was not alive before this heartbeat, else 0.
+
+local A = checker('controller_heartbeat')
+A.count(10)
+local cluster, name = A.name(1, 'cluster name'), A.name(2, 'broker name')
+local id = A.int(3, 'broker id', 0, MAX_SAFE_INT)
+local addr = A.name(4, 'broker address')
+local epoch = A.int(5, 'epoch', -1, JAVA_INT_MAX)
+local max_offset, confirm_offset = A.long(6, 'maxOffset'), A.long(7, 'confirmOffset')
+local timeout = A.int(8, 'heartbeat timeout', HEARTBEAT_TIMEOUT_MIN, HEARTBEAT_TIMEOUT_MAX)
+local prio = A.int(9, 'electionPriority', JAVA_INT_MIN, JAVA_INT_MAX)
+local conn = A.str(10, 'connection id')
+if A.err then return A.err end
+
+local key = k_ctrl_live(name, id)
+local was = redis.call('EXISTS', key)
+redis.call('HSET', key, 'addr', addr, 'cluster', cluster, 'epoch', epoch, 'max', max_offset,
+  'confirm', confirm_offset, 'prio', prio, 'conn', conn)
+redis.call('PEXPIRE', key, timeout)
+redis.call('ZADD', K.ctrl_deadlines, redis_now_ms() + timeout, ctrl_member(name, id))
+return was == 1 and 0 or 1
