@@ -211,3 +211,16 @@ async def test_scripts_refuse_bad_arguments_without_writing(
     for k in before:
         if b"ctrl-live" not in k:  # DUMP of a TTL key carries no TTL; its fields must match
             assert before[k] == after[k], k
+
+
+async def test_liveness_ends_when_the_last_heartbeat_connection_closes(
+    real_redis: Any, namespace: str
+) -> None:
+    c = await ctrl_of(real_redis, namespace)
+    await two_brokers(c)
+    await beat(c, 1, conn="pod-b/7")  # the broker heartbeats both pods
+    assert not await c.drop(G, 1, "c1")  # pod A's connection closed: pod B's still carries it
+    assert (await c.group(G)).master_alive  # type: ignore[union-attr]
+    assert await c.drop(G, 1, "pod-b/7")
+    assert not (await c.group(G)).master_alive  # type: ignore[union-attr]
+    assert not await c.drop(G, 1, "pod-b/7")
