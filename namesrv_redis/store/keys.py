@@ -183,7 +183,7 @@ class Keys:
     def acl(self) -> str:
         return self.prefix + "acl"
 
-    # ---------------------------------------------------------------- controller (docs/controller.md)
+    # ------------------------------------------------------------ controller (docs/controller.md)
 
     @property
     def controller_groups(self) -> str:
