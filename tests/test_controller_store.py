@@ -224,3 +224,14 @@ async def test_liveness_ends_when_the_last_heartbeat_connection_closes(
     assert await c.drop(G, 1, "pod-b/7")
     assert not (await c.group(G)).master_alive  # type: ignore[union-attr]
     assert not await c.drop(G, 1, "pod-b/7")
+
+
+async def test_check_verifies_the_controller_invariants(real_redis: Any, namespace: str) -> None:
+    from namesrv_redis.store.check import check_namespace
+
+    c = await ctrl_of(real_redis, namespace)
+    await two_brokers(c)
+    assert await check_namespace(real_redis, namespace) == []
+    await real_redis.hset(c.keys.controller_group(G), "sset", "[2, 5]")
+    kinds = {p.kind for p in await check_namespace(real_redis, namespace)}
+    assert kinds == {"controller_master_not_in_set", "controller_unregistered_member"}
