@@ -165,3 +165,36 @@ async def test_pods_racing_one_election_never_hand_out_an_epoch_twice(
         )
         assert round_ >= 0
     assert epochs == sorted(set(epochs)) and len(epochs) == 5
+
+
+async def test_a_separate_controller_port_answers_and_is_named_the_leader(
+    redis_server: Any, namespace: str
+) -> None:
+    from namesrv_redis.remoting.client import RemotingClient
+    from tests.conftest import free_port
+
+    port = free_port()
+    s = Settings(
+        redis_url=redis_server.url,
+        namespace=namespace,
+        listen_host="127.0.0.1",
+        listen_port=0,
+        controller_listen_port=port,
+    )
+    pod = Pod(s, http=False)
+    await pod.start()
+    try:
+        for p in (port, pod.remoting.bound_port if pod.remoting else 0):
+            client = await RemotingClient.connect("127.0.0.1", p)
+            meta = await client.request(1005)
+            assert meta is not None and meta.ext_fields is not None
+            assert meta.ext_fields["controllerLeaderAddress"] == f"127.0.0.1:{port}"
+            nxt = await client.request(1012, {"clusterName": "C", "brokerName": G})
+            assert nxt is not None and nxt.ext_fields == {
+                "clusterName": "C",
+                "nextBrokerId": "1",
+                "brokerName": G,
+            }
+            await client.close()
+    finally:
+        await pod.stop(grace_s=1.0)
