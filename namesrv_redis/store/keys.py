@@ -41,6 +41,8 @@ key (after the prefix)          type   contents
 ``acl``                         hash   ACL accessKey -> ``{"secretKey","permission"}`` JSON
                                        (``admin`` or ``broker``; written by acl_write.lua)
 ``events``                      chan   pub/sub channel of route-change events (JSON)
+``probe:<name>``                str    a pod's probe key, a few hundred ms of TTL: its expiry
+                                       event proves notifications arrive (capabilities.py)
 ``ctrl:groups``                 set    broker names (groups) known to the controller
 ``ctrl:group:<brokerName>``     hash   controller state of one group (docs/controller.md):
                                        ``cluster``, ``next`` (next broker id), ``master``
@@ -48,7 +50,7 @@ key (after the prefix)          type   contents
                                        ``sepoch``, ``addr:<id>``, ``code:<id>``
 ``ctrl-live:<id>:<brokerName>`` hash   controller liveness of one broker id, TTL = its
                                        heartbeatTimeoutMills: ``addr, cluster, epoch, max,
-                                       confirm, prio, conn``
+                                       confirm, prio``, ``c:<connection id>`` per carrier
 ``ctrl-deadlines``              zset   ``<id>:<brokerName>`` -> deadline (Redis ms)
 ==============================  =====  =========================================================
 
@@ -182,6 +184,14 @@ class Keys:
     @property
     def acl(self) -> str:
         return self.prefix + "acl"
+
+    @property
+    def probe_prefix(self) -> str:
+        return self.prefix + "probe:"
+
+    def probe(self, name: str) -> str:
+        """A probe key (``lua/probe_expiry.lua`` derives the same name)."""
+        return self.probe_prefix + name
 
     # ------------------------------------------------------------ controller (docs/controller.md)
 

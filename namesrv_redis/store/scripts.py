@@ -52,6 +52,7 @@ class Scripts:
     route: AsyncScript
     cluster_info: AsyncScript
     acl_write: AsyncScript
+    probe_expiry: AsyncScript
     # RocketMQ 5 Controller mode (store/controller_store.py)
     controller_apply_id: AsyncScript
     controller_register: AsyncScript
