@@ -331,11 +331,6 @@ local function k_ctrl_group(name) return P .. 'ctrl:group:' .. name end
 local function ctrl_member(name, id) return string.format('%d', id) .. ':' .. name end
 local function k_ctrl_live(name, id) return P .. 'ctrl-live:' .. ctrl_member(name, id) end
 local function ctrl_alive(name, id) return redis.call('EXISTS', k_ctrl_live(name, id)) == 1 end
--- Redis' own clock in ms: controller deadlines never compare two pods' clocks
-local function redis_now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 -- the group's hash as a table (sset decoded into a sorted id list), or nil when unknown
 local function ctrl_group(name)
   local flat = redis.call('HGETALL', k_ctrl_group(name))

@@ -38,8 +38,10 @@ end
 local function live_info(id)
   local key = k_ctrl_live(name, id)
   if redis.call('EXISTS', key) == 0 then return nil end
-  local h = redis.call('HMGET', key, 'epoch', 'max', 'prio')
-  return { id = id, epoch = tonumber(h[1]) or -1, max = h[2] or '0', prio = tonumber(h[3]) or 0 }
+  local h = {}
+  local flat = redis.call('HGETALL', key)
+  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  return { id = id, epoch = tonumber(h.epoch) or -1, max = h.max or '0', prio = tonumber(h.prio) or 0 }
 end
 local function candidates(ids)
   local out = {}

@@ -1,18 +1,19 @@
--- controller_sweep.lua — the controller sweeper: the broker ids whose liveness key is gone and
--- whose deadline (Redis' clock) has passed leave the deadline index; the caller re-checks the
--- masters among them (an election is its own compare-and-set).
+-- controller_sweep.lua — the controller sweeper: the broker ids past their deadline whose
+-- liveness key is gone (its TTL decides, not the deadline) leave the deadline index; one still
+-- alive gets its deadline fixed. The caller re-checks the masters among the gone ones (an
+-- election is its own compare-and-set).
 --
 -- KEYS[1]  namespace prefix
--- ARGV[1]  at most this many entries (1..10000)
+-- ARGV[1]  at most this many entries (1..10000)   ARGV[2]  now (ms)
 --
 -- Returns a JSON array of "<id>:<brokerName>" members that were taken out of the index.
 
 local A = checker('controller_sweep')
-A.count(1)
+A.count(2)
 local limit = A.int(1, 'limit', 1, 10000)
+local now = A.int(2, 'now', 0, MAX_SAFE_INT)
 if A.err then return A.err end
 
-local now = redis_now_ms()
 local gone = {}
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', K.ctrl_deadlines, '-inf', now, 'LIMIT', 0, limit)) do
   local key = P .. 'ctrl-live:' .. m

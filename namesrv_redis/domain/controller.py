@@ -10,22 +10,18 @@ Triggers, fastest first:
 - the pod holding a master's heartbeat connection sees it close (:meth:`connection_closed`);
 - the master's liveness key expires (its TTL is the broker's heartbeat timeout): every pod
   gets the expired-key event (:class:`ControllerWatch`);
-- the deadline sweep (Redis' clock, every second) and the inactive-master scan (every
-  ``scanInactiveMasterInterval``) catch what events missed.
+- the deadline sweep (every second; the TTL decides, the deadline only says when to look) and
+  the inactive-master scan (every ``scanInactiveMasterInterval``) catch what events missed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 from namesrv_redis.rocketmq.controller_headers import encode_sync_state_set
-from namesrv_redis.store.connection import ensure_keyspace_events
 from namesrv_redis.store.controller_store import ControllerResult, ControllerStore
-from namesrv_redis.store.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -130,56 +126,28 @@ class Controller:
 
 
 class ControllerWatch:
-    """The controller's liveness loops of one pod: expired-key events of controller liveness
-    keys, the deadline sweep (every ``sweep_interval_ms``) and the inactive-master scan."""
+    """The controller's liveness loops of one pod: the deadline sweep (every
+    ``sweep_interval_ms``) and the inactive-master scan; expired-key events of controller
+    liveness keys come through the route liveness cleaner's subscription
+    (:meth:`expired_key`, wired by the pod), so there is one subscription per pod."""
 
     def __init__(
         self,
         controller: Controller,
-        redis: Any,
         *,
         scan_interval_ms: Callable[[], int] = lambda: 5000,
         sweep_interval_ms: int = 1000,
-        topology: Topology | None = None,
     ) -> None:
         self.controller = controller
-        self.redis = redis
-        self.topology = topology
         self.scan_interval_ms = scan_interval_ms
         self.sweep_interval_ms = sweep_interval_ms
-        self.subscribed = False
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def _events(self) -> None:
-        keys = self.controller.store.keys
-        delay = 0.1
-        while True:
-            client = self.topology.expiry_client() if self.topology is not None else self.redis
-            db = int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await ensure_keyspace_events(client)
-                await pubsub.subscribe(f"__keyevent@{db}__:expired")
-                self.subscribed, delay = True, 0.1
-                while True:
-                    message = await pubsub.get_message(timeout=0.5)
-                    if message is None or message.get("type") != "message":
-                        continue
-                    data = message["data"]
-                    key = data.decode() if isinstance(data, bytes) else str(data)
-                    member = keys.controller_member_of_live_key(key)
-                    if member is not None:
-                        await self.controller.master_inactive(*member)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("controller expiry events lost (%s); again in %.1fs", e, delay)
-            finally:
-                self.subscribed = False
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), 1.0)
-            await asyncio.sleep(delay)
-            delay = min(5.0, delay * 2)
+    async def expired_key(self, key: str) -> None:
+        """An expired key of the namespace: a controller liveness key may mean a dead master."""
+        member = self.controller.store.keys.controller_member_of_live_key(key)
+        if member is not None:
+            await self.controller.master_inactive(*member)
 
     async def sweep_once(self) -> None:
         for name, broker_id in await self.controller.store.sweep():
@@ -201,10 +169,7 @@ class ControllerWatch:
                 log.warning("controller sweep failed (%s); retrying", e)
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._events(), name="controller-expiry"),
-            asyncio.create_task(self._sweeps(), name="controller-sweeper"),
-        ]
+        self._tasks = [asyncio.create_task(self._sweeps(), name="controller-sweeper")]
 
     async def stop(self) -> None:
         for t in self._tasks:

@@ -262,11 +262,10 @@ class Pod:
             notifier=notify_broker,
         )
         self.controller_watch = ControllerWatch(
-            controller,
-            self.redis,
-            scan_interval_ms=lambda: self._current().scan_inactive_master_interval,
-            topology=self.topology,
+            controller, scan_interval_ms=lambda: self._current().scan_inactive_master_interval
         )
+        if self.liveness is not None:  # one expired-key subscription serves both
+            self.liveness.cleaner.on_other_key = self.controller_watch.expired_key
         await self.controller_watch.start()
 
     def _json_api(self, estate: EstateCollector) -> Any:

@@ -2,11 +2,12 @@
 
 Per broker group (brokerName) one hash holds the replica info (cluster, next broker id, each
 id's address and registerCheckCode) and the sync state (master id, masterEpoch, sync-state
-set, syncStateSetEpoch); per broker id a liveness hash with a TTL (its heartbeat timeout)
-and an entry in a deadline index kept in Redis' clock. Every transition is one
-compare-and-set script (``lua/controller_*.lua``) that checks all its arguments first; the
-state-changing ones are acknowledged only once a replica confirmed them (``WAIT``, see
-:mod:`namesrv_redis.store.replication`), so an epoch a broker was told survives a failover.
+set, syncStateSetEpoch); per broker id a liveness hash with a TTL (its heartbeat timeout:
+only the TTL decides that a broker is dead) and an entry in the sweeper's deadline index.
+Every transition is one compare-and-set script (``lua/controller_*.lua``) that checks all
+its arguments first; the state-changing ones are acknowledged only once a replica confirmed
+them (``WAIT``, see :mod:`namesrv_redis.store.replication`), so an epoch a broker was told
+survives a failover.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import orjson
 from namesrv_redis.store import deadlines
 from namesrv_redis.store.keys import split_controller_member
 from namesrv_redis.store.replication import run_script
-from namesrv_redis.store.route_store import RouteStore, as_text
+from namesrv_redis.store.route_store import RouteStore, as_text, now_ms
 
 STALE = -1
 """controller_elect.lua's answer when the epoch or master it was told to expect moved on."""
@@ -249,6 +250,7 @@ class ControllerStore:
             timeout_ms,
             priority,
             conn_id,
+            now_ms(),
         ]
         return bool(int(await self._run(self.scripts.controller_heartbeat, args, confirm=False)))
 
@@ -262,8 +264,8 @@ class ControllerStore:
 
     @deadlines.write
     async def sweep(self, limit: int = 256) -> list[tuple[str, int]]:
-        """Take the broker ids past their deadline (Redis' clock) out of the index."""
-        raw = await self._run(self.scripts.controller_sweep, [limit], confirm=False)
+        """Take the broker ids past their deadline whose liveness TTL ran out out of the index."""
+        raw = await self._run(self.scripts.controller_sweep, [limit, now_ms()], confirm=False)
         out: list[tuple[str, int]] = []
         for m in orjson.loads(as_text(raw)):
             member = split_controller_member(str(m))

@@ -51,7 +51,8 @@ key (after the prefix)          type   contents
 ``ctrl-live:<id>:<brokerName>`` hash   controller liveness of one broker id, TTL = its
                                        heartbeatTimeoutMills: ``addr, cluster, epoch, max,
                                        confirm, prio``, ``c:<connection id>`` per carrier
-``ctrl-deadlines``              zset   ``<id>:<brokerName>`` -> deadline (Redis ms)
+``ctrl-deadlines``              zset   ``<id>:<brokerName>`` -> deadline (ms): the sweeper's
+                                       index (the TTL decides; this says when to look)
 ==============================  =====  =========================================================
 
 ``<ident>`` is :func:`broker_ident`: ``<cluster>@<addr>`` with ``%`` and ``@`` escaped in both.
