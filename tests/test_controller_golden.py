@@ -19,7 +19,7 @@ from namesrv_redis.process.pod import Pod
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.remoting.codec import RemotingCommand, decode_frame
 from namesrv_redis.rocketmq import fastjson
-from namesrv_redis.settings.config import Settings
+from tests.test_controller_failover import started_pods, stop_pods
 
 FRAMES = Path(__file__).parent / "fixtures" / "controller" / "frames-controller.jsonl"
 NOT_COMPARED = {1005, 1010}
@@ -37,15 +37,11 @@ def command(frame: dict[str, Any]) -> RemotingCommand:
 
 @pytest.fixture
 async def pod(redis_server: Any, namespace: str) -> AsyncIterator[Pod]:
-    settings = Settings(
-        redis_url=redis_server.url, namespace=namespace, listen_host="127.0.0.1", listen_port=0
-    )
-    p = Pod(settings, http=False)
-    await p.start()
+    [p] = await started_pods(redis_server.url, namespace, 1)
     try:
         yield p
     finally:
-        await p.stop(grace_s=1.0)
+        await stop_pods([p])
 
 
 def test_the_capture_holds_every_controller_code() -> None:

@@ -15,8 +15,8 @@ import pytest
 from namesrv_redis.process.pod import Pod
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.rocketmq.codes import RequestCode
-from namesrv_redis.settings.config import Settings
 from tests.redis_topologies import SentinelSet, command, kill
+from tests.test_controller_failover import started_pods, stop_pods
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_redis]
 
@@ -33,23 +33,11 @@ def sentinels() -> Iterator[SentinelSet]:
 
 @pytest.fixture
 async def pods(sentinels: SentinelSet, namespace: str) -> AsyncIterator[list[Pod]]:
-    out = []
-    for _ in range(2):
-        s = Settings(
-            redis_url=sentinels.url,
-            namespace=namespace,
-            listen_host="127.0.0.1",
-            listen_port=0,
-            enable_elect_unclean_master=True,
-        )
-        p = Pod(s, http=False)
-        await p.start()
-        out.append(p)
+    out = await started_pods(sentinels.url, namespace, 2, enable_elect_unclean_master=True)
     try:
         yield out
     finally:
-        for p in out:
-            await p.stop(grace_s=1.0)
+        await stop_pods(out)
 
 
 def heartbeat(i: int) -> dict[str, str]:
