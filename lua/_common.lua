@@ -321,3 +321,51 @@ local function remove_broker_process(cluster, addr, broker_name)
 end
 
 -- ================================================================= script body follows
+
+-- ---------------------------------------------------------------- controller (docs/controller.md)
+-- RocketMQ 5 Controller mode: one hash per broker group (ctrl:group:<name>) and one liveness
+-- hash with a TTL per broker id (ctrl-live:<id>:<name>); controller_*.lua change them.
+K.ctrl_groups = P .. 'ctrl:groups'
+K.ctrl_deadlines = P .. 'ctrl-deadlines'
+local function k_ctrl_group(name) return P .. 'ctrl:group:' .. name end
+local function ctrl_member(name, id) return string.format('%d', id) .. ':' .. name end
+local function k_ctrl_live(name, id) return P .. 'ctrl-live:' .. ctrl_member(name, id) end
+local function ctrl_alive(name, id) return redis.call('EXISTS', k_ctrl_live(name, id)) == 1 end
+-- the group's hash as a table (sset decoded into a sorted id list), or nil when unknown
+local function ctrl_group(name)
+  local flat = redis.call('HGETALL', k_ctrl_group(name))
+  if #flat == 0 then return nil end
+  local g = {}
+  for i = 1, #flat, 2 do g[flat[i]] = flat[i + 1] end
+  g.mepoch, g.sepoch, g.next = tonumber(g.mepoch), tonumber(g.sepoch), tonumber(g.next)
+  g.master = tonumber(g.master) -- nil: no master
+  g.ids = {}
+  for _, id in ipairs(cjson.decode(g.sset)) do g.ids[#g.ids + 1] = id end
+  table.sort(g.ids)
+  return g
+end
+local function ctrl_id_list(ids) -- JSON array text (cjson writes an empty table as {})
+  local out = {}
+  for i, id in ipairs(ids) do out[i] = string.format('%d', id) end
+  return '[' .. table.concat(out, ',') .. ']'
+end
+-- the reply every controller script gives: a status code, a remark and the group's state
+local function ctrl_reply(code, remark, name, extra)
+  local g = ctrl_group(name)
+  local parts = { '{"code":' .. code, '"remark":' .. cjson.encode(remark or '') }
+  if g then
+    local addrs = {}
+    for k, v in pairs(g) do
+      local id = string.match(k, '^addr:(%d+)$')
+      if id then addrs[#addrs + 1] = cjson.encode(id) .. ':' .. cjson.encode(v) end
+    end
+    table.sort(addrs)
+    parts[#parts + 1] = '"group":{"cluster":' .. cjson.encode(g.cluster) .. ',"next":' ..
+      g.next .. ',"master":' .. (g.master and string.format('%d', g.master) or 'null') ..
+      ',"mepoch":' .. g.mepoch .. ',"sepoch":' .. g.sepoch .. ',"sset":' .. ctrl_id_list(g.ids) ..
+      ',"addrs":{' .. table.concat(addrs, ',') .. '},"master_alive":' ..
+      ((g.master and ctrl_alive(name, g.master)) and 'true' or 'false') .. '}'
+  end
+  if extra then parts[#parts + 1] = extra end
+  return table.concat(parts, ',') .. '}'
+end

@@ -16,16 +16,19 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from namesrv_redis.domain.controller import Controller
 from namesrv_redis.domain.rebuild import AcceptedRegistration, AcceptedRegistrations, packable
 from namesrv_redis.domain.registrations import RememberedRegistrations, store_registration
 from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.domain.runtime_config import ConfigRefused, apply_update
 from namesrv_redis.remoting.acl import AclGuard
 from namesrv_redis.remoting.codec import RemotingCommand
+from namesrv_redis.remoting.controller_handlers import controller_handlers, controller_heartbeat
 from namesrv_redis.remoting.handler_types import Connection, Response
 from namesrv_redis.rocketmq import fastjson
 from namesrv_redis.rocketmq.bounds import java_int
 from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
+from namesrv_redis.rocketmq.controller_headers import is_controller_heartbeat
 from namesrv_redis.rocketmq.errors import BadRequest
 from namesrv_redis.rocketmq.headers import (
     BrokerAddrHeader,
@@ -112,6 +115,8 @@ class NamesrvProcessor:
         self.guard: AclGuard | None = None
         """ACL signature and address checks (namesrv_redis/remoting/acl.py), when configured."""
         self._close_removals = asyncio.Semaphore(CLOSE_REMOVALS_AT_ONCE)
+        self.controller: Controller | None = None
+        """RocketMQ 5 Controller mode (remoting/controller_handlers.py), set by the pod."""
 
     async def refusal(self, cmd: RemotingCommand, conn: Connection) -> Response | None:
         """The ACL's answer when ``cmd`` may not run, else None."""
@@ -167,6 +172,8 @@ class NamesrvProcessor:
         Redis refused or did not answer in time is retried; after the last attempt the
         broker's heartbeat timeout removes it (expiry event or sweep), with a warning.
         """
+        if conn.controller_members and self.controller is not None:
+            await self.controller.connection_closed(conn.conn_id, conn.controller_members)
         self.accepted.forget_connection(conn.conn_id)
         for cluster, addr, name in list(conn.brokers):
             await self._remove_closed(cluster, addr, name, conn.conn_id)
@@ -363,6 +370,8 @@ async def unregister_broker(
 
 @handles(RequestCode.BROKER_HEARTBEAT)
 async def broker_heartbeat(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
+    if is_controller_heartbeat(cmd.ext_fields):  # a controller-mode broker: both roles
+        await controller_heartbeat(p, cmd, conn)
     h = BrokerAddrHeader.parse(cmd.ext_fields, name_required=False)
     if await p.store.heartbeat(h.cluster_name, h.broker_addr):
         p.accepted.seen(h.cluster_name, h.broker_addr)
@@ -563,3 +572,10 @@ async def get_namesrv_config(
 ) -> Response:
     text = to_properties_text(p.settings)
     return Response(body=text.encode("utf-8") if text.strip() else None)
+
+
+# ------------------------------------------------------------------ RocketMQ 5 Controller mode
+
+HANDLERS.update(controller_handlers())
+HANDLERS[RequestCode.UPDATE_CONTROLLER_CONFIG] = update_namesrv_config
+HANDLERS[RequestCode.GET_CONTROLLER_CONFIG] = get_namesrv_config

@@ -153,6 +153,11 @@ class Settings(BaseModel):
     redis_sentinel_username: str | None = None
     redis_sentinel_password: SecretStr | None = None
     redis_sentinel_tls: bool | None = None
+    # RocketMQ 5 Controller mode (docs/controller.md)
+    controller_listen_port: int = Field(0, ge=0, le=65535)
+    enable_elect_unclean_master: bool = False
+    notify_broker_role_changed: bool = True
+    scan_inactive_master_interval: int = Field(5000, ge=100)
 
     @field_validator("namespace")
     @classmethod
@@ -275,6 +280,10 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "redis_sentinel_tls": "redisSentinelTls",
     "data_dir": "dataDir",
     "persistence": "persistence",
+    "controller_listen_port": "controllerListenPort",
+    "enable_elect_unclean_master": "enableElectUncleanMaster",
+    "notify_broker_role_changed": "notifyBrokerRoleChanged",
+    "scan_inactive_master_interval": "scanInactiveMasterInterval",
 }
 FIELDS_BY_ROCKETMQ_NAME = {v: k for k, v in ROCKETMQ_NAMES.items()}
 IGNORED_JAVA_OPTIONS = ignored_options(frozenset(FIELDS_BY_ROCKETMQ_NAME))

@@ -7,6 +7,7 @@ that no sequence of writes, retries or races can produce one.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,4 +125,39 @@ async def check_namespace(redis: Any, namespace: str) -> list[Problem]:
             report("reverse_index_without_queue_data", f"broker {name!r} topic {t!r}")
         for t in sorted(actual - indexed):
             report("queue_data_missing_from_reverse_index", f"broker {name!r} topic {t!r}")
+    await _check_controller(redis, keys, report)
     return problems
+
+
+async def _check_controller(redis: Any, keys: Keys, report: Any) -> None:
+    """Controller mode (docs/controller.md): epochs, master in its set, ids registered."""
+    groups = {as_text(g) for g in await redis.smembers(keys.controller_groups)}
+    hashes = await _scan_suffixes(redis, keys.prefix + "ctrl:group:")
+    for g in sorted(hashes - groups):
+        report("controller_unlisted_group", f"controller group {g!r} is not in ctrl:groups")
+    for g in sorted(groups):
+        h = {
+            as_text(k): as_text(v)
+            for k, v in (await redis.hgetall(keys.controller_group(g))).items()
+        }
+        if not h:
+            report("controller_group_missing", f"controller group {g!r} has no state")
+            continue
+        try:
+            ids = {int(k[5:]) for k in h if k.startswith("addr:")}
+            sset = {int(i) for i in json.loads(h["sset"])}
+            mepoch, sepoch, nxt = int(h["mepoch"]), int(h["sepoch"]), int(h["next"])
+            master = int(h["master"]) if h.get("master") else None
+        except (KeyError, ValueError, TypeError) as e:
+            report("controller_bad_group", f"{g!r}: {e}")
+            continue
+        if mepoch < 0 or sepoch < mepoch:
+            report("controller_bad_epochs", f"{g!r}: masterEpoch {mepoch}, setEpoch {sepoch}")
+        if master is not None and master not in sset:
+            report("controller_master_not_in_set", f"{g!r}: master {master} not in {sorted(sset)}")
+        if master is not None and mepoch == 0:
+            report("controller_bad_epochs", f"{g!r}: master {master} with masterEpoch 0")
+        for i in sorted(sset - ids):
+            report("controller_unregistered_member", f"{g!r}: set member {i} has no id")
+        if ids and nxt <= max(ids):
+            report("controller_bad_next_id", f"{g!r}: next id {nxt} <= {max(ids)}")

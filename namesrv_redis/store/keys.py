@@ -43,6 +43,16 @@ key (after the prefix)          type   contents
 ``events``                      chan   pub/sub channel of route-change events (JSON)
 ``probe:<name>``                str    a pod's probe key, a few hundred ms of TTL: its expiry
                                        event proves notifications arrive (capabilities.py)
+``ctrl:groups``                 set    broker names (groups) known to the controller
+``ctrl:group:<brokerName>``     hash   controller state of one group (docs/controller.md):
+                                       ``cluster``, ``next`` (next broker id), ``master``
+                                       (id or empty), ``mepoch``, ``sset`` (JSON id array),
+                                       ``sepoch``, ``addr:<id>``, ``code:<id>``
+``ctrl-live:<id>:<brokerName>`` hash   controller liveness of one broker id, TTL = its
+                                       heartbeatTimeoutMills: ``addr, cluster, epoch, max,
+                                       confirm, prio``, ``c:<connection id>`` per carrier
+``ctrl-deadlines``              zset   ``<id>:<brokerName>`` -> deadline (ms): the sweeper's
+                                       index (the TTL decides; this says when to look)
 ==============================  =====  =========================================================
 
 ``<ident>`` is :func:`broker_ident`: ``<cluster>@<addr>`` with ``%`` and ``@`` escaped in both.
@@ -183,3 +193,42 @@ class Keys:
     def probe(self, name: str) -> str:
         """A probe key (``lua/probe_expiry.lua`` derives the same name)."""
         return self.probe_prefix + name
+
+    # ------------------------------------------------------------ controller (docs/controller.md)
+
+    @property
+    def controller_groups(self) -> str:
+        return self.prefix + "ctrl:groups"
+
+    def controller_group(self, broker_name: str) -> str:
+        return f"{self.prefix}ctrl:group:{broker_name}"
+
+    @property
+    def controller_live_prefix(self) -> str:
+        return self.prefix + "ctrl-live:"
+
+    def controller_live(self, broker_name: str, broker_id: int) -> str:
+        return f"{self.controller_live_prefix}{controller_member(broker_name, broker_id)}"
+
+    def controller_member_of_live_key(self, key: str) -> tuple[str, int] | None:
+        """(broker name, broker id) of a controller liveness key name, else None."""
+        if not key.startswith(self.controller_live_prefix):
+            return None
+        return split_controller_member(key[len(self.controller_live_prefix) :])
+
+    @property
+    def controller_deadlines(self) -> str:
+        return self.prefix + "ctrl-deadlines"
+
+
+def controller_member(broker_name: str, broker_id: int) -> str:
+    """``<id>:<brokerName>``: a broker id of a group (ids are digits, so the first ``:``
+    splits it whatever the name holds; ``lua/_common.lua``'s ``ctrl_member`` builds the same)."""
+    return f"{broker_id}:{broker_name}"
+
+
+def split_controller_member(member: str) -> tuple[str, int] | None:
+    ident, sep, name = member.partition(":")
+    if not sep or not ident.isdigit():
+        return None
+    return name, int(ident)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -98,6 +98,9 @@ class ExpiryCleaner:
         """Whether an expired probe key's event was seen (None: not observed yet); False means
         dead brokers are found by the sweeper alone."""
         self.reconnects = 0
+        self.on_other_key: Callable[[str], Awaitable[None]] | None = None
+        """Called with every other expired key of the namespace (controller liveness keys:
+        domain/controller.py's ControllerWatch)."""
         self.probe = ExpiryProbe(store.redis, store.keys, store.scripts.probe_expiry)
         self._config_said = False
 
@@ -149,6 +152,7 @@ class ExpiryCleaner:
                     continue
                 ident = self.store.keys.ident_of_live_key(key)
                 if ident is None:
+                    await self._other_key(key)
                     continue
                 EXPIRY_EVENTS.inc()
                 try:
@@ -165,6 +169,16 @@ class ExpiryCleaner:
         finally:
             if probe is not None:
                 probe.cancel()
+
+    async def _other_key(self, key: str) -> None:
+        if self.on_other_key is None or not key.startswith(self.store.keys.prefix):
+            return
+        try:
+            await self.on_other_key(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # its own sweeper tries again
+            log.warning("handling expired key %s failed: %s", key, e)
 
     async def run(self) -> None:
         delay = 0.1
