@@ -52,6 +52,8 @@ class Scripts:
     route: AsyncScript
     cluster_info: AsyncScript
     acl_write: AsyncScript
+    stage_topics: AsyncScript
+    apply_pending: AsyncScript
 
 
 def script_names() -> list[str]:
