@@ -211,13 +211,16 @@ local function staged_value(rec, topic) -- a staged put's raw queue data of topi
   return redis.call('HGET', k_stage(rec.gen, stage_bucket(topic, rec.buckets)), topic) or false
 end
 -- Another write changes a broker's queue data of a topic while a staged put is pending: the
--- staged value must not overwrite it later.
+-- staged value must not overwrite it later. True when a staged value was dropped.
 local function unstage(topic, broker_name)
   local rec = pending_of(broker_name)
   if rec and rec.kind == 'put' and rec.phase ~= 'clean' then
-    redis.call('HDEL', k_stage(rec.gen, stage_bucket(topic, rec.buckets)), topic)
+    return redis.call('HDEL', k_stage(rec.gen, stage_bucket(topic, rec.buckets)), topic) == 1
   end
+  return false
 end
+-- Broker names with a pending chunked write (their queue data may not be in the topic hashes).
+local function pending_names() return redis.call('HKEYS', K.pending) end
 
 -- ---------------------------------------------------------------- table tokens
 -- K.tables maps a broker name to the token of the registration body whose topic table its
@@ -250,8 +253,8 @@ end
 -- True when there was queue data to drop.
 local function drop_queue_data(topic, broker_name)
   local key = k_topic(topic)
-  unstage(topic, broker_name)
-  local dropped = redis.call('HDEL', key, broker_name) == 1
+  local unstaged = unstage(topic, broker_name)
+  local dropped = (redis.call('HDEL', key, broker_name) == 1) or unstaged
   if dropped then
     forget_table(broker_name)
     touch_topic(topic)

@@ -1,0 +1,347 @@
+"""The stall budget (issue #21 item 4): no script of ours blocks Redis past the budget, whatever
+the broker's size, and readers still see each registration and removal whole.
+
+A store with a 1 ms budget (chunks of 50 topics) shows the chunked paths on small tables, on
+fakeredis and real Redis; a 100,000-topic broker shows the budget itself on real Redis, from
+the durations SLOWLOG records (deterministic, unlike a wall clock on a loaded host).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from namesrv_redis.rocketmq.model import QueueConfig
+from namesrv_redis.store.route_store import (
+    BrokerRegistration,
+    RegisterMode,
+    RegisterStatus,
+    RemovalReason,
+    RouteStore,
+    chunk_for_budget,
+    queue_configs,
+)
+
+ADDR = "10.0.0.1:10911"
+
+
+def table(n: int, queues: int = 8, prefix: str = "T") -> list[QueueConfig]:
+    return queue_configs((f"{prefix}{i}", queues, queues, 6, 0) for i in range(n))
+
+
+def reg(topics: Sequence[QueueConfig], counter: int = 1, **kw: Any) -> BrokerRegistration:
+    return BrokerRegistration(
+        "C1",
+        kw.pop("addr", ADDR),
+        kw.pop("name", "broker-a"),
+        kw.pop("broker_id", 0),
+        data_version=f'{{"counter":{counter},"timestamp":1}}',
+        topics=topics,
+        conn_id="conn-1",
+        **kw,
+    )
+
+
+async def store_of(redis: Any, namespace: str, budget_ms: int = 1, **kw: Any) -> RouteStore:
+    store = RouteStore(redis, namespace, command_budget_ms=budget_ms, **kw)
+    await store.load_scripts()
+    return store
+
+
+async def state(store: RouteStore) -> dict[str, Any]:
+    """What readers and the next registration see: every route, the reverse index, the table
+    token and the topic set (route versions aside)."""
+    topics = await store.all_topics()
+    routes = {}
+    for t in topics:
+        route = await store.get_route_raw(t)
+        routes[t] = (
+            None
+            if route is None
+            else sorted(
+                (q.broker_name, q.read_queue_nums, q.write_queue_nums, q.perm)
+                for q in route.queue_datas
+            )
+        )
+    return {
+        "topics": topics,
+        "routes": routes,
+        "reverse": await store.broker_topics("broker-a"),
+        "token": await store.redis.hget(store.keys.tables, "broker-a"),
+        "brokers": sorted((await store.get_cluster_info()).broker_addr_table),
+    }
+
+
+async def leftovers(store: RouteStore) -> list[bytes]:
+    """Staging and pending keys of the namespace."""
+    found = [k async for k in store.redis.scan_iter(match=store.keys.prefix + "stage:*")]
+    if await store.redis.exists(store.keys.pending):
+        found.append(store.keys.pending.encode())
+    return found
+
+
+async def route_queues(store: RouteStore, topic: str) -> int | None:
+    route = await store.get_route_raw(topic)
+    if route is None:
+        return None
+    (q,) = [q for q in route.queue_datas if q.broker_name == "broker-a"]
+    return q.read_queue_nums
+
+
+def test_chunk_follows_budget() -> None:
+    assert chunk_for_budget(50) == 2500
+    assert chunk_for_budget(1) == 50
+    assert chunk_for_budget(10_000) == 10_000
+
+
+@pytest.mark.parametrize("delete", [False, True])
+async def test_chunked_writes_equal_one_script(redis: Any, namespace: str, delete: bool) -> None:
+    """Register, re-register (changed queues, fewer topics), re-register unchanged, remove:
+    chunked (chunks of 50) and in one script (default budget) leave the same tables."""
+    chunked = await store_of(redis, namespace + "c")
+    chunked.delete_topic_with_broker_registration = delete
+    whole = await store_of(redis, namespace + "w", budget_ms=50)
+    whole.delete_topic_with_broker_registration = delete
+    steps = [
+        reg(table(600), 1, table_token="t1"),
+        reg(table(450, queues=16), 2, table_token="t2"),
+        reg(table(450, queues=16), 2, table_token="t2"),
+    ]
+    for r in steps:
+        a, b = await chunked.register_broker(r), await whole.register_broker(r)
+        assert a.status is b.status is RegisterStatus.OK
+        assert a.topics_written == b.topics_written
+        assert await state(chunked) == await state(whole)
+        assert await leftovers(chunked) == []
+    # the stored token lets an unchanged body re-register lite, as after one script
+    lite = await chunked.register_broker(reg((), 2, table_token="t2", mode=RegisterMode.LITE))
+    assert lite.status is RegisterStatus.OK
+    for store in (chunked, whole):
+        removed = await store.unregister_broker("C1", ADDR, "broker-a")
+        assert removed.removed
+        assert await store.all_topics() == []
+        assert await store.broker_topics("broker-a") == []
+    assert await leftovers(chunked) == []
+
+
+@pytest.mark.parametrize("reason", list(RemovalReason))
+async def test_chunked_removal_every_path(
+    redis: Any, namespace: str, reason: RemovalReason
+) -> None:
+    store = await store_of(redis, namespace)
+    assert (await store.register_broker(reg(table(300)))).status is RegisterStatus.OK
+    assert await store.get_route_raw("T7") is not None
+    if reason is RemovalReason.EXPIRED:
+        await redis.delete(store.keys.live("C1", ADDR))
+    result = await store.remove_broker(reason, "C1", ADDR, "broker-a", conn_id="conn-1")
+    assert result.removed
+    assert await store.all_topics() == []
+    assert await redis.exists(store.keys.broker_topics("broker-a")) == 0
+    assert await leftovers(store) == []
+
+
+async def test_small_registration_is_one_call(redis: Any, namespace: str) -> None:
+    """Up to a chunk of topics: one script call, nothing staged."""
+    store = await store_of(redis, namespace, budget_ms=50)
+    calls: list[Any] = []
+    original = store._write
+
+    async def counting(script: Any, args: Sequence[Any], *, confirm: bool = True) -> Any:
+        calls.append(script)
+        return await original(script, args, confirm=confirm)
+
+    store._write = counting  # type: ignore[method-assign]
+    assert (await store.register_broker(reg(table(2500)))).status is RegisterStatus.OK
+    assert calls == [store.scripts.register_broker]
+    calls.clear()
+    assert (await store.register_broker(reg(table(2501), 2))).status is RegisterStatus.OK
+    assert calls[0] is store.scripts.stage_topics
+
+
+async def test_readers_see_a_registration_whole(redis: Any, namespace: str) -> None:
+    """Between any two chunks of a registration and of a removal, every topic's route is all
+    old or all new — the same for every topic at each point."""
+    store = await store_of(redis, namespace)
+    old, new = table(400, queues=8), table(400, queues=16)
+    await store.register_broker(reg(old, 1))
+    probe = [f"T{i}" for i in range(0, 400, 7)]
+
+    async def seen() -> set[int | None]:
+        return {await route_queues(store, t) for t in probe}
+
+    stage = await store._stage(new)
+    assert await seen() == {8}  # staged: invisible
+    assert (await store._register(reg(new, 2), None, new, stage)).status is RegisterStatus.OK
+    steps = 0
+    while True:
+        assert await seen() == {16}
+        done, _ = await store._apply_step("broker-a", True)
+        steps += 1
+        if done:
+            break
+    assert steps >= 8  # 400 topics in chunks of 50
+    assert await seen() == {16}
+    result, pending = await store._remove(
+        RemovalReason.UNREGISTERED, "C1", ADDR, "broker-a", conn_id="", now=None
+    )
+    assert result.removed and pending
+    while True:
+        assert await seen() == {None}
+        done, _ = await store._apply_step("broker-a", True)
+        if done:
+            break
+    assert await store.all_topics() == []
+
+
+async def test_reader_polling_during_chunked_writes(real_redis: Any, namespace: str) -> None:
+    """A reader polling routes on its own connection while chunked registrations and a removal
+    run: once it has seen a write's outcome in any topic, no topic it reads afterwards shows
+    an older state (so it never sees part of a write)."""
+    store = await store_of(real_redis, namespace)
+    reader = await store_of(real_redis, namespace)
+    await store.register_broker(reg(table(600, queues=8), 1))
+    generation_of = {8: 1, 16: 2, 4: 3, None: 4}
+    probe = ["T0", "T111", "T222", "T333", "T444", "T555", "T599"]
+    seen: list[int] = []
+    stop = asyncio.Event()
+
+    async def poll() -> None:
+        while not stop.is_set():
+            for t in probe:
+                seen.append(generation_of[await route_queues(reader, t)])
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(poll())
+    for counter, queues in ((2, 16), (3, 4)):
+        await asyncio.sleep(0.02)
+        await store.register_broker(reg(table(600, queues=queues), counter))
+    await asyncio.sleep(0.02)
+    await store.unregister_broker("C1", ADDR, "broker-a")
+    await asyncio.sleep(0.02)
+    stop.set()
+    await task
+    assert seen == sorted(seen)
+    assert set(seen) == {1, 2, 3, 4}
+
+
+async def test_pod_dies_while_staging(redis: Any, namespace: str) -> None:
+    """A pod stopping before its commit leaves nothing a reader sees, nothing that blocks the
+    next registration, and its stage expires."""
+    store = await store_of(redis, namespace, stage_ttl_ms=1000)
+    await store.register_broker(reg(table(300), 1))
+    _, buckets = await store._stage(table(300, queues=16))  # ... and the pod dies
+    assert len(await leftovers(store)) == buckets
+    assert await route_queues(store, "T5") == 8
+    result = await store.register_broker(reg(table(300, queues=4), 2))
+    assert result.status is RegisterStatus.OK
+    assert await route_queues(store, "T5") == 4
+    for _ in range(60):
+        if not await leftovers(store):
+            break
+        await asyncio.sleep(0.1)
+    assert await leftovers(store) == []
+
+
+async def test_pod_dies_while_applying(redis: Any, namespace: str) -> None:
+    """A pod stopping after its commit: readers see the committed table; the next write of
+    that broker (or any pod's sweeper) finishes it first; nothing is left."""
+    store = await store_of(redis, namespace)
+    await store.register_broker(reg(table(300), 1))
+    new = table(300, queues=16)
+    stage = await store._stage(new)
+    await store._register(reg(new, 2), None, new, stage)
+    await store._apply_step("broker-a", True)  # ... and the pod dies
+    assert await store.pending_writes() == ["broker-a"]
+    assert await route_queues(store, "T5") == 16
+    # the next registration finds it pending, finishes it, then applies itself
+    result = await store.register_broker(reg(table(300, queues=4), 3))
+    assert result.status is RegisterStatus.OK
+    assert await route_queues(store, "T5") == 4
+    assert await leftovers(store) == []
+    # the sweeper finishes what nobody else would (here: a removal left half done)
+    await store._remove(RemovalReason.UNREGISTERED, "C1", ADDR, "broker-a", conn_id="", now=None)
+    await store._apply_step("broker-a", True)
+    assert await store.get_route_raw("T5") is None
+    assert await store.settle_all() == 1
+    assert await store.all_topics() == []
+    assert await leftovers(store) == []
+
+
+async def test_writes_during_a_pending_put_win(redis: Any, namespace: str) -> None:
+    """A topic deleted after a chunked registration committed stays deleted when the rest of
+    it is applied, and the table token is not stored (the next registration restores it)."""
+    store = await store_of(redis, namespace)
+    new = table(300)
+    stage = await store._stage(new)
+    await store._register(reg(new, 1, table_token="t1"), None, new, stage)
+    await store.delete_topic("T9")
+    assert await store.get_route_raw("T9") is None
+    await store.settle("broker-a")
+    assert await store.get_route_raw("T9") is None
+    assert await redis.hget(store.keys.tables, "broker-a") is None
+
+
+async def test_stage_refuses_a_topic_of_another_bucket(redis: Any, namespace: str) -> None:
+    store = await store_of(redis, namespace)
+    from redis.exceptions import ResponseError
+
+    with pytest.raises(ResponseError, match="does not belong to bucket"):
+        await store._stage_part(
+            "g", 0, 7, [QueueConfig("T1", 1, 1, 6, 0), QueueConfig("T2", 1, 1, 6, 0)]
+        )
+    assert await leftovers(store) == []
+
+
+async def test_commit_refuses_an_incomplete_stage(redis: Any, namespace: str) -> None:
+    store = await store_of(redis, namespace)
+    new = table(300)
+    generation, buckets = await store._stage(new)
+    await redis.delete(store.keys.stage(generation, 1))
+    from redis.exceptions import ResponseError
+
+    with pytest.raises(ResponseError, match="stage incomplete"):
+        await store._register(reg(new), None, new, (generation, buckets))
+    assert await store.all_topics() == []
+    assert await store.pending_writes() == []
+
+
+BIG = 100_000
+BUDGET_MS = 50
+SLACK_MS = 100
+"""SLOWLOG measures time spent executing, which a loaded 2-core host stretches too."""
+
+
+async def test_100k_topic_broker_within_budget(real_redis: Any, namespace: str) -> None:
+    """Register, re-register with a changed data version, and remove a 100,000-topic broker:
+    no command of ours runs longer than the budget (plus slack) in SLOWLOG."""
+    store = await store_of(real_redis, namespace, budget_ms=BUDGET_MS)
+    old = await real_redis.config_get("slowlog-*")
+    await real_redis.config_set("slowlog-log-slower-than", 0)
+    await real_redis.config_set("slowlog-max-len", 100_000)
+    try:
+        longest: dict[str, float] = {}
+        steps = [
+            ("register", store.register_broker(reg(table(BIG), 1))),
+            ("re-register", store.register_broker(reg(table(BIG, queues=16), 2))),
+            (
+                "connection closed",
+                store.remove_broker(RemovalReason.CONNECTION_CLOSED, "C1", ADDR, conn_id="conn-1"),
+            ),
+        ]
+        for name, step in steps:
+            await real_redis.slowlog_reset()
+            await step
+            entries = await real_redis.slowlog_get(100_000)
+            ours = [
+                e for e in entries if e["command"].split(b" ")[0].upper() in (b"EVALSHA", b"EVAL")
+            ]
+            assert ours, name
+            longest[name] = max(e["duration"] for e in ours) / 1000
+        assert await store.all_topics() == []
+        assert all(ms < BUDGET_MS + SLACK_MS for ms in longest.values()), longest
+    finally:
+        await real_redis.config_set("slowlog-log-slower-than", old["slowlog-log-slower-than"])
+        await real_redis.config_set("slowlog-max-len", old["slowlog-max-len"])
