@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 
 from namesrv_redis.store.route_store import (
@@ -30,6 +33,7 @@ from namesrv_redis.store.route_store import (
     RouteStore,
     queue_configs,
 )
+from namesrv_redis.store.scripts import script_names
 
 
 def free_port() -> int:
@@ -40,8 +44,11 @@ def free_port() -> int:
 
 def start_redis(binary: str, port: int, directory: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        + ["--dir", directory, "--slowlog-log-slower-than", "0", "--slowlog-max-len", "100000"],
+        [
+            *(binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "no", "--dir", directory),
+            *("--slowlog-log-slower-than", "0", "--slowlog-max-len", "100000"),
+        ],
         stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
@@ -55,46 +62,97 @@ def start_redis(binary: str, port: int, directory: str) -> subprocess.Popen[byte
     raise RuntimeError("redis-server did not start")
 
 
+def _probe(url: str, conn: Connection) -> None:
+    """The prober process: PING on its own connection, one at a time, between a "start" and
+    a "stop" message; answers the waits (ms) seen."""
+    client = redis.Redis.from_url(url)
+    while conn.recv() == "start":
+        samples: list[float] = []
+        while not conn.poll():
+            t = time.perf_counter()
+            client.ping()
+            samples.append((time.perf_counter() - t) * 1000)
+            time.sleep(0.001)
+        conn.recv()
+        conn.send(samples)
+
+
 class Prober:
-    """PING on its own connection, one at a time, recording how long each waited."""
+    """A PING client in its own process, so that this process' own work is not measured."""
 
     def __init__(self, url: str) -> None:
-        self.client = aioredis.Redis.from_url(url)
-        self.samples: list[float] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            t = time.perf_counter()
-            await self.client.ping()
-            self.samples.append((time.perf_counter() - t) * 1000)
-            await asyncio.sleep(0.001)
+        self.conn, child = multiprocessing.Pipe()
+        self.proc = multiprocessing.Process(target=_probe, args=(url, child), daemon=True)
+        self.proc.start()
 
     def start(self) -> None:
-        self.samples = []
-        self._task = asyncio.create_task(self._run())
+        self.conn.send("start")
 
-    async def stop(self) -> tuple[float, float]:
-        assert self._task is not None
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        s = sorted(self.samples) or [0.0]
+    def stop(self) -> tuple[float, float]:
+        self.conn.send("stop")
+        s = sorted(self.conn.recv()) or [0.0]
         return s[-1], s[min(len(s) - 1, int(len(s) * 0.99))]
 
+    def close(self) -> None:
+        self.conn.send("exit")
+        self.proc.join(5)
 
-async def longest_command(client: Any) -> tuple[float, str]:
-    """The longest command in SLOWLOG (ms, name), then resets it."""
+
+async def longest_command(client: Any, store: RouteStore) -> tuple[float, str]:
+    """The longest command in SLOWLOG (ms, and its script's name for an EVALSHA); resets it."""
     entries = await client.slowlog_get(100000)
     await client.slowlog_reset()
     best = max(entries, key=lambda e: e["duration"], default=None)
     if best is None:
         return 0.0, "-"
-    cmd = best["command"]
-    name = (cmd.decode() if isinstance(cmd, bytes) else str(cmd)).split(" ")[0]
-    return best["duration"] / 1000, name
+    words = best["command"].decode(errors="replace").split(" ")
+    names = {getattr(store.scripts, f).sha: f for f in script_names()}
+    return best["duration"] / 1000, names.get(words[1], words[0]) if len(words) > 1 else words[0]
+
+
+async def measure(store: RouteStore, client: Any, prober: Prober, n: int) -> None:
+    """The five steps for one broker of ``n`` topics, one table row each."""
+    name, addr = f"broker-{n}", "10.0.0.1:10911"
+
+    def reg(counter: int, queues: int) -> BrokerRegistration:
+        return BrokerRegistration(
+            "c",
+            addr,
+            name,
+            0,
+            data_version=f'{{"counter":{counter},"timestamp":1}}',
+            topics=queue_configs((f"topic-{n}-{i}", queues, queues, 6, 0) for i in range(n)),
+            conn_id="conn-1",
+        )
+
+    steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+        ("register", lambda: store.register_broker(reg(1, 8))),
+        ("re-register (new dv)", lambda: store.register_broker(reg(2, 16))),
+        ("unregister", lambda: store.unregister_broker("c", addr, name)),
+        ("register again", lambda: store.register_broker(reg(3, 8))),
+        (
+            "connection closed",
+            lambda: store.remove_broker(
+                RemovalReason.CONNECTION_CLOSED, "c", addr, conn_id="conn-1"
+            ),
+        ),
+    ]
+    for step_name, step in steps:
+        await client.slowlog_reset()
+        prober.start()
+        await asyncio.sleep(0.05)
+        t = time.perf_counter()
+        await step()
+        wall = (time.perf_counter() - t) * 1000
+        await asyncio.sleep(0.05)
+        ping_max, ping_p99 = prober.stop()
+        longest, cmd = await longest_command(client, store)
+        print(
+            f"{n:>8} {step_name:<22} {wall:>9.0f} {longest:>15.1f} {cmd:<16} "
+            f"{ping_max:>12.1f} {ping_p99:>12.1f}",
+            flush=True,
+        )
+    assert await client.scard(store.keys.topics) == 0, "topics left behind"
 
 
 async def run(binary: str, sizes: list[int], label: str) -> None:
@@ -109,54 +167,11 @@ async def run(binary: str, sizes: list[int], label: str) -> None:
         await store.load_scripts()
         print(f"{label}: redis-server {(await client.info('server'))['redis_version']}")
         header = f"{'topics':>8} {'step':<22} {'wall ms':>9} {'longest cmd ms':>15} "
-        print(header + f"{'(cmd)':<8} {'PING max ms':>12} {'PING p99 ms':>12}")
+        print(header + f"{'(command)':<16} {'PING max ms':>12} {'PING p99 ms':>12}", flush=True)
         for n in sizes:
-
-            def reg(counter: int, queues: int) -> BrokerRegistration:
-                return BrokerRegistration(
-                    "c",
-                    "10.0.0.1:10911",
-                    f"broker-{n}",
-                    0,
-                    data_version=f'{{"counter":{counter},"timestamp":1}}',
-                    topics=queue_configs(
-                        (f"topic-{n}-{i}", queues, queues, 6, 0) for i in range(n)
-                    ),
-                    conn_id="conn-1",
-                )
-
-            steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
-                ("register", lambda: store.register_broker(reg(1, 8))),
-                ("re-register (new dv)", lambda: store.register_broker(reg(2, 16))),
-                (
-                    "unregister",
-                    lambda: store.unregister_broker("c", "10.0.0.1:10911", f"broker-{n}"),
-                ),
-                ("register again", lambda: store.register_broker(reg(3, 8))),
-                (
-                    "connection closed",
-                    lambda: store.remove_broker(
-                        RemovalReason.CONNECTION_CLOSED, "c", "10.0.0.1:10911", conn_id="conn-1"
-                    ),
-                ),
-            ]
-            for name, step in steps:
-                await client.slowlog_reset()
-                prober.start()
-                await asyncio.sleep(0.05)
-                t = time.perf_counter()
-                await step()
-                wall = (time.perf_counter() - t) * 1000
-                await asyncio.sleep(0.05)
-                ping_max, ping_p99 = await prober.stop()
-                longest, cmd = await longest_command(client)
-                print(
-                    f"{n:>8} {name:<22} {wall:>9.0f} {longest:>15.1f} {cmd:<8} "
-                    f"{ping_max:>12.1f} {ping_p99:>12.1f}"
-                )
-            assert await client.scard(store.keys.topics) == 0, "topics left behind"
+            await measure(store, client, prober, n)
     finally:
-        await prober.client.aclose()
+        prober.close()
         await client.aclose()
         proc.terminate()
         proc.wait()

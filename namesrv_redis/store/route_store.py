@@ -186,6 +186,7 @@ class RouteStore:
         """Every public call runs under these (:mod:`namesrv_redis.store.deadlines`)."""
         self.replication = replication
         """Writes wait for replicas as this says (:mod:`namesrv_redis.store.replication`)."""
+        self.command_budget_ms = command_budget_ms
         self.chunk = chunk_for_budget(command_budget_ms)
         """The most topics one script handles (``redisCommandBudgetMillis``): a bigger
         registration or removal is applied in chunks that readers see whole."""
