@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from namesrv_redis.rocketmq.model import QueueConfig
+from namesrv_redis.store.liveness import Sweeper
 from namesrv_redis.store.route_store import (
     BrokerRegistration,
     RegisterMode,
@@ -265,7 +266,7 @@ async def test_pod_dies_while_applying(redis: Any, namespace: str) -> None:
     await store._remove(RemovalReason.UNREGISTERED, "C1", ADDR, "broker-a", conn_id="", now=None)
     await store._apply_step("broker-a", True)
     assert await store.get_route_raw("T5") is None
-    assert await store.settle_all() == 1
+    await Sweeper(store).sweep_once()
     assert await store.all_topics() == []
     assert await leftovers(store) == []
 
@@ -345,3 +346,31 @@ async def test_100k_topic_broker_within_budget(real_redis: Any, namespace: str) 
     finally:
         await real_redis.config_set("slowlog-log-slower-than", old["slowlog-log-slower-than"])
         await real_redis.config_set("slowlog-max-len", old["slowlog-max-len"])
+
+
+async def test_pod_applies_the_configured_budget(redis_server: Any) -> None:
+    """``redisCommandBudgetMillis`` reaches the pod's store and the offload thread's: a broker
+    registering 3,000 topics (a body big enough to be stored off the event loop) through the
+    remoting port is chunked, routes it whole, and unregisters in chunks."""
+    from namesrv_redis.remoting.client import RemotingClient
+    from namesrv_redis.sim.broker import SimBroker
+    from namesrv_redis.testing import NameServer
+
+    options = {"redisCommandBudgetMillis": 1, "flow_offload_min_body": 1024}
+    with NameServer(redis=redis_server.url, options=options) as ns:
+        assert ns.pod.store.chunk == 50
+        assert ns.pod.offload is not None and ns.pod.offload._worker is not None
+        assert ns.pod.offload._worker.store.chunk == 50
+        assert ns.pod.settings.redis_command_budget_millis == 1
+        broker = SimBroker("C1", "broker-a", ADDR)
+        broker.add_topics([f"T{i}" for i in range(3000)])
+        client = await RemotingClient.connect("127.0.0.1", ns.port)
+        try:
+            assert (await broker.register(client)).code == 0
+            route = ns.route("T2999")
+            assert route is not None and len(route["queueDatas"]) == 1
+            assert len(ns.topics()) == 3000
+            assert (await broker.unregister(client)).code == 0
+        finally:
+            await client.close()
+        assert ns.topics() == []
