@@ -311,7 +311,7 @@ async def test_commit_refuses_an_incomplete_stage(redis: Any, namespace: str) ->
 
 BIG = 100_000
 BUDGET_MS = 50
-SLACK_MS = 100
+SLACK_MS = 250
 """SLOWLOG measures time spent executing, which a loaded 2-core host stretches too."""
 
 
