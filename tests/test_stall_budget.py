@@ -111,14 +111,27 @@ async def test_chunked_writes_equal_one_script(redis: Any, namespace: str, delet
         reg(table(450, queues=16), 2, table_token="t2"),
         reg(table(450, queues=16), 2, table_token="t2"),
     ]
+    # a diff of more topics than a chunk, on top of the stored table t2
+    steps.append(
+        reg(
+            table(450, queues=32)[:300],
+            3,
+            table_token="t3",
+            base_token="t2",
+            mode=RegisterMode.DIFF,
+        )
+    )
     for r in steps:
+        version = await chunked.route_version()
         a, b = await chunked.register_broker(r), await whole.register_broker(r)
+        # one route version bump (and event) per logical write, none when nothing changed
+        assert await chunked.route_version() - version == (1 if b.version else 0)
         assert a.status is b.status is RegisterStatus.OK
         assert a.topics_written == b.topics_written
         assert await state(chunked) == await state(whole)
         assert await leftovers(chunked) == []
     # the stored token lets an unchanged body re-register lite, as after one script
-    lite = await chunked.register_broker(reg((), 2, table_token="t2", mode=RegisterMode.LITE))
+    lite = await chunked.register_broker(reg((), 3, table_token="t3", mode=RegisterMode.LITE))
     assert lite.status is RegisterStatus.OK
     for store in (chunked, whole):
         removed = await store.unregister_broker("C1", ADDR, "broker-a")
@@ -358,7 +371,7 @@ async def test_pod_applies_the_configured_budget(redis_server: Any) -> None:
 
     options = {"redisCommandBudgetMillis": 1, "flow_offload_min_body": 1024}
     with NameServer(redis=redis_server.url, options=options) as ns:
-        assert ns.pod.store.chunk == 50
+        assert ns.pod.store is not None and ns.pod.store.chunk == 50
         assert ns.pod.offload is not None and ns.pod.offload._worker is not None
         assert ns.pod.offload._worker.store.chunk == 50
         assert ns.pod.settings.redis_command_budget_millis == 1
@@ -374,3 +387,26 @@ async def test_pod_applies_the_configured_budget(redis_server: Any) -> None:
         finally:
             await client.close()
         assert ns.topics() == []
+
+
+async def test_chunked_registration_is_confirmed_by_the_replica(namespace: str) -> None:
+    """With a replica, the broker is answered only once every step is on the replica."""
+    from namesrv_redis.store.connection import create_redis
+    from namesrv_redis.store.replication import Replication
+    from tests.conftest import RedisServerProcess
+    from tests.redis_topologies import command, replica_synced, wait_until
+
+    master = RedisServerProcess().start()
+    replica = RedisServerProcess("--replicaof", "127.0.0.1", str(master.port)).start()
+    client: Any = create_redis(master.url)
+    try:
+        wait_until(lambda: replica_synced(master.port, replica.port), 10, "the replica to sync")
+        store = await store_of(client, namespace, replication=Replication(wait_replicas=1))
+        assert (await store.register_broker(reg(table(300)))).status is RegisterStatus.OK
+        for key in (store.keys.topic("T299"), store.keys.topic("T0")):
+            assert command(replica.port, "HEXISTS", key, "broker-a").endswith(":1\r\n")
+        assert command(replica.port, "EXISTS", store.keys.pending).endswith(":0\r\n")
+    finally:
+        await client.aclose()
+        replica.stop()
+        master.stop()
