@@ -190,6 +190,8 @@ if staged and writes_topics and mode ~= 'lite' and not already_applied then
   -- readers see the whole table from now on (route.lua); apply_pending.lua writes it
   redis.call('HDEL', K.tables, name)
   forgotten[name] = true
+  -- the stage now belongs to the record: it lives until apply_pending.lua deletes it
+  for i = 0, buckets - 1 do redis.call('PERSIST', k_stage(gen, i)) end
   save_pending(name, { kind = 'put', gen = gen, buckets = buckets, n = n, phase = 'put',
     next = 0, cursor = '0', rewrite = rewrite_all,
     delete = delete_missing and rewrite_all and mode == 'full', dm = delete_missing,

@@ -410,3 +410,18 @@ async def test_chunked_registration_is_confirmed_by_the_replica(namespace: str) 
         await client.aclose()
         replica.stop()
         master.stop()
+
+
+async def test_a_committed_stage_outlives_its_ttl(redis: Any, namespace: str) -> None:
+    """Once committed, the stage belongs to the pending record: a record rolled forward
+    after the stage's TTL still applies every topic."""
+    store = await store_of(redis, namespace, stage_ttl_ms=1000)
+    new = table(300)
+    stage = await store._stage(new)
+    await store._register(reg(new, 1), None, new, stage)
+    await asyncio.sleep(1.3)
+    assert len(await leftovers(store)) == stage[1] + 1  # the buckets and the record
+    await store.settle("broker-a")
+    assert len(await store.all_topics()) == 300
+    assert await route_queues(store, "T299") == 8
+    assert await leftovers(store) == []

@@ -123,6 +123,10 @@ class RegisterStatus(StrEnum):
     it finishes that write and sends the registration again)."""
 
 
+REFUSALS = (RegisterStatus.NEED_TOPICS, RegisterStatus.REFUSED, RegisterStatus.STALE_STATE)
+"""Answers of a registration that wrote nothing."""
+
+
 @dataclass(frozen=True, slots=True)
 class RegisterResult:
     status: RegisterStatus
@@ -237,7 +241,9 @@ class RouteStore:
                 result = dataclasses.replace(result, topics_written=written)
             return result
         finally:
-            if stage is not None and (result is None or result.status is not RegisterStatus.OK):
+            # A refused commit left the stage unused. After an error the commit may still have
+            # run (a deadline passed): the stage is then the pending record's, or it expires.
+            if stage is not None and result is not None and result.status in REFUSALS:
                 await self._discard_stage(*stage)
 
     async def _stage(self, topics: Sequence[QueueConfig]) -> tuple[str, int]:
