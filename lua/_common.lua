@@ -192,12 +192,19 @@ local function stage_bucket(topic, buckets)
   return h % buckets
 end
 
+-- A record that is not a JSON object (an operator's edit) counts as absent: it must not make
+-- every route read or registration of that broker fail; apply_pending.lua deletes it.
+local function decode_pending(s)
+  local ok, rec = pcall(cjson.decode, s)
+  if ok and type(rec) == 'table' and (rec.kind == 'put' or rec.kind == 'drop') then return rec end
+  return false
+end
 local pending_seen = {}
 local function pending_of(broker_name) -- the decoded record, or false
   local p = pending_seen[broker_name]
   if p == nil then
     local s = redis.call('HGET', K.pending, broker_name)
-    p = s and cjson.decode(s) or false
+    p = s and decode_pending(s) or false
     pending_seen[broker_name] = p
   end
   return p

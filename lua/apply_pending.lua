@@ -16,7 +16,7 @@ local chunk = A.int(2, 'chunk', 1, 10000)
 if A.err then return A.err end
 
 local rec = pending_of(name)
-if not rec then return { 1, 0 } end
+if not rec then redis.call('HDEL', K.pending, name); return { 1, 0 } end
 local bt = k_broker_topics(name)
 local written = 0
 

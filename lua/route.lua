@@ -24,9 +24,10 @@ if redis.call('EXISTS', K.pending) == 1 then
   for i = 1, #qds, 2 do current[qds[i]] = qds[i + 1]; order[#order + 1] = qds[i] end
   local pend = redis.call('HGETALL', K.pending)
   for i = 1, #pend, 2 do
-    local b, rec = pend[i], cjson.decode(pend[i + 1])
+    local b, rec = pend[i], decode_pending(pend[i + 1])
     if current[b] == nil then order[#order + 1] = b end
-    if rec.kind == 'drop' then
+    if not rec then -- not a record: ignored (apply_pending.lua deletes it)
+    elseif rec.kind == 'drop' then
       current[b] = nil
     elseif rec.phase ~= 'clean' then
       local staged = staged_value(rec, ARGV[1])

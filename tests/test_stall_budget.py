@@ -425,3 +425,16 @@ async def test_a_committed_stage_outlives_its_ttl(redis: Any, namespace: str) ->
     assert len(await store.all_topics()) == 300
     assert await route_queues(store, "T299") == 8
     assert await leftovers(store) == []
+
+
+async def test_a_broken_pending_record_blocks_nothing(redis: Any, namespace: str) -> None:
+    """A pending record that is not one (an operator's edit) is ignored by route reads and
+    registrations, and the sweeper deletes it."""
+    store = await store_of(redis, namespace)
+    await store.register_broker(reg(table(10)))
+    await redis.hset(store.keys.pending, "broker-a", "{not json")
+    assert await route_queues(store, "T3") == 8
+    assert (await store.register_broker(reg(table(10, queues=4), 2))).status is RegisterStatus.OK
+    assert await route_queues(store, "T3") == 4
+    await Sweeper(store).sweep_once()
+    assert await store.pending_writes() == []
