@@ -52,6 +52,7 @@ class Scripts:
     route: AsyncScript
     cluster_info: AsyncScript
     acl_write: AsyncScript
+    probe_expiry: AsyncScript
     stage_topics: AsyncScript
     apply_pending: AsyncScript
 
