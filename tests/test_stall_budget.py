@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from namesrv_redis.rocketmq.model import QueueConfig
+from namesrv_redis.rocketmq.model import QueueConfig, QueueData
 from namesrv_redis.store.liveness import Sweeper
 from namesrv_redis.store.route_store import (
     BrokerRegistration,
@@ -438,3 +438,92 @@ async def test_a_broken_pending_record_blocks_nothing(redis: Any, namespace: str
     assert await route_queues(store, "T3") == 4
     await Sweeper(store).sweep_once()
     assert await store.pending_writes() == []
+
+
+async def full_state(store: RouteStore) -> dict[str, Any]:
+    """Every table a reader or the next registration uses, route versions aside."""
+    topics = await store.all_topics()
+    routes = {}
+    for t in topics:
+        route = await store.get_route_raw(t)
+        routes[t] = (
+            None
+            if route is None
+            else sorted(
+                (q.broker_name, q.read_queue_nums, q.write_queue_nums, q.perm, q.topic_sys_flag)
+                for q in route.queue_datas
+            )
+        )
+    info = await store.get_cluster_info()
+    names = sorted(info.broker_addr_table)
+    return {
+        "routes": routes,
+        "brokers": {n: info.broker_addr_table[n].broker_addrs for n in names},
+        "clusters": info.cluster_addr_table,
+        "reverse": {n: await store.broker_topics(n) for n in ("b0", "b1", "b2")},
+        "tokens": await store.redis.hgetall(store.keys.tables),
+    }
+
+
+async def run_op(
+    store: RouteStore, op: str, b: str, addr: str, r: BrokerRegistration, topic: str
+) -> Any:
+    if op in ("register", "lite"):
+        return await store.register_broker(r)
+    if op == "remove":
+        return await store.remove_broker(RemovalReason.UNREGISTERED, "C1", addr, b)
+    if op == "delete":
+        return await store.delete_topic(topic)
+    if op == "topic":
+        return await store.register_topic(topic, [QueueData(b, 2, 2, 6, 0)])
+    return await store.wipe_write_perm(b)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_random_histories_chunked_equal_one_script(
+    redis: Any, namespace: str, seed: int
+) -> None:
+    """Random registrations (big and small, changed or not, lite, both delete modes),
+    removals, topic deletions and registrations, write-permission changes: after each step a
+    store writing in chunks of 50 holds exactly what one writing in one script does."""
+    import random
+
+    rnd = random.Random(seed)
+    chunked = await store_of(redis, namespace + "c")
+    whole = await store_of(redis, namespace + "w", budget_ms=50)
+    counters = {b: 1 for b in ("b0", "b1", "b2")}
+    tokens = {b: "" for b in counters}
+    seen: set[tuple[str, str]] = set()
+    for step in range(80):
+        op = rnd.choice(["register"] * 4 + ["lite"] * 2 + ["remove", "delete", "topic", "perm"])
+        b = rnd.choice(["b0", "b1", "b2"])
+        addr = f"10.0.0.{b[1]}:10911"
+        delete = rnd.random() < 0.5
+        for store in (chunked, whole):
+            store.delete_topic_with_broker_registration = delete
+        if op == "register":
+            if rnd.random() < 0.7:
+                counters[b] += 1
+            n = rnd.choice([0, 20, 120, 320])
+            queues = rnd.choice([4, 8])
+            topics = [
+                QueueConfig(f"T{i}", queues, queues, 6, 0)
+                for i in sorted(rnd.sample(range(400), n))
+            ]
+            r = reg(topics, counters[b], name=b, addr=addr, table_token=f"{b}-{step}")
+        else:  # lite: the body this broker last registered, unchanged
+            r = reg(
+                (), counters[b], name=b, addr=addr, mode=RegisterMode.LITE, table_token=tokens[b]
+            )
+        topic = f"T{rnd.randrange(400)}"
+        a = await run_op(chunked, op, b, addr, r, topic)
+        w = await run_op(whole, op, b, addr, r, topic)
+        assert type(a) is type(w), (step, op)
+        if op in ("register", "lite"):
+            assert a.status is w.status, (step, op)
+            if op == "register" and a.status is RegisterStatus.OK:
+                tokens[b] = r.table_token
+            seen.add((op, a.status.value))
+        assert await full_state(chunked) == await full_state(whole), (step, op, b)
+        assert await leftovers(chunked) == []
+    assert {("lite", "ok"), ("lite", "need_topics"), ("register", "ok")} <= seen
