@@ -182,6 +182,7 @@ end
 --   put:  {kind, gen, buckets, n, phase 'put'|'sweep'|'clean', next, cursor, rewrite, delete,
 --          ro, token, matches, forgot, written}
 --   drop: {kind, gen ('' or the superseded put's), buckets, phase 'drop'|'clean', next}
+--   perm: {kind, mode 'wipe'|'add', phase 'perm', cursor, changed}
 local CHUNK = 2500 -- the most topics one script handles; scripts set it from their ARGV
 
 -- Which stage bucket of `buckets` holds a topic: its bytes as a big-endian number mod 2^31 - 1,
@@ -196,7 +197,8 @@ end
 -- every route read or registration of that broker fail; apply_pending.lua deletes it.
 local function decode_pending(s)
   local ok, rec = pcall(cjson.decode, s)
-  if ok and type(rec) == 'table' and (rec.kind == 'put' or rec.kind == 'drop') then return rec end
+  if ok and type(rec) == 'table' and (rec.kind == 'put' or rec.kind == 'drop' or
+      rec.kind == 'perm') then return rec end
   return false
 end
 local pending_seen = {}
@@ -271,15 +273,30 @@ local function drop_queue_data(topic, broker_name)
   return dropped
 end
 
--- Rewrite the perm of every queue data of a broker; returns how many topics it holds.
+local function with_write_perm(v, mode) -- queue data text with its perm wiped or added
+  local r, w, perm, flag = qd_parse(v)
+  if mode == 'wipe' then perm = without_write(perm) else perm = PERM_READ + PERM_WRITE end
+  return qd_format(r, w, perm, flag)
+end
+
+-- Rewrite the perm of every queue data of a broker; returns how many topics it holds. More
+-- topics than a chunk: a 'perm' record (route.lua shows the new perms at once, and
+-- apply_pending.lua rewrites them in chunks).
 local function set_write_perm(broker_name, mode)
+  local bt = k_broker_topics(broker_name)
+  local rec = pending_of(broker_name)
+  if rec and rec.kind == 'drop' then return 0 end -- its queue data is already hidden
+  if (rec and rec.kind == 'perm') or (not rec and redis.call('SCARD', bt) > CHUNK) then
+    save_pending(broker_name, { kind = 'perm', mode = mode, phase = 'perm', cursor = '0',
+      changed = rec and rec.changed or false })
+    touch_all()
+    return redis.call('SCARD', bt)
+  end
   local count = 0
-  for _, t in ipairs(redis.call('SMEMBERS', k_broker_topics(broker_name))) do
+  for _, t in ipairs(redis.call('SMEMBERS', bt)) do
     local v = redis.call('HGET', k_topic(t), broker_name)
     if v then
-      local r, w, perm, flag = qd_parse(v)
-      if mode == 'wipe' then perm = without_write(perm) else perm = PERM_READ + PERM_WRITE end
-      local nv = qd_format(r, w, perm, flag)
+      local nv = with_write_perm(v, mode)
       if nv ~= v then
         forget_table(broker_name)
         redis.call('HSET', k_topic(t), broker_name, nv)

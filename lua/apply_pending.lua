@@ -83,6 +83,22 @@ elseif rec.phase == 'drop' then
   for _, t in ipairs(members) do apply_drop(t) end
   if #members < chunk or redis.call('SCARD', bt) == 0 then rec.phase = 'clean' end
   if rec.phase == 'clean' and rec.buckets == 0 then return finish() end
+elseif rec.phase == 'perm' then
+  local res = redis.call('SSCAN', bt, rec.cursor, 'COUNT', chunk)
+  for _, t in ipairs(res[2]) do
+    local key = k_topic(t)
+    local v = redis.call('HGET', key, name)
+    if v then
+      local nv = with_write_perm(v, rec.mode)
+      if nv ~= v then redis.call('HSET', key, name, nv); rec.changed = true; written = written + 1 end
+    end
+  end
+  rec.cursor = res[1]
+  if rec.cursor == '0' then
+    -- the stored table token names queue data with the old perms
+    if rec.changed then redis.call('HDEL', K.tables, name) end
+    return finish()
+  end
 elseif rec.phase == 'clean' then
   redis.call('DEL', k_stage(rec.gen, rec.next))
   rec.next = rec.next + 1

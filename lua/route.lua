@@ -29,6 +29,8 @@ if redis.call('EXISTS', K.pending) == 1 then
     if not rec then -- not a record: ignored (apply_pending.lua deletes it)
     elseif rec.kind == 'drop' then
       current[b] = nil
+    elseif rec.kind == 'perm' then
+      if current[b] then current[b] = with_write_perm(current[b], rec.mode) end
     elseif rec.phase ~= 'clean' then
       local staged = staged_value(rec, ARGV[1])
       if staged then

@@ -210,6 +210,38 @@ async def test_readers_see_a_registration_whole(redis: Any, namespace: str) -> N
     assert await store.all_topics() == []
 
 
+async def test_readers_see_a_write_permission_change_whole(redis: Any, namespace: str) -> None:
+    """Wiping the write permission of a broker with more topics than a chunk: every route shows
+    it wiped from the script's return on, while the steps rewrite it; adding it back too."""
+    store = await store_of(redis, namespace)
+    await store.register_broker(reg(table(400), 1, table_token="t1"))
+    probe = [f"T{i}" for i in range(0, 400, 7)]
+
+    async def perms() -> set[int]:
+        out = set()
+        for t in probe:
+            route = await store.get_route_raw(t)
+            assert route is not None
+            out.add(route.queue_datas[0].perm)
+        return out
+
+    for mode, perm in (("wipe", 4), ("add", 6)):
+        count, pending = await store._write_perm_script("broker-a", mode)
+        assert count == 400 and pending
+        while True:
+            assert await perms() == {perm}
+            done, _ = await store._apply_step("broker-a", True)
+            if done:
+                break
+        assert await perms() == {perm}
+    assert await leftovers(store) == []
+    # the stored table token no longer names what Redis holds: lite is refused
+    lite = await store.register_broker(reg((), 1, table_token="t1", mode=RegisterMode.LITE))
+    assert lite.status is RegisterStatus.NEED_TOPICS
+    assert await store.wipe_write_perm("broker-a") == 400  # and through the public call
+    assert await perms() == {4}
+
+
 async def test_reader_polling_during_chunked_writes(real_redis: Any, namespace: str) -> None:
     """A reader polling routes on its own connection while chunked registrations and a removal
     run: once it has seen a write's outcome in any topic, no topic it reads afterwards shows
@@ -476,6 +508,8 @@ async def run_op(
         return await store.delete_topic(topic)
     if op == "topic":
         return await store.register_topic(topic, [QueueData(b, 2, 2, 6, 0)])
+    if op == "add":
+        return await store.add_write_perm(b)
     return await store.wipe_write_perm(b)
 
 
@@ -495,7 +529,9 @@ async def test_random_histories_chunked_equal_one_script(
     tokens = {b: "" for b in counters}
     seen: set[tuple[str, str]] = set()
     for step in range(80):
-        op = rnd.choice(["register"] * 4 + ["lite"] * 2 + ["remove", "delete", "topic", "perm"])
+        op = rnd.choice(
+            ["register"] * 4 + ["lite"] * 2 + ["remove", "delete", "topic", "perm", "add"]
+        )
         b = rnd.choice(["b0", "b1", "b2"])
         addr = f"10.0.0.{b[1]}:10911"
         delete = rnd.random() < 0.5

@@ -427,15 +427,26 @@ class RouteStore:
         )
         return bool(int(changed)), (as_text(stored) or None)
 
-    @deadlines.write
     async def wipe_write_perm(self, broker_name: str) -> int:
-        count, _ = await self._write(self.scripts.write_perm, [broker_name, "wipe"])
-        return int(count)
+        return await self._write_perm(broker_name, "wipe")
+
+    async def add_write_perm(self, broker_name: str) -> int:
+        return await self._write_perm(broker_name, "add")
+
+    async def _write_perm(self, broker_name: str, mode: str) -> int:
+        """The perms of a broker with more topics than a chunk change for readers at once
+        and are rewritten in chunks."""
+        count, pending = await self._write_perm_script(broker_name, mode)
+        if pending:
+            await self.settle(broker_name)
+        return count
 
     @deadlines.write
-    async def add_write_perm(self, broker_name: str) -> int:
-        count, _ = await self._write(self.scripts.write_perm, [broker_name, "add"])
-        return int(count)
+    async def _write_perm_script(self, broker_name: str, mode: str) -> tuple[int, bool]:
+        count, _, pending = await self._write(
+            self.scripts.write_perm, [broker_name, mode, self.chunk]
+        )
+        return int(count), bool(int(pending))
 
     @deadlines.write
     async def delete_topic(self, topic: str, cluster: str | None = None) -> int:
