@@ -52,9 +52,8 @@ async def store_of(redis: Any, namespace: str, budget_ms: int = 1, **kw: Any) ->
     return store
 
 
-async def state(store: RouteStore) -> dict[str, Any]:
-    """What readers and the next registration see: every route, the reverse index, the table
-    token and the topic set (route versions aside)."""
+async def full_state(store: RouteStore, brokers: Sequence[str] = ("broker-a",)) -> dict[str, Any]:
+    """Every table a reader or the next registration uses, route versions aside."""
     topics = await store.all_topics()
     routes = {}
     for t in topics:
@@ -63,16 +62,18 @@ async def state(store: RouteStore) -> dict[str, Any]:
             None
             if route is None
             else sorted(
-                (q.broker_name, q.read_queue_nums, q.write_queue_nums, q.perm)
+                (q.broker_name, q.read_queue_nums, q.write_queue_nums, q.perm, q.topic_sys_flag)
                 for q in route.queue_datas
             )
         )
+    info = await store.get_cluster_info()
+    names = sorted(info.broker_addr_table)
     return {
-        "topics": topics,
         "routes": routes,
-        "reverse": await store.broker_topics("broker-a"),
-        "token": await store.redis.hget(store.keys.tables, "broker-a"),
-        "brokers": sorted((await store.get_cluster_info()).broker_addr_table),
+        "brokers": {n: info.broker_addr_table[n].broker_addrs for n in names},
+        "clusters": info.cluster_addr_table,
+        "reverse": {n: await store.broker_topics(n) for n in brokers},
+        "tokens": await store.redis.hgetall(store.keys.tables),
     }
 
 
@@ -128,7 +129,7 @@ async def test_chunked_writes_equal_one_script(redis: Any, namespace: str, delet
         assert await chunked.route_version() - version == (1 if b.version else 0)
         assert a.status is b.status is RegisterStatus.OK
         assert a.topics_written == b.topics_written
-        assert await state(chunked) == await state(whole)
+        assert await full_state(chunked) == await full_state(whole)
         assert await leftovers(chunked) == []
     # the stored token lets an unchanged body re-register lite, as after one script
     lite = await chunked.register_broker(reg((), 3, table_token="t3", mode=RegisterMode.LITE))
@@ -472,31 +473,6 @@ async def test_a_broken_pending_record_blocks_nothing(redis: Any, namespace: str
     assert await store.pending_writes() == []
 
 
-async def full_state(store: RouteStore) -> dict[str, Any]:
-    """Every table a reader or the next registration uses, route versions aside."""
-    topics = await store.all_topics()
-    routes = {}
-    for t in topics:
-        route = await store.get_route_raw(t)
-        routes[t] = (
-            None
-            if route is None
-            else sorted(
-                (q.broker_name, q.read_queue_nums, q.write_queue_nums, q.perm, q.topic_sys_flag)
-                for q in route.queue_datas
-            )
-        )
-    info = await store.get_cluster_info()
-    names = sorted(info.broker_addr_table)
-    return {
-        "routes": routes,
-        "brokers": {n: info.broker_addr_table[n].broker_addrs for n in names},
-        "clusters": info.cluster_addr_table,
-        "reverse": {n: await store.broker_topics(n) for n in ("b0", "b1", "b2")},
-        "tokens": await store.redis.hgetall(store.keys.tables),
-    }
-
-
 async def run_op(
     store: RouteStore, op: str, b: str, addr: str, r: BrokerRegistration, topic: str
 ) -> Any:
@@ -525,14 +501,15 @@ async def test_random_histories_chunked_equal_one_script(
     rnd = random.Random(seed)
     chunked = await store_of(redis, namespace + "c")
     whole = await store_of(redis, namespace + "w", budget_ms=50)
-    counters = {b: 1 for b in ("b0", "b1", "b2")}
+    names = ("b0", "b1", "b2")
+    counters = dict.fromkeys(names, 1)
     tokens = {b: "" for b in counters}
     seen: set[tuple[str, str]] = set()
     for step in range(80):
         op = rnd.choice(
             ["register"] * 4 + ["lite"] * 2 + ["remove", "delete", "topic", "perm", "add"]
         )
-        b = rnd.choice(["b0", "b1", "b2"])
+        b = rnd.choice(names)
         addr = f"10.0.0.{b[1]}:10911"
         delete = rnd.random() < 0.5
         for store in (chunked, whole):
@@ -560,6 +537,6 @@ async def test_random_histories_chunked_equal_one_script(
             if op == "register" and a.status is RegisterStatus.OK:
                 tokens[b] = r.table_token
             seen.add((op, a.status.value))
-        assert await full_state(chunked) == await full_state(whole), (step, op, b)
+        assert await full_state(chunked, names) == await full_state(whole, names), (step, op, b)
         assert await leftovers(chunked) == []
     assert {("lite", "ok"), ("lite", "need_topics"), ("register", "ok")} <= seen
