@@ -371,6 +371,7 @@ def test_unprotected_warning(caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
     log = logging.getLogger("t")
+    caplog.set_level(logging.INFO)  # disabled admin calls: the safe default, said at INFO
     assert warn_if_unprotected(Settings(http_host="0.0.0.0"), log)
     assert "not protected" in caplog.text
     assert not warn_if_unprotected(Settings(http_host="127.0.0.1"), log)

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,6 +23,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from namesrv_redis.settings.redis_url import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,12 @@ def parse_target(url: str) -> RedisTarget:
 PIN_AFTER_SWITCH_S = 15.0
 
 
+def _address_of(client: Any) -> str:
+    """``host:port`` of a plain client (for messages; its repr is a page long)."""
+    kw = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    return f"{kw.get('host', '?')}:{kw.get('port', '?')}"
+
+
 class EpochSentinel(Sentinel):
     """Master discovery that asks every sentinel and believes the highest ``config-epoch``.
 
@@ -127,7 +134,8 @@ class EpochSentinel(Sentinel):
             try:
                 masters: Any = await sentinel.sentinel_masters()
             except (RedisConnectionError, RedisTimeoutError) as e:
-                errors.append(f"{sentinel}: {e!r}")
+                why = str(e).strip("' ") or repr(e)
+                errors.append(f"sentinel {_address_of(sentinel)}: {why}")
                 continue
             state = masters.get(service_name)
             if state and self.check_master_state(state, service_name):  # type: ignore[no-untyped-call]
@@ -267,7 +275,7 @@ def node_client(target: RedisTarget, options: dict[str, Any], host: str, port: i
 
 def describe_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (for logs)."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", re.sub(r"(//)([^:@/]+)@", r"\1***@", url))
+    return mask_url(url)
 
 
 async def ensure_keyspace_events(client: Any, *, warn: bool = True) -> bool:
