@@ -194,6 +194,7 @@ class Pod:
             delete_topic_with_broker_registration=s.delete_topic_with_broker_registration,
             deadlines=Deadlines(s.redis_read_timeout_millis, s.redis_write_timeout_millis),
             replication=replication,
+            command_budget_ms=s.redis_command_budget_millis,
         )
         await load_scripts_unless_refused(store)
         await self._load_shared_config()

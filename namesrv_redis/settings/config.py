@@ -79,6 +79,8 @@ class Settings(BaseModel):
     redis_write_timeout_millis: int = Field(2000, ge=10, le=60_000)
     redis_wait_replicas: int = Field(-1, ge=-1, le=16)
     redis_wait_timeout_millis: int = Field(1000, ge=1, le=60_000)
+    redis_command_budget_millis: int = Field(50, ge=1, le=200)
+    """The longest one of our scripts may block Redis: bigger writes go in chunks."""
     rebuild_on_data_loss: bool = True
     """Re-apply connected brokers' registrations when Redis loses the namespace's data."""
     # remoting flow control and admission (docs/protocol.md, "Limits"); None: the default of
@@ -245,6 +247,7 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "redis_write_timeout_millis": "redisWriteTimeoutMillis",
     "redis_wait_replicas": "redisWaitReplicas",
     "redis_wait_timeout_millis": "redisWaitTimeoutMillis",
+    "redis_command_budget_millis": "redisCommandBudgetMillis",
     "rebuild_on_data_loss": "rebuildOnDataLoss",
     "malloc_trim_threshold_mb": "mallocTrimThresholdMb",
     "admin_token": "adminToken",

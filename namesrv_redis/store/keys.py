@@ -31,6 +31,12 @@ key (after the prefix)          type   contents
                                        the registration body whose topic table that broker's
                                        queue data equals; any other queue-data write deletes
                                        it (lets a changed registration send only its diff)
+``pending``                     hash   broker name -> JSON record of a committed chunked write
+                                       still being applied (``lua/_common.lua``, "chunked
+                                       writes"); route answers show its outcome
+``stage:<gen>:<i>``             hash   topic -> queue data: bucket ``i`` of a big registration
+                                       staged under generation ``gen`` (:func:`stage_bucket`),
+                                       with a TTL until committed and applied
 ``kvns``                        set    KV-config namespaces that exist (even when emptied)
 ``kv:<namespace>``              hash   KV config of that namespace
 ``config``                      hash   name-server options changed by UPDATE_NAMESRV_CONFIG
@@ -66,6 +72,15 @@ from namesrv_redis.settings.namespace import validate_namespace
 
 ORDER_TOPIC_CONFIG = "ORDER_TOPIC_CONFIG"
 """RocketMQ's KV namespace that holds order-topic configuration (NamesrvUtil)."""
+
+
+STAGE_HASH_MODULUS = 2_147_483_647
+
+
+def stage_bucket(topic: str, buckets: int) -> int:
+    """Which of ``buckets`` stage hashes holds ``topic``: its UTF-8 bytes read as a big-endian
+    number, modulo 2^31 - 1, modulo ``buckets`` (``lua/_common.lua``'s ``stage_bucket``)."""
+    return int.from_bytes(topic.encode(), "big") % STAGE_HASH_MODULUS % buckets
 
 
 def _escape_ident_part(s: str) -> str:
@@ -158,6 +173,13 @@ class Keys:
     @property
     def tables(self) -> str:
         return self.prefix + "tables"
+
+    @property
+    def pending(self) -> str:
+        return self.prefix + "pending"
+
+    def stage(self, generation: str, bucket: int) -> str:
+        return f"{self.prefix}stage:{generation}:{bucket}"
 
     @property
     def kv_namespaces(self) -> str:

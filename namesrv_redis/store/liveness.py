@@ -243,6 +243,7 @@ class Sweeper:
 
     async def sweep_once(self) -> int:
         SWEEPS.inc()
+        await self.store.settle_all()  # chunked writes a pod stopped applying (route_store.py)
         removed = 0
         seen: set[tuple[str, str]] = set()
         while True:

@@ -62,6 +62,8 @@ class Scripts:
     controller_elect: AsyncScript
     controller_alter_sync_state: AsyncScript
     controller_clean: AsyncScript
+    stage_topics: AsyncScript
+    apply_pending: AsyncScript
 
 
 def script_names() -> list[str]:
