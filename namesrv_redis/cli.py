@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="report broken invariants of a namespace")
     _common_options(check)
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="fix the drift no connected broker vouches for, printing each change",
+    )
     add_redis_security_options(check)
     add_acl_command(sub, _common_options)
 
@@ -127,8 +132,8 @@ def cmd_serve(settings: Settings) -> int:
         return 2
 
 
-def cmd_check(settings: Settings) -> int:
-    from namesrv_redis.store.check import check_namespace
+def cmd_check(settings: Settings, repair: bool = False) -> int:
+    from namesrv_redis.store.check import check_and_repair
     from namesrv_redis.store.connection import create_redis, describe_url
 
     if not settings.redis_url:
@@ -141,12 +146,10 @@ def cmd_check(settings: Settings) -> int:
         url = settings.redis_url or ""
         client = create_redis(url, **redis_client_options(settings, url))
         try:
-            problems = await check_namespace(client, settings.namespace)
+            problems = await check_and_repair(client, settings.namespace, repair=repair)
         finally:
             await client.aclose()
         where = f"{describe_url(settings.redis_url or '')} namespace {settings.namespace!r}"
-        for p in problems:
-            print(p)
         if problems:
             print(f"{len(problems)} problem(s) in {where}", file=sys.stderr)
             return 1
@@ -179,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_serve(settings)
     if args.command == "acl":
         return cmd_acl(settings, args)
-    return cmd_check(settings)
+    return cmd_check(settings, repair=args.repair)
 
 
 if __name__ == "__main__":

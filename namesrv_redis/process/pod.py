@@ -183,6 +183,7 @@ class Pod:
             topology=self.topology,
         )
         await self.liveness.start()
+        await self.processor.reconciler.start()  # the state is verified, not trusted
         self.topology.on_failover.append(self._failed_over)
 
         limits = FlowLimits.from_settings(s)
@@ -306,6 +307,8 @@ class Pod:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._http_task, grace_s)
         await self.trimmer.stop()
+        if self.processor is not None:
+            await self.processor.reconciler.stop()
         for part in (self.advertiser, self.liveness, self.events, self.topology, self.offload):
             if part is not None:
                 with contextlib.suppress(Exception):

@@ -29,9 +29,12 @@ from namesrv_redis.telemetry.metrics import EXPIRY_EVENTS, REDIS_ERRORS, SWEEPS
 log = logging.getLogger(__name__)
 
 
-async def remove_expired(store: RouteStore, cluster: str, addr: str, source: str) -> bool:
-    """Remove one broker process whose liveness key is gone; log and count it once."""
-    result = await store.remove_broker(RemovalReason.EXPIRED, cluster, addr)
+async def remove_expired(
+    store: RouteStore, cluster: str, addr: str, source: str, *, now: int | None = None
+) -> bool:
+    """Remove one broker process whose liveness key is gone and whose deadline (as of ``now``,
+    default: the clock) has passed; log and count it once."""
+    result = await store.remove_broker(RemovalReason.EXPIRED, cluster, addr, now=now)
     return record_removal(result, RemovalReason.EXPIRED, cluster, addr, f"found by {source}")
 
 

@@ -52,6 +52,8 @@ class Scripts:
     route: AsyncScript
     cluster_info: AsyncScript
     acl_write: AsyncScript
+    repair_broker: AsyncScript
+    repair_drift: AsyncScript
 
 
 def script_names() -> list[str]:
