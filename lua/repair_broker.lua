@@ -15,7 +15,8 @@
 --          then N groups of 5: topic, readQueueNums, writeQueueNums, perm, topicSysFlag
 --
 -- Returns {status, routeVersion, live, deadline, addr_name, broker, cluster, queue_data,
---          topic_set, reverse_index}: how many of each part were repaired; status is
+--          topic_set, reverse_index, version}: how many of each part were repaired (a lost
+--          route version is recreated by publishing "all changed"); status is
 --   'ok'       verified (and repaired where needed);
 --   'gone'     the broker is not registered (unregistered, expired, removed): nothing written —
 --              a broker that really left is never resurrected by a stale repair;
@@ -57,10 +58,11 @@ if A.err then return A.err end
 local ident = ident_of(cluster, addr)
 local live_key = k_live(ident)
 local fixed = { live = 0, deadline = 0, addr_name = 0, broker = 0, cluster = 0, queue_data = 0,
-  topic_set = 0, reverse_index = 0 }
+  topic_set = 0, reverse_index = 0, version = 0 }
 local function answer(status)
   return { status, publish_changes('repair'), fixed.live, fixed.deadline, fixed.addr_name,
-    fixed.broker, fixed.cluster, fixed.queue_data, fixed.topic_set, fixed.reverse_index }
+    fixed.broker, fixed.cluster, fixed.queue_data, fixed.topic_set, fixed.reverse_index,
+    fixed.version }
 end
 
 -- ---- is this registration still the broker's current one? (all checks before any write)
@@ -116,6 +118,12 @@ if redis.call('SADD', k_cluster(cluster), name) == 1 then
   fixed.cluster = fixed.cluster + 1
 end
 if redis.call('SADD', K.clusters, cluster) == 1 then fixed.cluster = fixed.cluster + 1 end
+
+-- a registered broker implies a route version: a lost one starts again, every cache dropped
+if redis.call('EXISTS', K.version) == 0 then
+  touch_all()
+  fixed.version = 1
+end
 
 -- ---- this chunk of its queue data. A value that differs is rewritten only while the stored
 -- table token says the queue data equals this very body (any script changing it, such as

@@ -649,6 +649,7 @@ REPAIR_PARTS = (
     "queue_data",
     "topic_set",
     "reverse_index",
+    "version",
 )
 
 

@@ -160,7 +160,7 @@ REPAIRS = Counter(
     "Parts of the route tables found missing or divergent in Redis and repaired from a "
     "connected broker's last registration (reconciliation) or re-created by a liveness "
     "refresh, by part (live, deadline, addr_name, broker, cluster, queue_data, topic_set, "
-    "reverse_index).",
+    "reverse_index, version).",
     ["part"],
     registry=REGISTRY,
 )
