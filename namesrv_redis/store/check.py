@@ -184,7 +184,15 @@ async def repair_namespace(store: RouteStore, problems: list[Problem]) -> Repair
     left = [p for p in problems if p.kind not in REPAIRS]
     applied: list[Problem] = []
     skipped: list[Problem] = []
+    # an orphan's queue data is also missing from its (unregistered) broker's reverse index:
+    # dropping the queue data settles both
+    orphans = {
+        (p.subject[1], p.subject[0]) for p in fixable if p.kind == "queue_data_unknown_broker"
+    }
     for p in fixable:  # one short script call each: an operator's tool, not a hot path
+        if p.kind == "queue_data_missing_from_reverse_index" and p.subject in orphans:
+            applied.append(p)
+            continue
         a, b = (*p.subject, "")[:2]
         changes, _ = await store.repair_drift([(REPAIRS[p.kind], a, b)])
         (applied if changes else skipped).append(p)
