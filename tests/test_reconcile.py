@@ -246,3 +246,23 @@ async def test_a_timed_out_broker_is_not_recreated_by_a_late_heartbeat(
         assert await Sweeper(pod.store).sweep_once() == 1
     finally:
         await client.close()
+
+
+async def test_a_data_loss_rebuild_restores_topics_whose_table_token_survived(
+    pod: InProcessServer, real_redis: Any
+) -> None:
+    """The allkeys-lru case: the epoch and topic hashes evicted, the table tokens kept. The
+    re-applied registrations say "already applied"; the verification that follows them
+    restores the queue data at once."""
+    client, _, _ = await _connected(pod)
+    try:
+        keys = pod.store.keys
+        assert await real_redis.hexists(keys.tables, "b1")
+        await real_redis.delete(*[keys.topic(t) for t in TOPICS])
+        ok, failed = await pod.processor.rebuild("test: epoch evicted")
+        assert (ok, failed) == (2, 0)
+        assert await real_redis.hexists(keys.tables, "b1")
+        assert await _routes_of(pod, TOPICS) == len(TOPICS)
+        assert await check_namespace(real_redis, keys.namespace) == []
+    finally:
+        await client.close()
