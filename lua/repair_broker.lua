@@ -133,6 +133,13 @@ local stored_token = redis.call('HGET', K.tables, name)
 local exact = body_token ~= '' and
   (stored_token == sid .. ':k:' .. body_token or stored_token == sid .. ':d:' .. body_token)
 local index = k_broker_topics(name)
+local names = {}
+for i = 0, n - 1 do names[i + 1] = ARGV[FIRST + i * 5] end
+local listed, indexed = {}, {}
+if n > 0 then
+  listed = redis.call('SMISMEMBER', K.topics, unpack(names))
+  indexed = redis.call('SMISMEMBER', index, unpack(names))
+end
 for i = 0, n - 1 do
   local base = FIRST + i * 5
   local topic = ARGV[base]
@@ -144,10 +151,12 @@ for i = 0, n - 1 do
     touch_topic(topic)
     fixed.queue_data = fixed.queue_data + 1
   end
-  if redis.call('SADD', K.topics, topic) == 1 then
+  if listed[i + 1] == 0 and redis.call('SADD', K.topics, topic) == 1 then
     touch_topic(topic)
     fixed.topic_set = fixed.topic_set + 1
   end
-  if redis.call('SADD', index, topic) == 1 then fixed.reverse_index = fixed.reverse_index + 1 end
+  if indexed[i + 1] == 0 and redis.call('SADD', index, topic) == 1 then
+    fixed.reverse_index = fixed.reverse_index + 1
+  end
 end
 return answer('ok')
