@@ -120,6 +120,18 @@ local function checker(script)
     if not ok or type(v) ~= 'table' then fail(i, what, 'must be a JSON object or array') end
     return v
   end
+  function A.queue_configs(first, n) -- n groups of 5 from ARGV[first]: topic, r, w, perm, flag
+    if not A.err then A.count(first - 1 + 5 * n) end
+    for i = 0, n - 1 do
+      if A.err then return end
+      local base = first + i * 5
+      A.name(base, 'topic')
+      A.int(base + 1, 'readQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
+      A.int(base + 2, 'writeQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
+      A.int(base + 3, 'perm', JAVA_INT_MIN, JAVA_INT_MAX)
+      A.int(base + 4, 'topicSysFlag', JAVA_INT_MIN, JAVA_INT_MAX)
+    end
+  end
   return A
 end
 

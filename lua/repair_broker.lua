@@ -41,18 +41,7 @@ local zone = A.str(12, 'zone name')
 local acting = A.enum(13, 'enableActingMaster', { '', 'true', 'false' })
 local n = A.int(14, 'topic count', 0, MAX_SAFE_INT)
 local FIRST = 15
-if not A.err then A.count(FIRST - 1 + 5 * n) end
-if not A.err then
-  for i = 0, n - 1 do
-    local base = FIRST + i * 5
-    A.name(base, 'topic')
-    A.int(base + 1, 'readQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
-    A.int(base + 2, 'writeQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
-    A.int(base + 3, 'perm', JAVA_INT_MIN, JAVA_INT_MAX)
-    A.int(base + 4, 'topicSysFlag', JAVA_INT_MIN, JAVA_INT_MAX)
-    if A.err then break end
-  end
-end
+A.queue_configs(FIRST, n)
 if A.err then return A.err end
 
 local ident = ident_of(cluster, addr)

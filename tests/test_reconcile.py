@@ -34,7 +34,9 @@ async def pod(real_redis: Any, namespace: str) -> AsyncIterator[InProcessServer]
     await server.stop()
 
 
-async def _connected(pod: InProcessServer) -> tuple[RemotingClient, SimBroker, SimBroker]:
+@pytest.fixture
+async def connected(pod: InProcessServer) -> AsyncIterator[tuple[RemotingClient, SimBroker]]:
+    """A master and a slave of group b1 registered through one connection to the pod."""
     client = await pod.client()
     master = SimBroker("C", "b1", "10.0.0.1:10911", heartbeat_timeout_ms=60_000)
     master.add_topics(TOPICS)
@@ -42,22 +44,28 @@ async def _connected(pod: InProcessServer) -> tuple[RemotingClient, SimBroker, S
     slave.add_topics(TOPICS)
     for b in (master, slave):
         assert (await b.register(client)).code == 0
-    return client, master, slave
+    yield client, master
+    await client.close()
 
 
-def _losses(k: Keys) -> dict[str, list[str]]:
-    """Each partial deletion: the keys an eviction or an operator's DEL takes away."""
-    master = broker_ident("C", "10.0.0.1:10911")
+def partial_losses(k: Keys, name: str, addr: str, topic: str) -> dict[str, list[str]]:
+    """Each partial deletion of one broker's state: the keys an eviction or a DEL takes."""
     return {
-        "topic_hash": [k.topic("T7")],
-        "many_topic_hashes": [k.topic(t) for t in TOPICS[::3]],
-        "reverse_index": [k.broker_topics("b1")],
+        "topic_hash": [k.topic(topic)],
+        "reverse_index": [k.broker_topics(name)],
         "broker_hash": [k.brokers],
         "cluster_set": [k.cluster("C")],
         "clusters_set": [k.clusters],
         "topics_set": [k.topics],
-        "liveness_key": [k.live_prefix + master],
+        "liveness_key": [k.live_prefix + broker_ident("C", addr)],
         "deadline_index": [k.deadlines],
+    }
+
+
+def _losses(k: Keys) -> dict[str, list[str]]:
+    return {
+        **partial_losses(k, "b1", "10.0.0.1:10911", "T7"),
+        "many_topic_hashes": [k.topic(t) for t in TOPICS[::3]],
         "addr_names": [k.addr_names],
         "table_tokens_kept_but_topics_gone": [k.topic(t) for t in TOPICS],
     }
@@ -81,188 +89,159 @@ def _without_clock(snap: dict[bytes, Any]) -> dict[bytes, Any]:
 
 @pytest.mark.parametrize("loss", list(_losses(Keys("x"))))
 async def test_each_partial_deletion_is_repaired(
-    pod: InProcessServer, real_redis: Any, loss: str
+    pod: InProcessServer, connected: tuple[RemotingClient, SimBroker], real_redis: Any, loss: str
 ) -> None:
-    client, _, _ = await _connected(pod)
-    try:
-        keys = pod.store.keys
-        before = _without_clock(await snapshot(real_redis, keys.prefix))
-        await real_redis.delete(*_losses(keys)[loss])
-        outcomes = await pod.processor.reconciler.verify_all()
-        assert [o.status for o in outcomes] == ["ok", "ok"]
-        assert any(o.repaired for o in outcomes), "nothing was found missing"
-        assert await check_namespace(real_redis, keys.namespace) == []
-        assert _without_clock(await snapshot(real_redis, keys.prefix)) == before
-        assert await _routes_of(pod, TOPICS) == len(TOPICS)
-        # idempotent: a second pass finds nothing to repair
-        assert all(not o.repaired for o in await pod.processor.reconciler.verify_all())
-    finally:
-        await client.close()
+    keys = pod.store.keys
+    before = _without_clock(await snapshot(real_redis, keys.prefix))
+    await real_redis.delete(*_losses(keys)[loss])
+    outcomes = await pod.processor.reconciler.verify_all()
+    assert [o.status for o in outcomes] == ["ok", "ok"]
+    assert any(o.repaired for o in outcomes), "nothing was found missing"
+    assert await check_namespace(real_redis, keys.namespace) == []
+    assert _without_clock(await snapshot(real_redis, keys.prefix)) == before
+    assert await _routes_of(pod, TOPICS) == len(TOPICS)
+    # idempotent: a second pass finds nothing to repair
+    assert all(not o.repaired for o in await pod.processor.reconciler.verify_all())
 
 
 async def test_the_repair_publishes_the_topics_so_caches_drop_them(
-    pod: InProcessServer, real_redis: Any
+    pod: InProcessServer, connected: tuple[RemotingClient, SimBroker], real_redis: Any
 ) -> None:
-    client, _, _ = await _connected(pod)
-    try:
-        version = await pod.store.route_version()
-        await real_redis.delete(pod.store.keys.topic("T1"), pod.store.keys.topic("T2"))
-        got: list[Any] = []
-        pod.events.add_listener(got.append)
-        await pod.processor.reconciler.verify_all()
-        assert await pod.store.route_version() > version
-        for _ in range(100):
-            if got:
-                break
-            await __import__("asyncio").sleep(0.02)
-        assert got and got[-1].kind == "repair" and set(got[-1].topics) == {"T1", "T2"}
-    finally:
-        await client.close()
+    version = await pod.store.route_version()
+    await real_redis.delete(pod.store.keys.topic("T1"), pod.store.keys.topic("T2"))
+    got: list[Any] = []
+    pod.events.add_listener(got.append)
+    await pod.processor.reconciler.verify_all()
+    assert await pod.store.route_version() > version
+    for _ in range(100):
+        if got:
+            break
+        await __import__("asyncio").sleep(0.02)
+    assert got and got[-1].kind == "repair" and set(got[-1].topics) == {"T1", "T2"}
 
 
 async def test_a_wiped_write_permission_is_not_undone(
-    pod: InProcessServer, real_redis: Any
+    pod: InProcessServer, connected: tuple[RemotingClient, SimBroker], real_redis: Any
 ) -> None:
     """An admin's change forgets the table token: only missing queue data is restored."""
-    client, _, _ = await _connected(pod)
-    try:
-        assert await pod.store.wipe_write_perm("b1") == len(TOPICS)
-        await real_redis.delete(pod.store.keys.topic("T3"))
-        await pod.processor.reconciler.verify_all()
-        route = await pod.store.get_route("T4")
-        assert route is not None and route.queue_datas[0].perm == 4  # still wiped
-        assert await pod.store.get_route("T3") is not None  # restored
-    finally:
-        await client.close()
+    assert await pod.store.wipe_write_perm("b1") == len(TOPICS)
+    await real_redis.delete(pod.store.keys.topic("T3"))
+    await pod.processor.reconciler.verify_all()
+    route = await pod.store.get_route("T4")
+    assert route is not None and route.queue_datas[0].perm == 4  # still wiped
+    assert await pod.store.get_route("T3") is not None  # restored
 
 
 async def test_a_divergent_value_under_the_table_token_is_rewritten(
-    pod: InProcessServer, real_redis: Any
+    pod: InProcessServer, connected: tuple[RemotingClient, SimBroker], real_redis: Any
 ) -> None:
-    client, _, _ = await _connected(pod)
-    try:
-        await real_redis.hset(pod.store.keys.topic("T5"), "b1", "1,1,2,0")
-        await pod.processor.reconciler.verify_all()
-        assert await real_redis.hget(pod.store.keys.topic("T5"), "b1") == b"8,8,6,0"
-    finally:
-        await client.close()
+    await real_redis.hset(pod.store.keys.topic("T5"), "b1", "1,1,2,0")
+    await pod.processor.reconciler.verify_all()
+    assert await real_redis.hget(pod.store.keys.topic("T5"), "b1") == b"8,8,6,0"
 
 
 @pytest.mark.parametrize("how", ["unregistered", "expired", "replaced_by_other_connection"])
 async def test_a_broker_that_left_is_not_resurrected(
-    pod: InProcessServer, real_redis: Any, how: str
+    pod: InProcessServer, connected: tuple[RemotingClient, SimBroker], real_redis: Any, how: str
 ) -> None:
-    client, master, _ = await _connected(pod)
-    try:
-        stale = pod.processor.accepted.get("C", master.addr)
-        assert stale is not None
-        keys = pod.store.keys
-        if how == "unregistered":
-            await master.unregister(client)
-        elif how == "expired":
-            deadline = await real_redis.zscore(keys.deadlines, broker_ident("C", master.addr))
-            await real_redis.delete(keys.live("C", master.addr))
-            assert await remove_expired(pod.store, "C", master.addr, "test", now=int(deadline))
-        else:  # the broker re-registered through another pod (another connection)
-            other = await InProcessServer(real_redis, keys.namespace).start()
-            other_client = await other.client()
-            master.bump()
-            assert (await master.register(other_client)).code == 0
-            await other_client.close()
-            await other.stop()
-        before = await snapshot(real_redis, keys.prefix)
-        # the script itself refuses (the pod may not have heard of the departure yet)
-        expected = expected_of(stale)
-        assert expected is not None
-        result = await pod.store.repair_broker(expected.target, expected.topics[:256])
-        assert result.status == ("other" if how.startswith("replaced") else "gone")
-        assert result.repaired == {} and result.version == 0
-        assert await snapshot(real_redis, keys.prefix) == before
-    finally:
-        await client.close()
+    client, master = connected
+    stale = pod.processor.accepted.get("C", master.addr)
+    assert stale is not None
+    keys = pod.store.keys
+    if how == "unregistered":
+        await master.unregister(client)
+    elif how == "expired":
+        deadline = await real_redis.zscore(keys.deadlines, broker_ident("C", master.addr))
+        await real_redis.delete(keys.live("C", master.addr))
+        assert await remove_expired(pod.store, "C", master.addr, "test", now=int(deadline))
+    else:  # the broker re-registered through another pod (another connection)
+        other = await InProcessServer(real_redis, keys.namespace).start()
+        other_client = await other.client()
+        master.bump()
+        assert (await master.register(other_client)).code == 0
+        await other_client.close()
+        await other.stop()
+    before = await snapshot(real_redis, keys.prefix)
+    # the script itself refuses (the pod may not have heard of the departure yet)
+    expected = expected_of(stale)
+    assert expected is not None
+    result = await pod.store.repair_broker(expected.target, expected.topics[:256])
+    assert result.status == ("other" if how.startswith("replaced") else "gone")
+    assert result.repaired == {} and result.version == 0
+    assert await snapshot(real_redis, keys.prefix) == before
 
 
 async def test_a_heartbeat_recreates_an_evicted_liveness_key(
-    pod: InProcessServer, real_redis: Any, caplog: pytest.LogCaptureFixture
+    pod: InProcessServer,
+    connected: tuple[RemotingClient, SimBroker],
+    real_redis: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    client, master, _ = await _connected(pod)
-    try:
-        keys = pod.store.keys
-        live = keys.live("C", master.addr)
-        await real_redis.delete(live)
-        # the sweeper (and a cleaner's event) do not take a missing key before its deadline
-        # for an expiry
-        assert not await remove_expired(pod.store, "C", master.addr, "test")
-        assert await Sweeper(pod.store).sweep_once() == 0
-        with caplog.at_level(logging.WARNING):
-            resp = await client.request(
-                RequestCode.BROKER_HEARTBEAT,
-                {"clusterName": "C", "brokerAddr": master.addr, "brokerName": "b1"},
-            )
-        assert resp is not None and resp.code == 0
-        assert await real_redis.exists(live)
-        assert 0 < await real_redis.pttl(live) <= 60_000
-        assert "liveness key of broker 10.0.0.1:10911" in caplog.text
-        info = await pod.store.live_info("C", master.addr)
-        assert info is not None and info["name"] == "b1" and info["id"] == "0"
-        # the reconciler fills in what the heartbeat could not know (data version)
-        await pod.processor.reconciler.verify_all()
-        info = await pod.store.live_info("C", master.addr)
-        assert info is not None and info["dv"].startswith('{"counter"')
-        assert await check_namespace(real_redis, keys.namespace) == []
-    finally:
-        await client.close()
+    client, master = connected
+    keys = pod.store.keys
+    live = keys.live("C", master.addr)
+    await real_redis.delete(live)
+    # the sweeper (and a cleaner's event) do not take a missing key before its deadline
+    # for an expiry
+    assert not await remove_expired(pod.store, "C", master.addr, "test")
+    assert await Sweeper(pod.store).sweep_once() == 0
+    with caplog.at_level(logging.WARNING):
+        resp = await client.request(
+            RequestCode.BROKER_HEARTBEAT,
+            {"clusterName": "C", "brokerAddr": master.addr, "brokerName": "b1"},
+        )
+    assert resp is not None and resp.code == 0
+    assert await real_redis.exists(live)
+    assert 0 < await real_redis.pttl(live) <= 60_000
+    assert "liveness key of broker 10.0.0.1:10911" in caplog.text
+    info = await pod.store.live_info("C", master.addr)
+    assert info is not None and info["name"] == "b1" and info["id"] == "0"
+    # the reconciler fills in what the heartbeat could not know (data version)
+    await pod.processor.reconciler.verify_all()
+    info = await pod.store.live_info("C", master.addr)
+    assert info is not None and info["dv"].startswith('{"counter"')
+    assert await check_namespace(real_redis, keys.namespace) == []
 
 
 async def test_a_query_data_version_recreates_it_and_asks_for_a_registration(
-    pod: InProcessServer, real_redis: Any
+    pod: InProcessServer, connected: tuple[RemotingClient, SimBroker], real_redis: Any
 ) -> None:
-    client, master, _ = await _connected(pod)
-    try:
-        await real_redis.delete(pod.store.keys.live("C", master.addr))
-        resp = await client.request(
-            RequestCode.QUERY_DATA_VERSION,
-            {"clusterName": "C", "brokerAddr": master.addr, "brokerName": "b1", "brokerId": "0"},
-            __import__("orjson").dumps(master.data_version),
-        )
-        assert resp is not None and resp.code == 0
-        assert resp.ext_fields is not None and resp.ext_fields["changed"] == "true"
-        assert await real_redis.exists(pod.store.keys.live("C", master.addr))
-    finally:
-        await client.close()
+    client, master = connected
+    await real_redis.delete(pod.store.keys.live("C", master.addr))
+    resp = await client.request(
+        RequestCode.QUERY_DATA_VERSION,
+        {"clusterName": "C", "brokerAddr": master.addr, "brokerName": "b1", "brokerId": "0"},
+        __import__("orjson").dumps(master.data_version),
+    )
+    assert resp is not None and resp.code == 0
+    assert resp.ext_fields is not None and resp.ext_fields["changed"] == "true"
+    assert await real_redis.exists(pod.store.keys.live("C", master.addr))
 
 
 async def test_a_timed_out_broker_is_not_recreated_by_a_late_heartbeat(
-    pod: InProcessServer, real_redis: Any
+    pod: InProcessServer, connected: tuple[RemotingClient, SimBroker], real_redis: Any
 ) -> None:
-    client, master, _ = await _connected(pod)
-    try:
-        keys = pod.store.keys
-        ident = broker_ident("C", master.addr)
-        await real_redis.zadd(keys.deadlines, {ident: now_ms() - 10})  # past its deadline
-        await real_redis.delete(keys.live("C", master.addr))
-        assert not await pod.store.heartbeat("C", master.addr)
-        assert not await real_redis.exists(keys.live("C", master.addr))
-        assert await Sweeper(pod.store).sweep_once() == 1
-    finally:
-        await client.close()
+    _, master = connected
+    keys = pod.store.keys
+    ident = broker_ident("C", master.addr)
+    await real_redis.zadd(keys.deadlines, {ident: now_ms() - 10})  # past its deadline
+    await real_redis.delete(keys.live("C", master.addr))
+    assert not await pod.store.heartbeat("C", master.addr)
+    assert not await real_redis.exists(keys.live("C", master.addr))
+    assert await Sweeper(pod.store).sweep_once() == 1
 
 
 async def test_a_data_loss_rebuild_restores_topics_whose_table_token_survived(
-    pod: InProcessServer, real_redis: Any
+    pod: InProcessServer, connected: tuple[RemotingClient, SimBroker], real_redis: Any
 ) -> None:
     """The allkeys-lru case: the epoch and topic hashes evicted, the table tokens kept. The
     re-applied registrations say "already applied"; the verification that follows them
     restores the queue data at once."""
-    client, _, _ = await _connected(pod)
-    try:
-        keys = pod.store.keys
-        assert await real_redis.hexists(keys.tables, "b1")
-        await real_redis.delete(*[keys.topic(t) for t in TOPICS])
-        ok, failed = await pod.processor.rebuild("test: epoch evicted")
-        assert (ok, failed) == (2, 0)
-        assert await real_redis.hexists(keys.tables, "b1")
-        assert await _routes_of(pod, TOPICS) == len(TOPICS)
-        assert await check_namespace(real_redis, keys.namespace) == []
-    finally:
-        await client.close()
+    keys = pod.store.keys
+    assert await real_redis.hexists(keys.tables, "b1")
+    await real_redis.delete(*[keys.topic(t) for t in TOPICS])
+    ok, failed = await pod.processor.rebuild("test: epoch evicted")
+    assert (ok, failed) == (2, 0)
+    assert await real_redis.hexists(keys.tables, "b1")
+    assert await _routes_of(pod, TOPICS) == len(TOPICS)
+    assert await check_namespace(real_redis, keys.namespace) == []

@@ -22,9 +22,11 @@ from namesrv_redis.rocketmq.codes import RequestCode
 from namesrv_redis.sim.broker import SimBroker
 from namesrv_redis.store.check import check_namespace
 from namesrv_redis.store.connection import create_redis
-from namesrv_redis.store.keys import Keys, broker_ident
+from namesrv_redis.store.keys import Keys
 from tests.conftest import RedisServerProcess
 from tests.serverproc import NamesrvProcess
+from tests.test_ha_redis import _connected_brokers
+from tests.test_reconcile import partial_losses
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.slow]
 
@@ -71,16 +73,8 @@ async def _agreed(readers: list[RemotingClient], topics: list[str]) -> bool:
 
 
 def _losses(k: Keys) -> dict[str, list[str]]:
-    master = broker_ident("C", "10.0.0.0:10911")
     return {
-        "topic_hash": [k.topic("T0")],
-        "reverse_index": [k.broker_topics("b0")],
-        "broker_hash": [k.brokers],
-        "cluster_set": [k.cluster("C")],
-        "clusters_set": [k.clusters],
-        "topics_set": [k.topics],
-        "liveness_key": [k.live_prefix + master],
-        "deadline_index": [k.deadlines],
+        **partial_losses(k, "b0", "10.0.0.0:10911", "T0"),
         "epoch": [k.epoch],
         "version": [k.version],
     }
@@ -89,15 +83,7 @@ def _losses(k: Keys) -> dict[str, list[str]]:
 async def test_each_partial_deletion_is_repaired_on_every_pod(
     own_redis: RedisServerProcess, two_pods: list[NamesrvProcess], namespace: str
 ) -> None:
-    brokers: list[RemotingClient] = []
-    topics: list[str] = []
-    for i in range(4):
-        c = await RemotingClient.connect("127.0.0.1", two_pods[i % 2].port)
-        b = SimBroker("C", f"b{i}", f"10.0.0.{i}:10911")
-        b.add_topics([f"T{i}", f"T{i}x"])
-        assert (await b.register(c)).code == 0
-        brokers.append(c)
-        topics += [f"T{i}", f"T{i}x"]
+    brokers, topics = await _connected_brokers(two_pods)  # b0…b5, topics T0…T5
     readers = [await RemotingClient.connect("127.0.0.1", p.port) for p in two_pods]
     redis: Any = create_redis(own_redis.url)
     keys = Keys(namespace)
