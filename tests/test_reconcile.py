@@ -5,12 +5,14 @@ evicted recreates it instead of letting the sweeper remove a heartbeating broker
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from namesrv_redis.domain.rebuild import PackedBody
 from namesrv_redis.domain.reconcile import expected_of
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.rocketmq.codes import RequestCode
@@ -116,7 +118,7 @@ async def test_the_repair_publishes_the_topics_so_caches_drop_them(
     for _ in range(100):
         if got:
             break
-        await __import__("asyncio").sleep(0.02)
+        await asyncio.sleep(0.02)
     assert got and got[-1].kind == "repair" and set(got[-1].topics) == {"T1", "T2"}
 
 
@@ -245,3 +247,38 @@ async def test_a_data_loss_rebuild_restores_topics_whose_table_token_survived(
     assert await real_redis.hexists(keys.tables, "b1")
     assert await _routes_of(pod, TOPICS) == len(TOPICS)
     assert await check_namespace(real_redis, keys.namespace) == []
+
+
+async def test_the_loop_repairs_and_a_big_packed_body_is_decoded_off_the_loop(
+    pod: InProcessServer, real_redis: Any
+) -> None:
+    client = await pod.client()
+    try:
+        big = SimBroker("C", "big", "10.0.0.9:10911")
+        big.add_topics([f"Big{i:05d}" for i in range(3000)])  # ~300 KB: kept deflated
+        assert (await big.register(client)).code == 0
+        for _ in range(200):
+            reg = pod.processor.accepted.get("C", big.addr)
+            if reg is not None and isinstance(reg.body, PackedBody):
+                break
+            await asyncio.sleep(0.01)
+        assert reg is not None and isinstance(reg.body, PackedBody)
+        reconciler = pod.processor.reconciler
+        reconciler.interval_ms = 200
+        await reconciler.start()
+        try:
+            await real_redis.delete(*[pod.store.keys.topic(f"Big{i:05d}") for i in (0, 2999)])
+            for _ in range(200):
+                if await _routes_of(pod, ["Big00000", "Big02999"]) == 2:
+                    break
+                await asyncio.sleep(0.02)
+            assert await _routes_of(pod, ["Big00000", "Big02999"]) == 2
+            for _ in range(100):  # the loop goes on: passes are counted
+                if reconciler.passes >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert reconciler.passes >= 2
+        finally:
+            await reconciler.stop()
+    finally:
+        await client.close()

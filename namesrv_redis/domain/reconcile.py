@@ -54,7 +54,7 @@ CHUNK = 256
 MIN_PAUSE_S = 0.005
 """Least pause between two brokers' verifications (a pod with thousands of brokers)."""
 PARSE_OFF_LOOP_BYTES = 256 * 1024
-"""Bodies this big are decoded on a worker thread."""
+"""Bodies this big (and every deflated one) are decoded on a worker thread."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +141,8 @@ class Reconciler:
 
     async def verify(self, reg: AcceptedRegistration) -> Outcome:
         """Verify (and repair) one accepted registration, a chunk of topics per call."""
-        body = reg.body
-        if len(body.data if isinstance(body, PackedBody) else body) >= PARSE_OFF_LOOP_BYTES:
+        body = reg.body  # a packed body was at least PACK_MIN_BYTES before deflating
+        if isinstance(body, PackedBody) or len(body) >= PARSE_OFF_LOOP_BYTES:
             expected = await asyncio.to_thread(expected_of, reg)
         else:
             expected = expected_of(reg)
@@ -225,20 +225,29 @@ class Reconciler:
 
     async def run(self) -> None:
         while True:
-            interval_s = self.interval_ms / 1000
-            if interval_s <= 0:
-                await self._pause(1.0)
-                continue
-            entries = self.accepted.alive()
-            if not entries:
-                await self._pause(interval_s)
-                continue
-            pause = max(MIN_PAUSE_S, interval_s / len(entries))
-            for reg in entries:
-                if self.accepted.get(reg.header.cluster_name, reg.header.broker_addr) is reg:
-                    await self._verify_safely(reg)
-                await self._pause(pause)
-            self.passes += 1
+            try:
+                await self._one_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never dies silently: logged, and the next pass runs
+                log.exception("reconciliation pass failed")
+                await asyncio.sleep(1.0)
+
+    async def _one_pass(self) -> None:
+        interval_s = self.interval_ms / 1000
+        if interval_s <= 0:
+            await self._pause(1.0)
+            return
+        entries = self.accepted.alive()
+        if not entries:
+            await self._pause(interval_s)
+            return
+        pause = max(MIN_PAUSE_S, interval_s / len(entries))
+        for reg in entries:
+            if self.accepted.get(reg.header.cluster_name, reg.header.broker_addr) is reg:
+                await self._verify_safely(reg)
+            await self._pause(pause)
+        self.passes += 1
 
     async def start(self) -> None:
         if self._task is None:
