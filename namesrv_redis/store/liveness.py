@@ -8,6 +8,11 @@ deletes the key), so the :class:`Sweeper` also reads the deadline index every
 ``scanNotActiveBrokerInterval`` — O(log n + expired), never a scan of all brokers — and
 removes whatever is past its deadline. Several pods may do both at once: the remove script
 removes a broker exactly once and answers ``removed=0`` to everyone else.
+
+A liveness key that is gone *before* the deadline in the index was evicted (a ``volatile-*``
+``maxmemory`` policy takes the namespace's only keys with a TTL first) or deleted, not
+expired: the remove script leaves such a broker alone, and the broker's next refresh
+recreates the key (``refresh_liveness`` in ``lua/_common.lua``; docs/ha.md, Repair).
 """
 
 from __future__ import annotations
