@@ -18,8 +18,9 @@
 --          topic_set, reverse_index, version}: how many of each part were repaired (a lost
 --          route version is recreated by publishing "all changed"); status is
 --   'ok'       verified (and repaired where needed);
---   'gone'     the broker is not registered (unregistered, expired, removed): nothing written —
---              a broker that really left is never resurrected by a stale repair;
+--   'gone'     the broker is not registered (unregistered, expired, removed — or every record
+--              of it was lost at once, which cannot be told from a removal): nothing written,
+--              so a broker that really left is never resurrected by a stale repair;
 --   'other'    its liveness entry belongs to another registration (another connection, data
 --              version or broker name, or its id is held by another address): nothing written,
 --              the pod holding that registration verifies it.
@@ -63,12 +64,15 @@ if live[1] then
   if live[1] ~= name or live[3] ~= conn or live[4] ~= sid then return answer('other') end
   if live[2] ~= '' and live[2] ~= dv then return answer('other') end
 else
-  -- no liveness key: registered only if the tables still name it and its deadline is ahead
-  -- (evicted or deleted); removed or expired brokers have no addr-names entry
-  if redis.call('HGET', K.addr_names, ident) ~= name then return answer('gone') end
+  -- No liveness key. A removal (unregister, expiry, closed connection) deletes the key, the
+  -- deadline, the addr-names entry and the group's address in one script: any of them left
+  -- means the key was evicted or deleted, not removed. None left is ambiguous: 'gone' (the
+  -- broker's next registration, within 30 s, restores it). A deadline passed: timed out.
   local deadline = redis.call('ZSCORE', K.deadlines, ident)
   if deadline and tonumber(deadline) <= now then return answer('gone') end
-  if not holder then return answer('gone') end -- its group no longer lists it
+  if not deadline and not holder and redis.call('HGET', K.addr_names, ident) ~= name then
+    return answer('gone')
+  end
 end
 
 -- ---- the broker process's own records

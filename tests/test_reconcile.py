@@ -69,6 +69,11 @@ def _losses(k: Keys) -> dict[str, list[str]]:
         **partial_losses(k, "b1", "10.0.0.1:10911", "T7"),
         "many_topic_hashes": [k.topic(t) for t in TOPICS[::3]],
         "addr_names": [k.addr_names],
+        "liveness_addr_names_and_broker_hash": [
+            k.live("C", "10.0.0.1:10911"),
+            k.addr_names,
+            k.brokers,
+        ],
         "table_tokens_kept_but_topics_gone": [k.topic(t) for t in TOPICS],
     }
 
@@ -171,6 +176,34 @@ async def test_a_broker_that_left_is_not_resurrected(
     assert result.status == ("other" if how.startswith("replaced") else "gone")
     assert result.repaired == {} and result.version == 0
     assert await snapshot(real_redis, keys.prefix) == before
+
+
+async def test_a_broker_whose_every_record_was_lost_waits_for_its_registration(
+    pod: InProcessServer, connected: tuple[RemotingClient, SimBroker], real_redis: Any
+) -> None:
+    """Nothing left to tell an eviction from a removal: nothing is written, and the broker's
+    next registration (every 30 s) brings it back, the verification after it the rest."""
+    client, master = connected
+    keys = pod.store.keys
+    await real_redis.delete(
+        keys.live("C", master.addr), keys.addr_names, keys.brokers, keys.deadlines
+    )
+    before = await snapshot(real_redis, keys.prefix)
+    outcomes = await pod.processor.reconciler.verify_all()
+    # the master is not written back; the slave, whose liveness key is left, repairs its own
+    assert [o.status for o in outcomes] == ["gone", "ok"]
+    after = await snapshot(real_redis, keys.prefix)
+    assert not await real_redis.exists(keys.live("C", master.addr))
+    assert b"10.0.0.1:10911" not in await real_redis.hget(keys.brokers, "b1")
+    assert after.keys() - before.keys() == {
+        keys.brokers.encode(),
+        keys.addr_names.encode(),
+        keys.deadlines.encode(),
+    }
+    assert (await master.register(client)).code == 0
+    await pod.processor.reconciler.verify_all()
+    assert await check_namespace(real_redis, keys.namespace) == []
+    assert await _routes_of(pod, TOPICS) == len(TOPICS)
 
 
 async def test_a_heartbeat_recreates_an_evicted_liveness_key(
