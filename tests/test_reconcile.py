@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from namesrv_redis.domain.rebuild import PackedBody
 from namesrv_redis.domain.reconcile import expected_of
@@ -20,7 +21,17 @@ from namesrv_redis.sim.broker import SimBroker
 from namesrv_redis.store.check import check_namespace
 from namesrv_redis.store.keys import Keys, broker_ident
 from namesrv_redis.store.liveness import Sweeper, remove_expired
-from namesrv_redis.store.route_store import now_ms
+from namesrv_redis.store.redis_tls import minimal_acl
+from namesrv_redis.store.route_store import (
+    BrokerRegistration,
+    Refresh,
+    RegisterStatus,
+    RepairTarget,
+    RouteStore,
+    now_ms,
+    queue_configs,
+)
+from tests.conftest import RedisServerProcess
 from tests.inproc import InProcessServer
 from tests.test_script_args import snapshot
 
@@ -315,3 +326,34 @@ async def test_the_loop_repairs_and_a_big_packed_body_is_decoded_off_the_loop(
             await reconciler.stop()
     finally:
         await client.close()
+
+
+async def test_the_least_privilege_user_may_repair(
+    redis_server: RedisServerProcess, real_redis: Any, namespace: str
+) -> None:
+    """Redis checks the commands a script calls against the user's ACL: the documented rule
+    (``minimal_acl``) covers the refresh, the removal guard and the verification."""
+    user = f"repair-{namespace}"
+    await real_redis.execute_command(
+        "ACL", "SETUSER", user, "on", ">pw", *minimal_acl(namespace).split()
+    )
+    limited = aioredis.Redis.from_url(redis_server.url, username=user, password="pw")
+    try:
+        store = RouteStore(limited, namespace)
+        await store.load_scripts()
+        table = queue_configs([("T1", 4, 4, 6, 0), ("T2", 4, 4, 6, 0)])
+        dv = '{"counter":1,"timestamp":1}'
+        reg = BrokerRegistration(
+            "C", "10.0.0.1:1", "b", 0, topics=table, data_version=dv, conn_id="c", table_token="t"
+        )
+        assert (await store.register_broker(reg)).status is RegisterStatus.OK
+        await real_redis.delete(store.keys.live("C", "10.0.0.1:1"), store.keys.topic("T1"))
+        assert not await remove_expired(store, "C", "10.0.0.1:1", "test")
+        assert await store.refresh_liveness("C", "10.0.0.1:1", conn_id="c") is Refresh.RECREATED
+        target = RepairTarget("C", "10.0.0.1:1", "b", 0, dv, 0, "", "t", 120_000, "c")
+        result = await store.repair_broker(target, table)
+        assert result.status == "ok" and result.repaired == {"queue_data": 1}
+        assert await check_namespace(real_redis, namespace) == []
+    finally:
+        await limited.aclose()
+        await real_redis.execute_command("ACL", "DELUSER", user)

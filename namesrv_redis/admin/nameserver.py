@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from namesrv_redis.admin.signing import Credentials, sign
-from namesrv_redis.remoting.client import RemotingClient
+from namesrv_redis.remoting.client import NotRemoting, RemotingClient
 from namesrv_redis.remoting.codec import RemotingCommand
 from namesrv_redis.rocketmq import fastjson
 from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
@@ -137,6 +137,9 @@ class NameServers:
             self._clients.pop(addr, None)
             await client.close()
             raise Unreachable(f"{addr}: no answer within {self.timeout:g}s") from e
+        except NotRemoting as e:  # e.g. the HTTP port given as -n
+            self._clients.pop(addr, None)
+            raise Unreachable(f"{addr}: {e}") from e
         except ConnectionError as e:
             self._clients.pop(addr, None)
             raise Unreachable(f"{addr}: connection closed") from e

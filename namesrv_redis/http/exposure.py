@@ -35,8 +35,8 @@ def warn_if_unprotected(settings: Settings, logger: logging.Logger) -> bool:
             settings.http_host,
             settings.http_port,
         )
-    else:
-        logger.warning(
+    else:  # the safe default: nothing to act on unless HTTP admin calls are wanted
+        logger.info(
             "HTTP admin endpoints on %s:%d are not protected, so they are disabled: set "
             "--admin-token (NAMESRV_ADMIN_TOKEN), bind --http-host 127.0.0.1, or pass "
             "--allow-unauthenticated-admin",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import os
@@ -18,6 +19,7 @@ from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.domain.runtime_config import apply_stored
 from namesrv_redis.http.lazy_app import LazyApp
 from namesrv_redis.process.memtrim import MemoryTrimmer
+from namesrv_redis.process.redis_wait import StartupWait, WaitingHttp, wait_for_redis
 from namesrv_redis.remoting.acl import start_acl
 from namesrv_redis.remoting.limits import FlowLimits
 from namesrv_redis.remoting.offload import Offloader
@@ -26,7 +28,9 @@ from namesrv_redis.remoting.server import RemotingServer
 from namesrv_redis.remoting.tls import ServerTls, https_options, tls_options
 from namesrv_redis.rocketmq.register_body import set_max_inflated
 from namesrv_redis.settings.config import Settings
+from namesrv_redis.settings.exit_codes import ExitCode, StartupError
 from namesrv_redis.store.acl import AclStore
+from namesrv_redis.store.capabilities import CapabilityMonitor, load_scripts_unless_refused
 from namesrv_redis.store.connection import (
     Deployment,
     RedisTarget,
@@ -70,10 +74,31 @@ def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
     sock.listen(1024)
     sock.setblocking(False)
     return sock
+
+
+def listen_error(tier: str, option: str, host: str, port: int, e: OSError) -> StartupError:
+    """One line for a port that cannot be bound: which tier, address, option and what to do."""
+    flag = option.replace("_", "-")
+    todo = (
+        "stop what holds it or choose another port"
+        if e.errno == errno.EADDRINUSE
+        else "choose a port above 1023 or grant CAP_NET_BIND_SERVICE"
+        if e.errno == errno.EACCES
+        else "check the address"
+    )
+    return StartupError(
+        f"cannot listen on {host}:{port} for the {tier} (--{flag}, NAMESRV_{option.upper()}): "
+        f"{e.strerror or e}; {todo}",
+        ExitCode.CANNOT_LISTEN,
+    )
 
 
 class Pod:
@@ -103,6 +128,7 @@ class Pod:
         self.liveness: Liveness | None = None
         self.advertiser: PodAdvertiser | None = None
         self.topology: Topology | None = None
+        self.capabilities: CapabilityMonitor | None = None
         self.http: Any = None
         self.http_app: LazyApp | None = None
         """The JSON API (FastAPI), built on its first request."""
@@ -113,6 +139,9 @@ class Pod:
         self.persistence: PersistenceMonitor | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._http_sock: socket.socket | None = None
+        self.startup = StartupWait()
+        self._waiting_http: WaitingHttp | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -125,6 +154,8 @@ class Pod:
             self.tls = ServerTls(opts)
             self.tls.load()
             self.tls.start_watch()  # certificate files checked for changes (remoting and HTTPS)
+        if self.serve_http:  # up at once: /readyz says what the pod is waiting for
+            await self._open_http_port()
         target = RedisTarget(Deployment.STANDALONE)  # a client handed in (tests)
         options: dict[str, Any] = {}
         url: str | None = None
@@ -140,6 +171,13 @@ class Pod:
             self.redis = create_redis(url, **options)
             target = parse_target(url)
             log.info("route store: %s namespace %r", describe_url(url), s.namespace)
+            await wait_for_redis(
+                self.redis,
+                "embedded" if self.embedded else describe_url(url),
+                timeout_s=s.redis_startup_timeout_seconds,
+                backoff_max_s=s.redis_startup_backoff_max_millis / 1000,
+                state=self.startup,
+            )
         self.persistence = PersistenceMonitor(
             self.redis, "embedded" if self.embedded else describe_url(url or "in-process")
         )
@@ -152,12 +190,20 @@ class Pod:
             deadlines=Deadlines(s.redis_read_timeout_millis, s.redis_write_timeout_millis),
             replication=replication,
         )
-        await store.load_scripts()
+        await load_scripts_unless_refused(store)
         await self._load_shared_config()
         self.topology = Topology(
             self.redis, target, store.keys, replication=replication, client_options=options
         )
         await self.topology.start()
+        caps = self.capabilities = CapabilityMonitor(
+            self.topology.expiry_client,
+            store.keys,
+            store.scripts.probe_expiry,
+            wait_needed=lambda: replication.wait_replicas != 0,
+        )
+        await caps.start()
+        self.topology.on_failover.append(caps.recheck)
 
         self.routes = RouteReader(
             store,
@@ -175,11 +221,17 @@ class Pod:
         self.events.on_data_loss.append(self._rebuild)
         await self.events.start()
 
+        routes = self.routes
+
+        def resubscribed() -> None:  # expiry events may have been lost: recheck, refetch
+            routes.clear()
+            caps.wake()
+
         self.liveness = Liveness(
             store,
             self.redis,
             scan_interval_ms=s.scan_not_active_broker_interval,
-            on_reconnect=self.routes.clear,
+            on_reconnect=resubscribed,
             topology=self.topology,
         )
         await self.liveness.start()
@@ -208,7 +260,12 @@ class Pod:
             offload=self.offload,
             after_big_request=self.trimmer.burst_ended,
         )
-        await self.remoting.start()
+        try:
+            await self.remoting.start()
+        except OSError as e:
+            raise listen_error(
+                "remoting server", "listen_port", s.listen_host, s.listen_port, e
+            ) from None
 
         self.advertiser = PodAdvertiser(
             self.redis, store.keys, listen_host=s.listen_host, listen_port=self.remoting.bound_port
@@ -276,6 +333,7 @@ class Pod:
         )
         config = uvicorn.Config(
             app,
+            log_config=None,  # uvicorn's lines go through our handler and format
             log_level=s.log_level.lower(),
             access_log=False,
             lifespan="off",
@@ -288,8 +346,13 @@ class Pod:
             assert config.ssl is not None
             self.tls.follow(config.ssl)  # a certificate reload reaches HTTPS too
         self.http = _embedded_uvicorn(config)
-        sock = listening_socket(s.http_host, s.http_port, reuse_port=self.reuse_port)
+        sock, self._http_sock = self._http_sock, None
+        if sock is None:
+            sock = listening_socket(s.http_host, s.http_port, reuse_port=self.reuse_port)
         self.http_port = sock.getsockname()[1]
+        if self._waiting_http is not None:
+            await self._waiting_http.stop()
+            self._waiting_http = None
         self._http_task = asyncio.create_task(self.http.serve(sockets=[sock]), name="http")
         log.info(
             "HTTP tier listening on %s:%d%s",
@@ -298,7 +361,28 @@ class Pod:
             " (HTTPS)" if s.http_tls_enable else "",
         )
 
+    async def _open_http_port(self) -> None:
+        """Bind the HTTP port (a port in use fails the start before anything else starts) and
+        answer it while the pod waits for Redis."""
+        s = self.settings
+        try:
+            sock = listening_socket(s.http_host, s.http_port, reuse_port=self.reuse_port)
+        except OSError as e:
+            raise listen_error("HTTP tier", "http_port", s.http_host, s.http_port, e) from None
+        self._http_sock = sock
+        tls = self.tls.context if s.http_tls_enable and self.tls is not None else None
+        self._waiting_http = WaitingHttp(sock, self.startup, tls)
+        await self._waiting_http.start()
+
     async def stop(self, grace_s: float = 5.0) -> None:
+        if self._watch_task is not None:  # never restart the embedded Redis while stopping
+            self._watch_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watch_task
+        if self._waiting_http is not None:
+            await self._waiting_http.stop()
+        if self._http_sock is not None:
+            self._http_sock.close()
         if self.http is not None:
             self.http.should_exit = True
         if self.remoting is not None:
@@ -309,17 +393,14 @@ class Pod:
         await self.trimmer.stop()
         if self.processor is not None:
             await self.processor.reconciler.stop()
-        for part in (self.advertiser, self.liveness, self.events, self.topology, self.offload):
+        parts = (self.advertiser, self.liveness, self.events, self.topology, self.offload)
+        for part in (*parts, self.capabilities):
             if part is not None:
                 with contextlib.suppress(Exception):
                     await part.stop()
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 await self.redis.aclose()
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._watch_task
         if self.embedded is not None:
             await self.embedded.stop()
         if self.tls is not None:
@@ -332,7 +413,17 @@ class Pod:
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         try:
-            await self.start()
+            starting = asyncio.ensure_future(self.start())
+            stop_asked = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait((starting, stop_asked), return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():  # a signal while waiting for Redis: stop without a trace
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StartupError):
+                    await starting
+                log.info("stopped before start-up finished (%s)", self.startup.reason)
+                return
+            stop_asked.cancel()
+            starting.result()
             # What start-up allocated lives as long as the process: out of the collector's
             # generations, full collections stay short (they pause the loop).
             gc.freeze()
@@ -362,15 +453,24 @@ class Pod:
 
     async def readiness(self) -> str | None:
         """None when ready, else why not (served as /readyz, within a second)."""
-        if self.store is None or self.liveness is None or self.events is None:
+        if (
+            self.store is None
+            or self.liveness is None
+            or self.events is None
+            or self.capabilities is None
+        ):
             return "starting"
         try:
             await self.store.deadlines.run("read", self.redis.ping())
         except Exception as e:
             return f"redis unreachable: {type(e).__name__}: {e}"
+        # what the Redis user may do and how Redis evicts (docs/redis.md)
+        if (problem := self.capabilities.problem()) is not None:
+            return problem
         if not self.events.connected:
             return "route event subscription down"
-        if not self.liveness.cleaner.subscribed:
+        cleaner = self.liveness.cleaner
+        if not cleaner.subscribed and cleaner.refusal is None:  # refused: sweeper-only, ready
             return "expiry cleaner not subscribed"
         return None
 
@@ -400,11 +500,18 @@ class Pod:
 
     def notices(self) -> list[str]:
         """What works but degraded (served with /readyz)."""
-        out = []
-        if self.topology is not None and not self.topology.notifications:
+        out = self.capabilities.notices() if self.capabilities is not None else []
+        cleaner = self.liveness.cleaner if self.liveness is not None else None
+        sweeper_only = (
+            "dead brokers are found by the sweeper only (up to one "
+            "scanNotActiveBrokerInterval late)"
+        )
+        if cleaner is not None and cleaner.refusal is not None:
+            out.append(f"expired-key events refused: {cleaner.refusal.text()}; {sweeper_only}")
+        elif cleaner is not None and cleaner.notifications is False:
             out.append(
-                "keyspace notifications off: dead brokers are found by the sweeper only "
-                "(up to one scanNotActiveBrokerInterval late)"
+                "no expired-key event seen for a probe key (notify-keyspace-events lacks Ex?): "
+                + sweeper_only
             )
         return out
 

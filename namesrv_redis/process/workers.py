@@ -3,7 +3,10 @@
 With several workers the parent starts the embedded Redis (when no URL is configured) so all
 workers share it, then starts N worker processes that each bind the remoting and HTTP ports
 with SO_REUSEPORT (the kernel spreads connections across them). The parent forwards SIGTERM /
-SIGINT, restarts a worker that dies unexpectedly, and stops everything on exit.
+SIGINT, restarts a worker that dies unexpectedly, and stops everything on exit (the embedded
+Redis last). A worker that cannot start for a reason a restart does not cure (configuration,
+Redis unreachable past the start-up wait, a port in use) stops the whole command with its exit
+code.
 """
 
 from __future__ import annotations
@@ -16,12 +19,17 @@ import time
 from typing import Any
 
 from namesrv_redis.settings.config import Settings
+from namesrv_redis.settings.exit_codes import ExitCode, StartupError
 
 log = logging.getLogger(__name__)
 
 
-def run_pod(settings: Settings, *, reuse_port: bool = False) -> None:
-    """Run one pod in this process until SIGTERM/SIGINT."""
+FATAL_AT_START = frozenset({ExitCode.USAGE, ExitCode.UNREACHABLE, ExitCode.CANNOT_LISTEN})
+"""Exit codes of a worker that restarting would not help."""
+
+
+def run_pod(settings: Settings, *, reuse_port: bool = False) -> int:
+    """Run one pod in this process until SIGTERM/SIGINT; its exit code."""
     from namesrv_redis.process.pod import Pod
 
     try:
@@ -40,24 +48,28 @@ def run_pod(settings: Settings, *, reuse_port: bool = False) -> None:
         asyncio.run(Pod(settings, reuse_port=reuse_port).run())
     except (TlsConfigError, AclConfigError, RedisOptionError) as e:
         log.error("cannot start: %s", e)
-        raise SystemExit(2) from None
+        return ExitCode.USAGE
+    except StartupError as e:
+        log.error("cannot start: %s", e)
+        return e.code
+    return ExitCode.OK
 
 
 def _worker_main(settings: Settings, log_level: str) -> None:
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
-    )
+    from namesrv_redis.process.logs import configure_logging
+
+    configure_logging(log_level, settings.log_format)
     from namesrv_redis.telemetry.worker_metrics import SnapshotWriter
     from namesrv_redis.telemetry.worker_metrics_dir import worker_metrics_dir
 
     directory = worker_metrics_dir()
     writer = SnapshotWriter(directory).start() if directory is not None else None
     try:
-        run_pod(settings, reuse_port=True)
+        code = run_pod(settings, reuse_port=True)
     finally:
         if writer is not None:
             writer.stop()
+    raise SystemExit(code)
 
 
 def serve(settings: Settings) -> int:
@@ -67,8 +79,7 @@ def serve(settings: Settings) -> int:
         log.error("memory:// lives inside one process: --workers needs a real Redis to share")
         return 2
     if settings.workers <= 1:
-        run_pod(settings)
-        return 0
+        return run_pod(settings)
 
     embedded = None
     if not settings.redis_url:  # (the supervisor loads the Redis side only for this)
@@ -107,6 +118,8 @@ def _supervise(settings: Settings, metrics_dir: Any, embedded: Any) -> int:
     try:
         while not stopping:
             time.sleep(0.2)
+            if stopping:  # never restart the embedded Redis while stopping
+                break
             if embedded is not None:
                 try:
                     embedded.ensure_running()
@@ -115,6 +128,10 @@ def _supervise(settings: Settings, metrics_dir: Any, embedded: Any) -> int:
             for i, p in enumerate(procs):
                 if p.is_alive() or stopping:
                     continue
+                if p.exitcode in FATAL_AT_START:
+                    log.error("a worker cannot start (exit %s): stopping", p.exitcode)
+                    stopping, status = True, int(p.exitcode or 0)
+                    break
                 if time.monotonic() - started[i] < 5:
                     quick_deaths += 1
                 if quick_deaths >= 5:

@@ -12,6 +12,19 @@ from typing import Any, cast
 from namesrv_redis.remoting.codec import JSON, FrameDecoder, RemotingCommand, encode_request
 
 
+class NotRemoting(ConnectionError):
+    """The peer does not speak RocketMQ remoting (an HTTP port given for the remoting one)."""
+
+
+def _not_remoting(data: bytes, error: Exception) -> NotRemoting:
+    if data[:5] == b"HTTP/":
+        return NotRemoting(
+            "an HTTP server answered, not a RocketMQ name server: is this the HTTP port? "
+            "Give the remoting port (9876 by default, --listen-port of serve)"
+        )
+    return NotRemoting(f"the answer is not RocketMQ remoting ({error})")
+
+
 class RemotingClient(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -36,13 +49,27 @@ class RemotingClient(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
-        for cmd in self.decoder.feed(data):
+        try:
+            commands = self.decoder.feed(data)
+        except ValueError as e:  # a FrameError or bad header: never raise out of here
+            self._fail(_not_remoting(data, e))
+            return
+        for cmd in commands:
             if not cmd.is_response:
                 self.requests.put_nowait(cmd)
                 continue
             fut = self.pending.pop(cmd.opaque, None)
             if fut is not None and not fut.done():
                 fut.set_result(cmd)
+
+    def _fail(self, error: ConnectionError) -> None:
+        """Fail every pending request with ``error`` and close the connection."""
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+        self.pending.clear()
+        if self.transport is not None:
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         for fut in self.pending.values():

@@ -225,10 +225,13 @@ class ServerTls:
             cert, key = write_self_signed(Path(self._tmpdir))
             self.cert_path, self.key_path = str(cert), str(key)
             self.self_signed = True
-            log.warning(
+            # permissive (the default): TLS is opportunistic, plain clients work, nothing to
+            # act on; enforcing: every client must trust a certificate nobody can verify
+            log.log(
+                logging.WARNING if o.mode is TlsMode.ENFORCING else logging.INFO,
                 "TLS test mode: no tls.server.certPath configured, generated a self-signed "
                 "certificate (clients cannot authenticate this server; configure a real "
-                "certificate for production)"
+                "certificate for production)",
             )
         assert self.cert_path is not None and self.key_path is not None
         self._context = build_server_context(o, self.cert_path, self.key_path)

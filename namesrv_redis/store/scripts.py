@@ -54,6 +54,7 @@ class Scripts:
     acl_write: AsyncScript
     repair_broker: AsyncScript
     repair_drift: AsyncScript
+    probe_expiry: AsyncScript
 
 
 def script_names() -> list[str]:
