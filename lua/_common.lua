@@ -16,6 +16,7 @@ local K = {
   addr_names = P .. 'addr-names',
   filters = P .. 'filters',
   kvns = P .. 'kvns',
+  kvns_emptied = P .. 'kvns-emptied',
   config = P .. 'config',
   events = P .. 'events',
   tables = P .. 'tables',
@@ -120,6 +121,18 @@ local function checker(script)
     local ok, v = pcall(cjson.decode, ARGV[i])
     if not ok or type(v) ~= 'table' then fail(i, what, 'must be a JSON object or array') end
     return v
+  end
+  function A.queue_configs(first, n) -- n groups of 5 from ARGV[first]: topic, r, w, perm, flag
+    if not A.err then A.count(first - 1 + 5 * n) end
+    for i = 0, n - 1 do
+      if A.err then return end
+      local base = first + i * 5
+      A.name(base, 'topic')
+      A.int(base + 1, 'readQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
+      A.int(base + 2, 'writeQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
+      A.int(base + 3, 'perm', JAVA_INT_MIN, JAVA_INT_MAX)
+      A.int(base + 4, 'topicSysFlag', JAVA_INT_MIN, JAVA_INT_MAX)
+    end
   end
   return A
 end
@@ -343,16 +356,38 @@ local function min_broker_id(bd) -- canonical text, or nil for a group without a
 end
 
 -- ---------------------------------------------------------------- liveness
--- Push a live broker's deadline forward; false when it is not registered (or already expired).
-local function refresh_liveness(ident, now)
+-- Push a live broker's deadline forward. Returns 1 when refreshed; 2 when its liveness key was
+-- gone although the broker is still in the tables and its deadline has not passed (evicted or
+-- deleted, not expired: a maxmemory volatile-* policy evicts the namespace's only keys with a
+-- TTL first), so it was recreated with `timeout` and the refreshing connection `conn` (data
+-- version '' makes the broker's next QUERY_DATA_VERSION answer "changed": it re-registers in
+-- full); 0 when it is not registered (never, or already removed).
+local function refresh_liveness(cluster, addr, now, timeout, conn)
+  local ident = ident_of(cluster, addr)
   local key = k_live(ident)
-  local timeout = redis.call('HGET', key, 'timeout')
-  if not timeout then return false end
-  timeout = tonumber(timeout)
-  redis.call('HSET', key, 'last', now)
+  local stored = redis.call('HGET', key, 'timeout')
+  local status = 1
+  if stored then
+    timeout = tonumber(stored)
+    redis.call('HSET', key, 'last', now)
+  else
+    local name = redis.call('HGET', K.addr_names, ident)
+    if not name then return 0 end
+    local deadline = redis.call('ZSCORE', K.deadlines, ident)
+    if deadline and tonumber(deadline) <= now then return 0 end -- timed out: the sweeper's
+    local bd = get_broker(name)
+    local id = nil
+    for i, a in pairs(bd and bd.brokerAddrs or {}) do
+      if a == addr then id = i end
+    end
+    if id == nil then return 0 end
+    redis.call('HSET', key, 'name', name, 'id', id, 'dv', '', 'sv', '0', 'ha', '', 'last', now,
+      'timeout', timeout, 'conn', conn)
+    status = 2
+  end
   redis.call('PEXPIRE', key, timeout)
   redis.call('ZADD', K.deadlines, now + timeout, ident)
-  return true
+  return status
 end
 
 -- Remove one broker process (cluster@addr) from every table: live info, deadline, filter

@@ -4,7 +4,8 @@
 --
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  mode: 'unregister' (unconditional), 'expired' (only if the liveness key is gone —
---          a stale expiry event or sweep cannot remove a broker that re-registered), or
+--          a stale expiry event or sweep cannot remove a broker that re-registered — and its
+--          deadline in the index has passed: an evicted key is not an expiry), or
 --          'conn' (only if the live info still belongs to connection ARGV[5])
 -- ARGV[2]  cluster name   ARGV[3]  broker address   ARGV[4]  broker name ('' = look it up)
 -- ARGV[5]  connection id (mode 'conn')   ARGV[6]  now (ms)
@@ -34,6 +35,10 @@ if mode == 'expired' then
     if pttl >= 0 then redis.call('ZADD', K.deadlines, now + pttl, ident) end
     return { 0, '', 0, 0 }
   end
+  -- gone before its deadline (evicted or deleted, not expired): a refresh recreates it; only a
+  -- deadline past (give or take a second of clock skew between pods and Redis) removes it
+  local deadline = redis.call('ZSCORE', K.deadlines, ident)
+  if deadline and tonumber(deadline) > now + 1000 then return { 0, '', 0 } end
 elseif mode == 'conn' then
   if redis.call('HGET', live_key, 'conn') ~= ARGV[5] then return { 0, '', 0, 0 } end
 end

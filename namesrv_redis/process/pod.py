@@ -241,6 +241,7 @@ class Pod:
             topology=self.topology,
         )
         await self.liveness.start()
+        await self.processor.reconciler.start()  # the state is verified, not trusted
         self.topology.on_failover.append(self._failed_over)
 
         limits = FlowLimits.from_settings(s)
@@ -428,6 +429,8 @@ class Pod:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._http_task, grace_s)
         await self.trimmer.stop()
+        if self.processor is not None:
+            await self.processor.reconciler.stop()
         parts = (self.advertiser, self.liveness, self.events, self.topology, self.offload)
         for part in (self.controller_watch, *parts, self.capabilities):
             if part is not None:

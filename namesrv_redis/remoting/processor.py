@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from namesrv_redis.domain.controller import Controller
 from namesrv_redis.domain.rebuild import AcceptedRegistration, AcceptedRegistrations, packable
+from namesrv_redis.domain.reconcile import Reconciler
 from namesrv_redis.domain.registrations import RememberedRegistrations, store_registration
 from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.domain.runtime_config import ConfigRefused, apply_update
@@ -54,6 +55,7 @@ from namesrv_redis.settings.config import (
 from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG
 from namesrv_redis.store.route_store import (
     BrokerRegistration,
+    Refresh,
     RegisterResult,
     RegisterStatus,
     RemovalReason,
@@ -112,6 +114,11 @@ class NamesrvProcessor:
         self.accepted = AcceptedRegistrations()
         """Per connected broker process: its last accepted registration, to re-apply when
         Redis loses the namespace's data (:mod:`namesrv_redis.domain.rebuild`)."""
+        self.reconciler = Reconciler(
+            store, self.accepted, interval_ms=settings.reconcile_interval_ms
+        )
+        """Verifies what Redis holds for those brokers and repairs it
+        (:mod:`namesrv_redis.domain.reconcile`); the pod runs its loop."""
         self.guard: AclGuard | None = None
         """ACL signature and address checks (namesrv_redis/remoting/acl.py), when configured."""
         self._close_removals = asyncio.Semaphore(CLOSE_REMOVALS_AT_ONCE)
@@ -161,7 +168,11 @@ class NamesrvProcessor:
             )
             return result.status is RegisterStatus.OK
 
-        return await self.accepted.reapply_all(reapply, reason)
+        applied = await self.accepted.reapply_all(reapply, reason)
+        # a re-registration with an unchanged body writes no queue data while the broker's
+        # table token survived (an eviction of some keys, not a flush): verify everything
+        await self.reconciler.verify_all()
+        return applied
 
     async def connection_closed(self, conn: Connection) -> None:
         """A closed broker connection removes that broker at once — if it still owns it.
@@ -373,9 +384,21 @@ async def broker_heartbeat(p: NamesrvProcessor, cmd: RemotingCommand, conn: Conn
     if is_controller_heartbeat(cmd.ext_fields):  # a controller-mode broker: both roles
         await controller_heartbeat(p, cmd, conn)
     h = BrokerAddrHeader.parse(cmd.ext_fields, name_required=False)
-    if await p.store.heartbeat(h.cluster_name, h.broker_addr):
+    refreshed = await p.store.refresh_liveness(
+        h.cluster_name, h.broker_addr, **_refresh_fields(p, h, conn)
+    )
+    if refreshed:
         p.accepted.seen(h.cluster_name, h.broker_addr)
+    if refreshed is Refresh.RECREATED:  # Redis is losing keys: check the rest of it now
+        p.reconciler.urgent(h.cluster_name, h.broker_addr)
     return Response()
+
+
+def _refresh_fields(p: NamesrvProcessor, h: BrokerAddrHeader, conn: Connection) -> dict[str, Any]:
+    """What a liveness refresh recreates an evicted liveness key with."""
+    accepted = p.accepted.get(h.cluster_name, h.broker_addr)
+    timeout = accepted.timeout_ms if accepted is not None else p.settings.broker_timeout_ms
+    return {"timeout_ms": timeout, "conn_id": conn.conn_id}
 
 
 @handles(RequestCode.QUERY_DATA_VERSION)
@@ -393,7 +416,9 @@ async def query_data_version(
         canonical = canonical_data_version(dv)
     except BadDataVersion as e:
         raise BadRequest(f"bad DataVersion body: {e}") from None
-    changed, stored = await p.store.query_data_version(h.cluster_name, h.broker_addr, canonical)
+    changed, stored = await p.store.query_data_version(
+        h.cluster_name, h.broker_addr, canonical, **_refresh_fields(p, h, conn)
+    )
     p.accepted.seen(h.cluster_name, h.broker_addr)
     return Response(
         ext_fields={"changed": "true" if changed else "false"},

@@ -83,6 +83,9 @@ class Settings(BaseModel):
     """The longest one of our scripts may block Redis: bigger writes go in chunks."""
     rebuild_on_data_loss: bool = True
     """Re-apply connected brokers' registrations when Redis loses the namespace's data."""
+    reconcile_interval_ms: int = Field(30_000, ge=0)
+    """Each connected broker's state in Redis is verified (and repaired) once per this; 0 =
+    off (docs/ha.md, Repair)."""
     # remoting flow control and admission (docs/protocol.md, "Limits"); None: the default of
     # namesrv_redis.remoting.limits.FlowLimits
     flow_write_buffer_high: int | None = Field(None, ge=4096)
@@ -249,6 +252,7 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "redis_wait_timeout_millis": "redisWaitTimeoutMillis",
     "redis_command_budget_millis": "redisCommandBudgetMillis",
     "rebuild_on_data_loss": "rebuildOnDataLoss",
+    "reconcile_interval_ms": "reconcileIntervalMs",
     "malloc_trim_threshold_mb": "mallocTrimThresholdMb",
     "admin_token": "adminToken",
     "tls_server_mode": "tls.server.mode",

@@ -38,6 +38,8 @@ key (after the prefix)          type   contents
                                        staged under generation ``gen`` (:func:`stage_bucket`),
                                        with a TTL until committed and applied
 ``kvns``                        set    KV-config namespaces that exist (even when emptied)
+``kvns-emptied``                set    KV namespaces whose last key was deleted (``check`` tells
+                                       them from a table lost to eviction or ``DEL``)
 ``kv:<namespace>``              hash   KV config of that namespace
 ``config``                      hash   name-server options changed by UPDATE_NAMESRV_CONFIG
 ``pods``                        zset   remoting address of each live pod -> deadline (ms)
@@ -184,6 +186,10 @@ class Keys:
     @property
     def kv_namespaces(self) -> str:
         return self.prefix + "kvns"
+
+    @property
+    def kv_namespaces_emptied(self) -> str:
+        return self.prefix + "kvns-emptied"
 
     def kv(self, namespace: str) -> str:
         return f"{self.prefix}kv:{namespace}"

@@ -8,6 +8,11 @@ deletes the key), so the :class:`Sweeper` also reads the deadline index every
 ``scanNotActiveBrokerInterval`` — O(log n + expired), never a scan of all brokers — and
 removes whatever is past its deadline. Several pods may do both at once: the remove script
 removes a broker exactly once and answers ``removed=0`` to everyone else.
+
+A liveness key that is gone *before* the deadline in the index was evicted (a ``volatile-*``
+``maxmemory`` policy takes the namespace's only keys with a TTL first) or deleted, not
+expired: the remove script leaves such a broker alone, and the broker's next refresh
+recreates the key (``refresh_liveness`` in ``lua/_common.lua``; docs/ha.md, Repair).
 """
 
 from __future__ import annotations
@@ -41,9 +46,12 @@ from namesrv_redis.telemetry.metrics import (
 log = logging.getLogger(__name__)
 
 
-async def remove_expired(store: RouteStore, cluster: str, addr: str, source: str) -> bool:
-    """Remove one broker process whose liveness key is gone; log and count it once."""
-    result = await store.remove_broker(RemovalReason.EXPIRED, cluster, addr)
+async def remove_expired(
+    store: RouteStore, cluster: str, addr: str, source: str, *, now: int | None = None
+) -> bool:
+    """Remove one broker process whose liveness key is gone and whose deadline (as of ``now``,
+    default: the clock) has passed; log and count it once."""
+    result = await store.remove_broker(RemovalReason.EXPIRED, cluster, addr, now=now)
     return record_removal(result, RemovalReason.EXPIRED, cluster, addr, f"found by {source}")
 
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 import orjson
@@ -36,7 +36,7 @@ from namesrv_redis.store.deadlines import Deadlines
 from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG, Keys, split_ident, stage_bucket
 from namesrv_redis.store.replication import Replication, run_script
 from namesrv_redis.store.scripts import Scripts, preload, register_scripts
-from namesrv_redis.telemetry.metrics import REMOVALS
+from namesrv_redis.telemetry.metrics import REMOVALS, REPAIRS
 
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 120_000
 DEFAULT_COMMAND_BUDGET_MS = 50
@@ -405,26 +405,36 @@ class RouteStore:
             RemovalReason.UNREGISTERED, cluster, broker_addr, broker_name
         )
 
-    @deadlines.write
     async def heartbeat(self, cluster: str, broker_addr: str, now: int | None = None) -> bool:
         """Refresh a registered broker's liveness; False if it is not registered."""
-        r = await self._write(
-            self.scripts.heartbeat,
-            [cluster, broker_addr, now if now is not None else now_ms()],
-            confirm=False,
-        )
-        return bool(int(r))
+        return bool(await self.refresh_liveness(cluster, broker_addr, now=now))
 
     @deadlines.write
     async def query_data_version(
-        self, cluster: str, broker_addr: str, data_version: str, now: int | None = None
+        self,
+        cluster: str,
+        broker_addr: str,
+        data_version: str,
+        now: int | None = None,
+        *,
+        timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS,
+        conn_id: str = "",
     ) -> tuple[bool, str | None]:
-        """(changed, stored data version JSON or None); refreshes liveness (RocketMQ 5)."""
-        changed, stored = await self._write(
+        """(changed, stored data version JSON or None); refreshes liveness (RocketMQ 5),
+        recreating an evicted liveness key as :meth:`refresh_liveness` does."""
+        changed, stored, refreshed = await self._write(
             self.scripts.query_data_version,
-            [cluster, broker_addr, data_version, now if now is not None else now_ms()],
+            [
+                cluster,
+                broker_addr,
+                data_version,
+                now if now is not None else now_ms(),
+                timeout_ms,
+                conn_id,
+            ],
             confirm=False,
         )
+        _note_refresh(Refresh(int(refreshed)), cluster, broker_addr)
         return bool(int(changed)), (as_text(stored) or None)
 
     async def wipe_write_perm(self, broker_name: str) -> int:
@@ -684,6 +694,134 @@ class RouteStore:
         return sorted(
             as_text(t) for t in await self.redis.smembers(self.keys.broker_topics(broker_name))
         )
+
+    # ------------------------------------------------------------------ repair (reconciliation)
+
+    @deadlines.write
+    async def refresh_liveness(
+        self,
+        cluster: str,
+        broker_addr: str,
+        *,
+        timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS,
+        conn_id: str = "",
+        now: int | None = None,
+    ) -> Refresh:
+        """BROKER_HEARTBEAT: push a registered broker's deadline forward. A liveness key that
+        is gone before its deadline while the broker is still in the tables (evicted, deleted)
+        is recreated with ``timeout_ms`` and ``conn_id`` (logged at WARNING)."""
+        r = await self._write(
+            self.scripts.heartbeat,
+            [cluster, broker_addr, now if now is not None else now_ms(), timeout_ms, conn_id],
+            confirm=False,
+        )
+        result = Refresh(int(r))
+        _note_refresh(result, cluster, broker_addr)
+        return result
+
+    @deadlines.write
+    async def repair_broker(
+        self, target: RepairTarget, topics: Sequence[QueueConfig], now: int | None = None
+    ) -> RepairResult:
+        """Verify one broker process's records and one chunk of its queue data against what a
+        pod accepted from it, and repair what is missing (``lua/repair_broker.lua``)."""
+        args: list[Any] = [
+            target.cluster,
+            target.broker_addr,
+            target.broker_name,
+            target.broker_id,
+            target.data_version,
+            target.state_version,
+            target.ha_server_addr,
+            target.body_token,
+            now if now is not None else now_ms(),
+            target.heartbeat_timeout_ms,
+            target.conn_id,
+            target.zone_name or "",
+            "" if target.enable_acting_master is None else str(target.enable_acting_master).lower(),
+            len(topics),
+        ]
+        for t in topics:
+            args += (t.topic, t.read_queue_nums, t.write_queue_nums, t.perm, t.topic_sys_flag)
+        reply = await self._write(self.scripts.repair_broker, args, confirm=False)
+        repaired = {part: int(n) for part, n in zip(REPAIR_PARTS, reply[2:], strict=True) if int(n)}
+        return RepairResult(as_text(reply[0]), int(reply[1]), repaired)
+
+    @deadlines.write
+    async def repair_drift(self, operations: Sequence[tuple[str, str, str]]) -> tuple[int, int]:
+        """Fix drift nobody vouches for (``lua/repair_drift.lua``; each operation re-checks
+        its condition): (operations that changed something, route version)."""
+        args: list[Any] = [len(operations)]
+        for op in operations:
+            args += op
+        changes, version = await self._write(self.scripts.repair_drift, args)
+        return int(changes), int(version)
+
+
+class Refresh(IntEnum):
+    """What a liveness refresh found (``refresh_liveness`` in ``lua/_common.lua``)."""
+
+    UNKNOWN = 0
+    """Not registered (never, or removed): nothing refreshed."""
+    REFRESHED = 1
+    RECREATED = 2
+    """Its liveness key was gone (evicted or deleted) before its deadline while the broker is
+    still in the tables: recreated."""
+
+
+def _note_refresh(result: Refresh, cluster: str, addr: str) -> None:
+    if result is Refresh.RECREATED:
+        REPAIRS.labels("live").inc()
+        log.warning(
+            "liveness key of broker %s (cluster %s) was gone before its deadline (evicted by "
+            "maxmemory-policy or deleted): recreated by its refresh; Redis is losing keys "
+            "(see docs/ha.md, Repair)",
+            addr,
+            cluster,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RepairTarget:
+    """What a pod accepted from one broker process, to verify Redis against
+    (``lua/repair_broker.lua``)."""
+
+    cluster: str
+    broker_addr: str
+    broker_name: str
+    broker_id: int
+    data_version: str
+    state_version: int
+    ha_server_addr: str
+    body_token: str
+    heartbeat_timeout_ms: int
+    conn_id: str
+    zone_name: str | None = None
+    enable_acting_master: bool | None = None
+
+
+REPAIR_PARTS = (
+    "live",
+    "deadline",
+    "addr_name",
+    "broker",
+    "cluster",
+    "queue_data",
+    "topic_set",
+    "reverse_index",
+    "version",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RepairResult:
+    status: str
+    """``ok`` (verified, repaired where needed), ``gone`` (not registered: nothing written) or
+    ``other`` (its liveness entry belongs to another registration: nothing written)."""
+    version: int
+    """The route version after the repair, 0 when nothing a route shows changed."""
+    repaired: dict[str, int]
+    """Part -> how many were repaired (only parts with a repair)."""
 
 
 def queue_configs(items: Iterable[tuple[str, int, int, int, int]]) -> list[QueueConfig]:

@@ -52,6 +52,8 @@ class Scripts:
     route: AsyncScript
     cluster_info: AsyncScript
     acl_write: AsyncScript
+    repair_broker: AsyncScript
+    repair_drift: AsyncScript
     probe_expiry: AsyncScript
     # RocketMQ 5 Controller mode (store/controller_store.py)
     controller_apply_id: AsyncScript
