@@ -38,7 +38,7 @@ if mode == 'expired' then
   -- gone before its deadline (evicted or deleted, not expired): a refresh recreates it; only a
   -- deadline past (give or take a second of clock skew between pods and Redis) removes it
   local deadline = redis.call('ZSCORE', K.deadlines, ident)
-  if deadline and tonumber(deadline) > now + 1000 then return { 0, '', 0 } end
+  if deadline and tonumber(deadline) > now + 1000 then return { 0, '', 0, 0 } end
 elseif mode == 'conn' then
   if redis.call('HGET', live_key, 'conn') ~= ARGV[5] then return { 0, '', 0, 0 } end
 end

@@ -9,6 +9,7 @@ the durations SLOWLOG records (deterministic, unlike a wall clock on a loaded ho
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -149,9 +150,11 @@ async def test_chunked_removal_every_path(
     store = await store_of(redis, namespace)
     assert (await store.register_broker(reg(table(300)))).status is RegisterStatus.OK
     assert await store.get_route_raw("T7") is not None
-    if reason is RemovalReason.EXPIRED:
+    now = None
+    if reason is RemovalReason.EXPIRED:  # its key gone and its deadline past: a real expiry
         await redis.delete(store.keys.live("C1", ADDR))
-    result = await store.remove_broker(reason, "C1", ADDR, "broker-a", conn_id="conn-1")
+        now = int(time.time() * 1000) + 10**9
+    result = await store.remove_broker(reason, "C1", ADDR, "broker-a", conn_id="conn-1", now=now)
     assert result.removed
     assert await store.all_topics() == []
     assert await redis.exists(store.keys.broker_topics("broker-a")) == 0

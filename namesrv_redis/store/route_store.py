@@ -362,9 +362,9 @@ class RouteStore:
         conn_id: str = "",
         now: int | None = None,
     ) -> RemovalResult:
-        """Unregister, expire (only if its liveness key is gone) or drop on connection close
-        (only if the connection still owns it) one broker process. A group with more topics
-        than a chunk disappears from routes at once and is dropped in chunks."""
+        """Unregister, expire (only if its liveness key is gone and its deadline passed) or drop
+        on connection close (only if the connection still owns it) one broker process. A group
+        with more topics than a chunk disappears from routes at once and is dropped in chunks."""
         result, pending = await self._remove(
             reason, cluster, broker_addr, broker_name, conn_id=conn_id, now=now
         )
