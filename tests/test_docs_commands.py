@@ -60,13 +60,17 @@ def run_page(page: str, subs: dict[str, str], env: dict[str, str], cwd: Path) ->
 
 
 def shim_env(tmp_path: Path) -> dict[str, str]:
-    """``namesrv-redis`` and ``python -m namesrv_redis…`` run this checkout's code."""
+    """``namesrv-redis`` and ``python -m namesrv_redis…`` run this checkout's code.
+
+    Both are scripts that ``exec`` this interpreter by its own path, never a symlink to it: a
+    virtualenv's python finds its environment (``pyvenv.cfg``) next to the path it was started
+    by, so a symlink elsewhere would run the base interpreter without the venv's packages."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    shim = bindir / "namesrv-redis"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m namesrv_redis.cli "$@"\n')
-    shim.chmod(0o755)
-    (bindir / "python").symlink_to(sys.executable)
+    for name, argv in (("namesrv-redis", "-m namesrv_redis.cli "), ("python", "")):
+        shim = bindir / name
+        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" {argv}"$@"\n')
+        shim.chmod(0o755)
     (tmp_path / "scripts").symlink_to(ROOT / "scripts")
     return {
         **os.environ,
