@@ -65,7 +65,9 @@ class Newcomer:
     def env(self, **extra: str) -> dict[str, str]:
         """A shell of the newcomer: the venv activated, nothing of this checkout on the path."""
         drop = ("PYTHONPATH", "PYTEST_ADDOPTS", "VIRTUAL_ENV", "PYTHONHOME")
-        env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("NAMESRV_")}
+        env = {
+            k: v for k, v in os.environ.items() if k not in drop and not k.startswith("NAMESRV_")
+        }
         path = [str(self.venv / "bin")]
         path += [p for p in env.get("PATH", "").split(os.pathsep) if not _suite_bin(p)]
         return {
@@ -109,4 +111,3 @@ def newcomer() -> Iterator[Newcomer]:
         yield come
     finally:
         shutil.rmtree(base, ignore_errors=True)
-
