@@ -60,6 +60,8 @@ class Newcomer:
     clone: Path
     venv: Path
     home: Path
+    install: str  # README.md's install command, run in the clone
+    serve: str  # and its serve command
     install_log: str
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -102,11 +104,11 @@ def newcomer() -> Iterator[Newcomer]:
     base.chmod(0o755)
     clone, venv, home = base / "namesrv-redis", base / "venv", base / "home"
     home.mkdir()
-    come = Newcomer(base, clone, venv, home, "")
+    install, serve = readme_opening()
+    come = Newcomer(base, clone, venv, home, install, serve, "")
     try:
         _run(["git", "clone", "--quiet", str(ROOT), str(clone)], base, come.env())
         _run([python, "-m", "venv", str(venv)], base, come.env())
-        install, _ = readme_opening()
         come.install_log = _run(["bash", "-euo", "pipefail", "-c", install], clone, come.env())
         yield come
     finally:
