@@ -5,6 +5,10 @@ the test's free ports. ``text`` blocks are output samples or need what CI lacks 
 Kubernetes cluster) and are not run; the Kubernetes manifests are checked structurally and
 their probes asked of a real pod.
 
+``tests/test_newcomer.py`` runs every page's ``sh`` blocks again, generically (exit status,
+tracebacks, ERROR lines), from a fresh clone in a fresh virtualenv; this file checks what the
+four pages print, with this checkout's code, and that every fence of docs/ is labelled.
+
 - quickstart: a fresh virtualenv, ``pip install .`` exactly as written, then the page.
 - the others: a real redis-server, a ``serve`` pod with a broker registered as
   ``127.0.0.1:10911`` (as in the captured Java estate), and a replay of the Java NameServer's
@@ -191,3 +195,26 @@ def test_migration_commands(
     configs = (tmp_path / "configs.txt").read_text()
     assert f"============{java.addr}============" in configs
     assert f"============{pod.addr}============" in configs
+
+
+def test_every_docs_fence_says_what_it_is() -> None:
+    """A fence without a language would be neither run (``sh``) nor declared output or out of
+    reach (``text``): each block of docs/ is one or the other, or a data format."""
+    unlabelled = [
+        f"{page.name}: {body.splitlines()[0] if body.strip() else '(empty)'}"
+        for page in sorted(DOCS.glob("*.md"))
+        for kind, body in FENCE.findall(page.read_text())
+        if not kind
+    ]
+    assert not unlabelled, unlabelled
+
+
+def test_shims_keep_the_running_environment(tmp_path: Path) -> None:
+    """The page's ``python`` is this interpreter in its own environment (a virtualenv's python
+    reached through a symlink elsewhere would lose the venv and its packages)."""
+    env = shim_env(tmp_path)
+    code = "import sys, namesrv_redis; print(sys.prefix, namesrv_redis.__file__)"
+    out = subprocess.run(
+        ["python", "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [sys.prefix, str(ROOT / "namesrv_redis" / "__init__.py")]
