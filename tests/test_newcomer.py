@@ -47,6 +47,16 @@ ERROR_LINE = re.compile(r"^.*\bERROR\b.*$", re.M)
 KNOWN_CTRL_C_BUG = re.compile(
     r"^.* ERROR .*embedded redis-server exited with 0: restarting it.*$", re.M
 )
+# what a page's commands must print, beyond exiting cleanly (the estate pages' output is
+# checked in detail by tests/test_docs_commands.py)
+EXPECTED = {
+    "quickstart.md": (
+        '{"status":"ready"}',
+        "DefaultCluster  broker-a      0     127.0.0.1:10911",
+        '"brokerName":"broker-a"',  # the HTTP route
+        "<title>namesrv-redis console</title>",  # the console ships in the wheel
+    ),
+}
 ESTATE_PAGES = ("troubleshooting.md", "operations.md", "migration.md")
 
 
@@ -154,3 +164,5 @@ def test_docs_page_as_written(
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert_clean(f"docs/{page}:\n{script}\n---", proc.returncode, out)
+    for expected in EXPECTED.get(page, ()):
+        assert expected in out, f"docs/{page} did not print {expected!r}:\n{out[-6000:]}"
