@@ -204,19 +204,14 @@ def test_wheel_marks_the_testing_api_typed(wheel: Path) -> None:
     assert "namesrv_redis/testing/py.typed" in names, sorted(names)
 
 
-@pytest.mark.slow
-def test_installed_wheel_brings_the_fixtures(wheel: Path, tmp_path: Path) -> None:
-    """What `pip install 'namesrv-redis[testing]'` gives: the wheel built from this checkout,
-    installed on its own, registers the pytest11 entry point; an outside project's tests then
-    find the fixtures with no -p and no conftest.
-
-    The wheel goes into a directory of its own (``pip install --target``) put first on the
-    path of the interpreter running this suite, whose environment supplies the dependencies
-    (fakeredis[lua] among them): it works the same whether that interpreter is a system
-    Python, a virtualenv or CI's, and never builds an environment on top of it. That
-    directory's ``.dist-info`` is found before any other installation of namesrv-redis, so a
-    wheel without the entry point would leave the outside tests without their fixtures."""
-    site, project = tmp_path / "site", tmp_path / "project"
+@pytest.fixture(scope="module")
+def site(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel installed on its own (``pip install --target``), for ``PYTHONPATH``: put first
+    on the path of the interpreter running this suite, whose environment supplies the
+    dependencies (fakeredis[lua] among them). It works the same whether that interpreter is a
+    system Python, a virtualenv or CI's, and builds no environment on top of it. Its
+    ``.dist-info`` is found before any other installation of namesrv-redis."""
+    target = tmp_path_factory.mktemp("site")
     sh(
         sys.executable,
         "-m",
@@ -225,20 +220,41 @@ def test_installed_wheel_brings_the_fixtures(wheel: Path, tmp_path: Path) -> Non
         "-q",
         "--no-deps",
         "--target",
-        str(site),
+        str(target),
         str(wheel),
-        cwd=tmp_path,
+        cwd=target,
     )
-    project.mkdir()
-    (project / "test_outside.py").write_text(OUTSIDE_TESTS)
+    return target
+
+
+@pytest.mark.slow
+def test_installed_wheel_brings_the_fixtures(site: Path, tmp_path: Path) -> None:
+    """What `pip install 'namesrv-redis[testing]'` gives: the wheel built from this checkout
+    registers the pytest11 entry point; an outside project's tests then find the fixtures with
+    no -p and no conftest (a wheel without the entry point would leave them without)."""
+    (tmp_path / "test_outside.py").write_text(OUTSIDE_TESTS)
     env = {**clean_env(), "PYTHONPATH": str(site)}
-    where = sh(
-        sys.executable,
-        "-c",
-        "import namesrv_redis.testing.plugin as p; print(p.__file__)",
-        cwd=project,
-        env=env,
-    )
+    code = "import namesrv_redis.testing.plugin as p; print(p.__file__)"
+    where = sh(sys.executable, "-c", code, cwd=tmp_path, env=env)
     assert where.startswith(str(site)), where  # the installed copy, not this checkout
-    out = sh(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project, env=env)
+    out = sh(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path, env=env)
     assert "6 passed" in out, out
+
+
+@pytest.mark.slow
+def test_outside_mypy_checks_calls_into_the_testing_api(site: Path, tmp_path: Path) -> None:
+    """With ``py.typed`` an outside project's mypy reads our annotations (a wrong argument is
+    an arg-type error); without it mypy would refuse the import as untyped."""
+    (tmp_path / "use.py").write_text(
+        "from namesrv_redis.testing import NameServer\n\n"
+        "NameServer().register_broker(1, 'broker-a', '127.0.0.1:10911', ['T'])\n"
+    )
+    env = {**clean_env(), "PYTHONPATH": str(site)}
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-executable"]
+    proc = subprocess.run(
+        [*mypy, sys.executable, "use.py"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert 'Argument 1 to "register_broker" of "NameServer" has incompatible type "int"' in (
+        proc.stdout
+    ), proc.stdout + proc.stderr
+    assert "import-untyped" not in proc.stdout
