@@ -97,6 +97,12 @@ def estate() -> Iterator[tuple[RedisServerProcess, NamesrvProcess, JavaReplaySer
     redis.stop()
 
 
+# A page's developer-install line: this suite's environment is that install already, and the
+# checkout's pages must never reinstall the interpreter running them (test_newcomer.py runs
+# the line for real, in its fresh virtualenv).
+DEV_INSTALL = "pip install -q -e '.[test]'"
+
+
 def local_subs(redis: RedisServerProcess, pod: NamesrvProcess) -> dict[str, str]:
     return {
         "localhost:9876": pod.addr,
@@ -122,7 +128,8 @@ def test_operations_commands_and_manifests(
     estate: tuple[RedisServerProcess, NamesrvProcess, JavaReplayServer], tmp_path: Path
 ) -> None:
     redis, pod, _ = estate
-    out = run_page("operations.md", local_subs(redis, pod), shim_env(tmp_path), tmp_path)
+    subs = {DEV_INSTALL: "true", **local_subs(redis, pod)}
+    out = run_page("operations.md", subs, shim_env(tmp_path), tmp_path)
     assert '{"status":"ok"}' in out and '{"status":"ready"}' in out
     assert 'namesrv_estate_brokers{namespace="default"} 1.0' in out
     assert "pod RSS idle" in out
