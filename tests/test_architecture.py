@@ -176,8 +176,7 @@ def test_imports_point_down() -> None:
         f"{module} (rank {ranks[unit_of(module)]}) imports {target} (rank {ranks[unit_of(target)]})"
         for module, targets in import_graph().items()
         for target in targets
-        if unit_of(target) != unit_of(module)
-        and ranks[unit_of(target)] >= ranks[unit_of(module)]
+        if unit_of(target) != unit_of(module) and ranks[unit_of(target)] >= ranks[unit_of(module)]
     ]
     assert wrong == []
 
@@ -197,9 +196,7 @@ def test_store_imports_nothing_above_it() -> None:
     ] == []
 
 
-@pytest.mark.parametrize(
-    "init", sorted(PACKAGE.glob("*/__init__.py")), ids=lambda p: p.parent.name
-)
+@pytest.mark.parametrize("init", sorted(PACKAGE.glob("*/__init__.py")), ids=lambda p: p.parent.name)
 def test_each_folder_opens_with_what_it_holds(init: Path) -> None:
     doc = ast.get_docstring(ast.parse(init.read_text()))
     assert doc, f"{init.relative_to(ROOT)} needs a docstring saying what the folder holds"

@@ -11,6 +11,8 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -140,3 +142,68 @@ def test_console_assets_and_reads(estate: tuple[NamesrvProcess, list[BrokerThrea
         # read-only without the token: the server refuses the console's changes
         r = http.post("/v1/brokers/broker-a/write-permission", json={"enabled": False})
         assert r.status_code == 401
+
+
+def test_root_leads_to_the_console(estate: tuple[NamesrvProcess, list[BrokerThread]]) -> None:
+    pod, _ = estate
+    with httpx.Client(base_url=f"http://127.0.0.1:{pod.http_port}") as http:
+        root = http.get("/")
+        assert root.status_code in (302, 307) and root.headers["location"] == "/console/"
+        assert "<title>" in http.get("/", follow_redirects=True).text
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return url.startswith(("data:", "blob:", "about:")) or host in ("127.0.0.1", "localhost")
+
+
+@pytest.mark.slow
+def test_api_docs_render_offline(estate: tuple[NamesrvProcess, list[BrokerThread]]) -> None:
+    """/docs (Swagger UI) and /redoc render in a browser that may reach nothing but the pod:
+    their scripts, styles and icons are packaged, none comes from a CDN."""
+    pod, _ = estate
+    base = f"http://127.0.0.1:{pod.http_port}"
+    remote: list[str] = []
+
+    def only_loopback(route: Any) -> None:
+        if is_loopback_url(route.request.url):
+            route.continue_()
+        else:
+            remote.append(route.request.url)
+            route.abort()
+
+    with playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.route("**/*", only_loopback)
+        page = context.new_page()
+        expect = playwright_sync.expect
+        failed: list[tuple[str, str]] = []
+        page.on("requestfailed", lambda r: failed.append((r.url, r.failure or "")))
+        errors: list[str] = []
+        page.on("response", lambda r: errors.append(r.url) if r.status >= 400 else None)
+
+        page.goto(f"{base}/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("namesrv-redis")
+        operations = page.locator(".opblock-summary-path")
+        expect(operations.first).to_be_visible(timeout=15_000)
+        paths = operations.all_inner_texts()
+        assert any("/v1/routes/" in p for p in paths), paths
+        assert any("/write-permission" in p for p in paths), paths
+
+        page.goto(f"{base}/redoc")
+        expect(page.locator("h1")).to_contain_text("namesrv-redis", timeout=15_000)
+        expect(page.locator("[role=menuitem]", has_text="Get Clusters").first).to_be_attached()
+        expect(page.locator(".api-content")).to_contain_text("write-permission")
+        checked = list(failed), list(errors)
+
+        page.goto(f"{base}/")  # the pod's address in a browser: the console
+        expect(page).to_have_url(f"{base}/console/")
+        browser.close()
+    failed, errors = checked
+    assert remote == [], f"the docs pages asked the internet for {remote}"
+    # everything of the pod's loaded; ReDoc's sidebar logo on cdn.redoc.ly is refused by
+    # the page's CSP, never requested
+    assert errors == []
+    assert [u for u, _ in failed if is_loopback_url(u)] == []
+    assert all(why == "csp" for u, why in failed if not is_loopback_url(u)), failed

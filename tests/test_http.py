@@ -130,25 +130,43 @@ async def test_route_equals_remoting_answer(tier: Tier) -> None:
 
 
 async def test_blocking_query_returns_early_on_change(tier: Tier) -> None:
+    """A watch with the index of the answer it has waits (however late the registration's
+    event reaches the pod) and returns on the next change, long before its deadline."""
     c = await register(tier, sim_broker())
-    async with tier.http() as http:
-        first = await http.get("/v1/routes/T1")
+    app = create_app(
+        tier.store,
+        events=tier.events,
+        settings_provider=lambda: tier.settings,
+        readiness=lambda: asyncio.sleep(0),
+        routes=tier.remoting.processor.routes,
+        max_wait_s=60,
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=70) as http:
+        first = await http.get("/v1/routes/T1")  # right after the write: its event may lag
         index = int(first.headers["X-Namesrv-Index"])
+        assert index == await tier.store.route_version()  # the version of this very answer
         broker = sim_broker(topics=("T1", "T2", "T3"))
         broker.counter = 10
+        changing = asyncio.Event()
 
         async def create_topic() -> None:
             await asyncio.sleep(0.3)
+            changing.set()
             assert (await broker.register(c)).code == 0
 
         started = asyncio.get_running_loop().time()
         task = asyncio.create_task(create_topic())
-        watched = await http.get("/v1/routes/T1", params={"index": index, "wait": "2500ms"})
+        watched = await http.get("/v1/routes/T1", params={"index": index, "wait": "50s"})
+        returned_after_change = changing.is_set()
         elapsed = asyncio.get_running_loop().time() - started
         await task
         assert watched.status_code == 200
+        assert returned_after_change, f"returned after {elapsed:.3f} s, before any change"
         assert int(watched.headers["X-Namesrv-Index"]) > index
-        assert 0.25 <= elapsed < 2.0
+        assert elapsed < 45, "returned at its deadline, not on the change"
+        assert watched.content == first.content  # T1's own route did not change
+    await c.close()
 
 
 async def test_blocking_query_returns_at_deadline(tier: Tier) -> None:

@@ -82,6 +82,7 @@ BASE: dict[str, list[str]] = {
     "config_update": ["orderMessageEnable", "true"],
     "route": ["T1", ORDER_TOPIC_CONFIG],
     "cluster_info": [],
+    "probe_expiry": ["pod-1", "300"],
 }
 
 _INT = [*NOT_INTEGERS]
@@ -121,6 +122,8 @@ MUST_REFUSE: dict[tuple[str, int], list[str]] = {
     ("register_topic", 2): _NAME,
     **{("register_topic", i): _JAVA_INT for i in (3, 4, 5, 6)},
     ("config_update", 0): _NAME,
+    ("probe_expiry", 0): _NAME,
+    ("probe_expiry", 1): [*_INT, "-1", "0", "60001", "9" * 25],
 }
 
 

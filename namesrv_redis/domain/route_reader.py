@@ -59,12 +59,15 @@ class _BrokerSet:
 
 
 class _Entry(msgspec.Struct, gc=False):
-    """One topic's cached answer (no GC header: 40 bytes)."""
+    """One topic's cached answer (no GC header: 48 bytes)."""
 
     standard: bytes | None
     """The answer in standard JSON; None = the topic has no route."""
     fastjson: bytes | None
     brokers: _BrokerSet | None
+    version: int
+    """The route version the answer was read at (shared: no later than any of its topics'
+    reads; 0 for "no route", whose read reports no version)."""
 
     def fresh(self) -> bool:
         return self.brokers is None or self.brokers.valid
@@ -73,7 +76,7 @@ class _Entry(msgspec.Struct, gc=False):
         return self.standard if standard else self.fastjson
 
 
-_NO_ROUTE = _Entry(None, None, None)
+_NO_ROUTE = _Entry(None, None, None, 0)
 
 
 def _key(topic: str) -> bytes:
@@ -144,7 +147,34 @@ class RouteReader:
         if zone is not None:
             route = await self._load(topic, cache=False)
             return encode_route(filter_by_zone(route, zone), standard) if route else None
-        return (await self._entry(topic)).body(standard)
+        return (await self._entry(topic))[0].body(standard)
+
+    async def route_answer(
+        self, topic: str, *, standard: bool, latest: Callable[[], int]
+    ) -> tuple[bytes | None, int]:
+        """The answer and the route version it is the answer at (the HTTP tier's
+        ``X-Namesrv-Index``), read together. ``latest`` is the version the pod's route events
+        have reached. A Redis read answers at the version it returned (for "no route", which
+        reports none, at ``latest`` before the read: never later than the read). A cached
+        answer is current up to ``latest``, since every later event that concerned it would
+        have dropped it, unless it was read at a later version still (its event on its way).
+        So the version is never later than the answer (a watcher that passes it back misses no
+        change) and never earlier than the read (a watcher is not woken for nothing)."""
+        before = latest()
+        entry, read_at = await self._entry(topic)
+        if read_at is None:
+            return entry.body(standard), max(latest(), entry.version)
+        return entry.body(standard), read_at or before
+
+    def cached_answer(self, topic: str, *, standard: bool) -> tuple[bool, bytes | None, int]:
+        """(hit, body, the version it was read at) from the cache alone: the HTTP tier's hot
+        path; the answer is current up to the later of that version and the events' (see
+        :meth:`route_answer`)."""
+        entry = self._entries.get(_key(topic))
+        if entry is None or not entry.fresh():
+            return False, None, 0
+        _HIT.inc()
+        return True, entry.standard if standard else entry.fastjson, entry.version
 
     def cached_body(self, topic: str, *, standard: bool) -> tuple[bool, bytes | None]:
         """(hit, body) from the cache alone, without awaiting: the remoting hot path."""
@@ -154,12 +184,14 @@ class RouteReader:
         _HIT.inc()
         return True, entry.standard if standard else entry.fastjson
 
-    async def _entry(self, topic: str) -> _Entry:
+    async def _entry(self, topic: str) -> tuple[_Entry, int | None]:
+        """The topic's entry, and when a Redis read made it now, the version that read
+        returned (0 for "no route"); None when it comes from the cache."""
         key = _key(topic)
         entry = self._entries.get(key)
         if entry is not None and entry.fresh():
             _HIT.inc()
-            return entry
+            return entry, None
         _MISS.inc()
         try:
             route = await self._load(topic)
@@ -167,12 +199,13 @@ class RouteReader:
             if entry is not None:
                 _STALE.inc()
                 log.warning("route store unreachable: serving a stale route of %r", topic)
-                return entry
+                return entry, None
             raise
+        read_at = route.version if route is not None else 0
         cached = self._entries.get(key)
         if cached is not None and cached.fresh():
-            return cached
-        return self._make_entry(route)  # not cached (an event raced the read): as read
+            return cached, read_at  # stored by this read, or by a later one
+        return self._make_entry(route), read_at  # not cached (an event raced the read)
 
     async def _load(self, topic: str, *, cache: bool = True) -> TopicRoute | None:
         """One Redis read per topic however many callers miss at once."""
@@ -215,12 +248,12 @@ class RouteReader:
             return _NO_ROUTE
         standard = encode_route(route, True)
         shared = self._shared.get(standard)
-        if shared is not None and shared.fresh():
-            return shared
+        if shared is not None and shared.fresh() and shared.version <= route.version:
+            return shared  # (read later: it may already be stale for this topic)
         if len(self._shared) >= self.max_entries:
             self._shared.clear()  # only sharing is lost; cached topics keep their entries
         names = tuple(sorted({b.broker_name for b in route.broker_datas}))
-        entry = _Entry(standard, encode_route(route, False), self._broker_set(names))
+        entry = _Entry(standard, encode_route(route, False), self._broker_set(names), route.version)
         self._shared[standard] = entry
         return entry
 

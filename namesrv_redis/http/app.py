@@ -10,7 +10,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -22,14 +22,17 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from namesrv_redis import __version__
 from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.http.acl_api import add_acl_routes
+from namesrv_redis.http.api_docs import add_api_docs
 from namesrv_redis.http.exposure import admin_exposed_without_token
+from namesrv_redis.http.json_body import JsonBodyRoute, invalid_json
 from namesrv_redis.http.openapi import install as install_openapi
 from namesrv_redis.http.probes import HEALTHY, metrics_text, readiness_answer
 from namesrv_redis.settings.config import Settings
 from namesrv_redis.store.acl import AclStore
-from namesrv_redis.store.events import RouteEvents
+from namesrv_redis.store.events import RouteEvent, RouteEvents
 from namesrv_redis.store.pods import live_pod_addresses
 from namesrv_redis.store.route_store import RouteStore
 from namesrv_redis.telemetry.estate_metrics import EstateCollector
@@ -44,6 +47,9 @@ log = logging.getLogger(__name__)
 MAX_WAIT_S = 600.0
 DEFAULT_WAIT_S = 300.0
 KEEPALIVE_S = 15.0
+STREAM_BUFFER = 64
+"""Events a Server-Sent Events client may be behind before its subscription's own bounded
+queue takes the rest (and turns an overflow into one "everything may have changed")."""
 
 
 class ApiError(Exception):
@@ -172,6 +178,43 @@ def parse_wait(text: str | None) -> float:
     return min(seconds, MAX_WAIT_S)
 
 
+async def event_stream(events: RouteEvents, topics: set[str] | None) -> AsyncIterator[bytes]:
+    """``/v1/events``: Server-Sent Events of the route changes that concern ``topics`` (all
+    when None), with a keep-alive comment after every :data:`KEEPALIVE_S` of silence.
+
+    The subscription is drained by a task of its own into a small queue: waiting for the next
+    event with a timeout then cancels only a ``Queue.get``, never the subscription (cancelling
+    the subscription's own ``__anext__`` would end it at the first keep-alive). When the client
+    leaves, Starlette cancels this generator and the ``finally`` cancels the task, whose own
+    ``finally`` closes the subscription: no listener outlives its client."""
+    pending: asyncio.Queue[RouteEvent] = asyncio.Queue(STREAM_BUFFER)
+
+    async def pump() -> None:
+        subscription = events.subscribe(topics)
+        try:
+            async for event in subscription:
+                await pending.put(event)
+        finally:
+            if isinstance(subscription, AsyncGenerator):  # (typed as an iterator)
+                await subscription.aclose()
+
+    pumping = asyncio.create_task(pump(), name="sse-subscription")
+    try:
+        await asyncio.sleep(0)  # the task subscribes before the client hears "connected"
+        yield b": connected\n\n"
+        while True:
+            try:
+                event = await asyncio.wait_for(pending.get(), KEEPALIVE_S)
+            except TimeoutError:
+                if pumping.done():  # the subscription ended: say so by ending the stream
+                    return
+                yield b": keep-alive\n\n"
+                continue
+            yield b"event: route\ndata: " + orjson.dumps(event.to_json()) + b"\n\n"
+    finally:
+        pumping.cancel()
+
+
 # ------------------------------------------------------------------------------ app
 
 
@@ -191,13 +234,20 @@ def create_app(
     that ``/metrics`` reports, shared with :class:`~.probes.Probes` in a pod)."""
     reader = routes if routes is not None else RouteReader(store, enabled=False)
     app = FastAPI(
+        docs_url=None,  # served from packaged assets instead of a CDN: add_api_docs below
+        redoc_url=None,
         title="namesrv-redis",
-        version="0.1.0",
+        version=__version__,
         description="RocketMQ name server routes and admin over HTTP/JSON.",
         responses={503: {"model": ErrorModel}},
     )
+    app.router.route_class = JsonBodyRoute  # bodies are JSON whatever curl -d labels them
 
     install_openapi(app)
+    add_api_docs(app)
+
+    def latest_version() -> int:
+        return events.latest_version  # kept current by the event subscription
 
     # ---------------------------------------------------------------- errors and metrics
 
@@ -218,6 +268,9 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        not_json = invalid_json(list(exc.errors()))
+        if not_json is not None:
+            return JSONResponse({"error": "invalid_json", "detail": not_json}, status_code=400)
         detail = "; ".join(
             f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
         )
@@ -273,8 +326,7 @@ def create_app(
     ) -> Response:
         if index is not None:
             await events.wait_for_version(index, min(parse_wait(wait), max_wait_s))
-        version = events.latest_version  # kept current by the event subscription
-        body = await reader.route_body(topic, standard=True)
+        body, version = await reader.route_answer(topic, standard=True, latest=latest_version)
         headers = {"X-Namesrv-Index": str(version)}
         if body is None:
             return JSONResponse(
@@ -291,19 +343,10 @@ def create_app(
     async def get_events(topic: list[str] | None = Query(default=None)) -> StreamingResponse:
         wanted = set(topic) if topic else None
 
-        async def stream() -> AsyncIterator[bytes]:
-            yield b": connected\n\n"
-            it = events.subscribe(wanted).__aiter__()
-            while True:
-                try:
-                    event = await asyncio.wait_for(it.__anext__(), KEEPALIVE_S)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
-                yield b"event: route\ndata: " + orjson.dumps(event.to_json()) + b"\n\n"
-
         return StreamingResponse(
-            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            event_stream(events, wanted),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
         )
 
     # ---------------------------------------------------------------- clusters and topics

@@ -50,4 +50,9 @@ def add_console(app: FastAPI, store: RouteStore, settings_provider: Callable[[],
     async def console_slash() -> RedirectResponse:
         return RedirectResponse("/console/")
 
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        """A browser pointed at the pod lands on the console."""
+        return RedirectResponse("/console/")
+
     app.mount("/console/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")

@@ -137,7 +137,7 @@ class FastRouteProtocol(BoundedHttpToolsProtocol):
         path = self.root_path + path
         if not path.startswith(PREFIX) or len(path) == len(PREFIX):
             return False
-        hit, body = self.routes.cached_body(path[len(PREFIX) :], standard=True)
+        hit, body, read_at = self.routes.cached_answer(path[len(PREFIX) :], standard=True)
         if not hit or body is None:
             return False
         http_version = parser.get_http_version()
@@ -148,7 +148,7 @@ class FastRouteProtocol(BoundedHttpToolsProtocol):
                 _default_headers(self.server_state.default_headers),
                 b"content-length: %d" % len(body),
                 _AFTER_LENGTH,
-                b"%d" % self.events.latest_version,
+                b"%d" % max(self.events.latest_version, read_at),  # as RouteReader.route_answer
                 _END if keep_alive else _CLOSE,
                 body,
             )

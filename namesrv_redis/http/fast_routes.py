@@ -42,9 +42,9 @@ class RouteFastPath:
             started = time.perf_counter()
             topic = scope["path"][len(PREFIX) :]
             if topic:
-                hit, body = self.routes.cached_body(topic, standard=True)
+                hit, body, read_at = self.routes.cached_answer(topic, standard=True)
                 if hit and body is not None:
-                    index = str(self.events.latest_version).encode()
+                    index = str(max(self.events.latest_version, read_at)).encode()
                     await send_response(
                         send, 200, b"application/json", body, (b"x-namesrv-index", index)
                     )

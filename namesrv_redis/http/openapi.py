@@ -29,6 +29,10 @@ def rewrite(schema: dict[str, Any]) -> dict[str, Any]:
                 responses["422"] = _error("Invalid path, query or body value")
             if "wait" in params:
                 responses["400"] = _error("Unparseable wait duration")
+            if "requestBody" in op:
+                responses["400"] = _error(
+                    "The body is not JSON (it is read as JSON whatever its Content-Type)"
+                )
             if "requestBody" in op or method in ("put", "post"):
                 responses["413"] = _error("Request body too large")
             responses["431"] = _error("Request line and headers too large")

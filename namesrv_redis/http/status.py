@@ -1,6 +1,7 @@
-"""``GET /v1/status``: what this pod runs on — the Redis it uses (password hidden), the
-namespace, what that Redis promises for the data (persistence, re-read on every call), and for
-the embedded default its data directory and how often it had to be restarted."""
+"""``GET /v1/status``: what this pod runs (the package version) and on what: the Redis it uses
+(password hidden), the namespace, what that Redis promises for the data (persistence, re-read
+on every call), and for the embedded default its data directory and how often it had to be
+restarted."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from namesrv_redis import __version__
 from namesrv_redis.store.embedded import EmbeddedRedis
 from namesrv_redis.store.persistence import PersistenceMonitor, PersistenceReport
 
@@ -21,6 +23,8 @@ class EmbeddedModel(BaseModel):
 
 
 class PodStatus(BaseModel):
+    version: str
+    """The namesrv-redis package this pod runs."""
     redis: str
     namespace: str
     persistence: PersistenceReport
@@ -44,6 +48,7 @@ def status_router(source: StatusSource) -> APIRouter:
         report = await source.monitor.refresh()
         emb = source.embedded
         return {
+            "version": __version__,
             "redis": source.redis,
             "namespace": source.namespace,
             "persistence": report,

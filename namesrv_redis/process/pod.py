@@ -27,6 +27,7 @@ from namesrv_redis.remoting.tls import ServerTls, https_options, tls_options
 from namesrv_redis.rocketmq.register_body import set_max_inflated
 from namesrv_redis.settings.config import Settings
 from namesrv_redis.store.acl import AclStore
+from namesrv_redis.store.capabilities import CapabilityMonitor, load_scripts_unless_refused
 from namesrv_redis.store.connection import (
     Deployment,
     RedisTarget,
@@ -103,6 +104,7 @@ class Pod:
         self.liveness: Liveness | None = None
         self.advertiser: PodAdvertiser | None = None
         self.topology: Topology | None = None
+        self.capabilities: CapabilityMonitor | None = None
         self.http: Any = None
         self.http_app: LazyApp | None = None
         """The JSON API (FastAPI), built on its first request."""
@@ -152,12 +154,20 @@ class Pod:
             deadlines=Deadlines(s.redis_read_timeout_millis, s.redis_write_timeout_millis),
             replication=replication,
         )
-        await store.load_scripts()
+        await load_scripts_unless_refused(store)
         await self._load_shared_config()
         self.topology = Topology(
             self.redis, target, store.keys, replication=replication, client_options=options
         )
         await self.topology.start()
+        caps = self.capabilities = CapabilityMonitor(
+            self.topology.expiry_client,
+            store.keys,
+            store.scripts.probe_expiry,
+            wait_needed=lambda: replication.wait_replicas != 0,
+        )
+        await caps.start()
+        self.topology.on_failover.append(caps.recheck)
 
         self.routes = RouteReader(
             store,
@@ -175,11 +185,17 @@ class Pod:
         self.events.on_data_loss.append(self._rebuild)
         await self.events.start()
 
+        routes = self.routes
+
+        def resubscribed() -> None:  # expiry events may have been lost: recheck, refetch
+            routes.clear()
+            caps.wake()
+
         self.liveness = Liveness(
             store,
             self.redis,
             scan_interval_ms=s.scan_not_active_broker_interval,
-            on_reconnect=self.routes.clear,
+            on_reconnect=resubscribed,
             topology=self.topology,
         )
         await self.liveness.start()
@@ -306,7 +322,8 @@ class Pod:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._http_task, grace_s)
         await self.trimmer.stop()
-        for part in (self.advertiser, self.liveness, self.events, self.topology, self.offload):
+        parts = (self.advertiser, self.liveness, self.events, self.topology, self.offload)
+        for part in (*parts, self.capabilities):
             if part is not None:
                 with contextlib.suppress(Exception):
                     await part.stop()
@@ -359,15 +376,24 @@ class Pod:
 
     async def readiness(self) -> str | None:
         """None when ready, else why not (served as /readyz, within a second)."""
-        if self.store is None or self.liveness is None or self.events is None:
+        if (
+            self.store is None
+            or self.liveness is None
+            or self.events is None
+            or self.capabilities is None
+        ):
             return "starting"
         try:
             await self.store.deadlines.run("read", self.redis.ping())
         except Exception as e:
             return f"redis unreachable: {type(e).__name__}: {e}"
+        # what the Redis user may do and how Redis evicts (docs/redis.md)
+        if (problem := self.capabilities.problem()) is not None:
+            return problem
         if not self.events.connected:
             return "route event subscription down"
-        if not self.liveness.cleaner.subscribed:
+        cleaner = self.liveness.cleaner
+        if not cleaner.subscribed and cleaner.refusal is None:  # refused: sweeper-only, ready
             return "expiry cleaner not subscribed"
         return None
 
@@ -397,11 +423,18 @@ class Pod:
 
     def notices(self) -> list[str]:
         """What works but degraded (served with /readyz)."""
-        out = []
-        if self.topology is not None and not self.topology.notifications:
+        out = self.capabilities.notices() if self.capabilities is not None else []
+        cleaner = self.liveness.cleaner if self.liveness is not None else None
+        sweeper_only = (
+            "dead brokers are found by the sweeper only (up to one "
+            "scanNotActiveBrokerInterval late)"
+        )
+        if cleaner is not None and cleaner.refusal is not None:
+            out.append(f"expired-key events refused: {cleaner.refusal.text()}; {sweeper_only}")
+        elif cleaner is not None and cleaner.notifications is False:
             out.append(
-                "keyspace notifications off: dead brokers are found by the sweeper only "
-                "(up to one scanNotActiveBrokerInterval late)"
+                "no expired-key event seen for a probe key (notify-keyspace-events lacks Ex?): "
+                + sweeper_only
             )
         return out
 

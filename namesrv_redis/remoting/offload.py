@@ -31,6 +31,7 @@ from namesrv_redis.remoting.handler_types import Connection, Response
 from namesrv_redis.remoting.processor import NamesrvProcessor
 from namesrv_redis.rocketmq.codes import RequestCode
 from namesrv_redis.rocketmq.errors import RemotingError
+from namesrv_redis.store.capabilities import load_scripts_unless_refused
 from namesrv_redis.store.connection import create_redis
 from namesrv_redis.store.replication import Replication
 from namesrv_redis.store.route_store import RouteStore
@@ -152,7 +153,7 @@ class Offloader:
             if replication is not None
             else None,
         )
-        await store.load_scripts()
+        await load_scripts_unless_refused(store)  # a refusal: the pod says so, not ready
         worker = NamesrvProcessor(store, self.main.settings, self.main.routes)
         worker.registrations = self.main.registrations
         worker.accepted = self.main.accepted  # re-applied after a data loss like any other

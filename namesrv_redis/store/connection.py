@@ -271,10 +271,12 @@ def describe_url(url: str) -> str:
 
 
 async def ensure_keyspace_events(client: Any, *, warn: bool = True) -> bool:
-    """Make sure expired-key events are on (flags E and x); True when they are.
+    """Try to switch expired-key events on (flags E and x); True when CONFIG says they are on,
+    False when it cannot tell (CONFIG refused or renamed away, as on managed Redis).
 
-    Managed Redis often forbids CONFIG: then a loud warning says that dead brokers will be
-    removed by the sweeper alone (within one sweep interval of their deadline).
+    This is not the verdict: whether events reach the cleaner is observed with a probe key
+    (:class:`namesrv_redis.store.capabilities.ExpiryProbe`), since a server whose operator
+    preset ``notify-keyspace-events Ex`` emits them without letting the pod read the setting.
     """
     try:
         current = await client.config_get("notify-keyspace-events")
@@ -297,9 +299,9 @@ async def ensure_keyspace_events(client: Any, *, warn: bool = True) -> bool:
         if not warn:
             return False
         log.warning(
-            "cannot enable keyspace notifications (CONFIG refused: %s); dead brokers will be "
-            "removed by the sweeper only, up to one scanNotActiveBrokerInterval late. "
-            "Set notify-keyspace-events to include 'Ex' on the Redis server.",
+            "cannot check or set notify-keyspace-events (CONFIG refused: %s); a probe key "
+            "tells whether expired-key events arrive. Set notify-keyspace-events to include "
+            "'Ex' on the Redis server (docs/redis.md)",
             e,
         )
         return False

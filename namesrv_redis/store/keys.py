@@ -41,6 +41,8 @@ key (after the prefix)          type   contents
 ``acl``                         hash   ACL accessKey -> ``{"secretKey","permission"}`` JSON
                                        (``admin`` or ``broker``; written by acl_write.lua)
 ``events``                      chan   pub/sub channel of route-change events (JSON)
+``probe:<name>``                str    a pod's probe key, a few hundred ms of TTL: its expiry
+                                       event proves notifications arrive (capabilities.py)
 ==============================  =====  =========================================================
 
 ``<ident>`` is :func:`broker_ident`: ``<cluster>@<addr>`` with ``%`` and ``@`` escaped in both.
@@ -173,3 +175,11 @@ class Keys:
     @property
     def acl(self) -> str:
         return self.prefix + "acl"
+
+    @property
+    def probe_prefix(self) -> str:
+        return self.prefix + "probe:"
+
+    def probe(self, name: str) -> str:
+        """A probe key (``lua/probe_expiry.lua`` derives the same name)."""
+        return self.probe_prefix + name

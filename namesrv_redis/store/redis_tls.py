@@ -27,14 +27,17 @@ from namesrv_redis.store.keys import Keys
 POD_COMMANDS = (
     # connection set-up, health checks, readiness
     "ping hello auth select client|setname",
-    # scripts: every write, the route read (SCRIPT LOAD at start, EVALSHA after, EVAL on NOSCRIPT)
-    "evalsha eval script|load",
+    # scripts: every write, the route read (SCRIPT LOAD at start and after NOSCRIPT, EVALSHA)
+    "evalsha script|load",
     # what the scripts call (Redis 7 checks commands run inside scripts against the ACL too)
     "get incr del exists pexpire pttl hget hgetall hkeys hset hsetnx hdel hexists "
     "sadd srem smembers sismember scard sunion zadd zrem zrange zrangebyscore zremrangebyscore "
     "zcard",
     # route events and expired-key notifications
     "publish subscribe unsubscribe",
+    # the route-version and epoch poll (lost events, lost data: events.py), confirmed writes
+    # (WAIT), replica count and eviction policy (INFO), table sizes for /metrics (ZCOUNT)
+    "mget set wait info zcount",
     # checking notify-keyspace-events at start (add config|set to let the pod set it itself)
     "config|get",
     # namesrv-redis check

@@ -52,6 +52,7 @@ class Scripts:
     route: AsyncScript
     cluster_info: AsyncScript
     acl_write: AsyncScript
+    probe_expiry: AsyncScript
 
 
 def script_names() -> list[str]:

@@ -11,9 +11,11 @@ One :class:`Topology` per pod watches the Redis deployment (docs/ha.md):
   cleaner a client of it; a slot migration or a replica promotion moves the subscription.
 - **All deployments**: every check makes sure the node that owns the namespace emits
   expired-key events (a promoted replica or a restarted server starts with its own
-  ``notify-keyspace-events``), exports whether it does as ``namesrv_keyspace_notifications``,
-  and re-reads how many replicas the master has, which sets how many replicas each write waits
-  for (:mod:`namesrv_redis.store.replication`).
+  ``notify-keyspace-events``; where CONFIG is refused, it tries again only every minute or on a
+  new node — whether events arrive is observed by the expiry cleaner's probe key, not read
+  here), and re-reads how many replicas the master has, which sets how many replicas each
+  write waits for (:mod:`namesrv_redis.store.replication`). A user that may not run ``INFO``
+  is told once, at WARNING, what to grant; the last replica count read is kept.
 
 A master switch or a new slot owner also calls the ``on_failover`` callbacks: the pod then
 re-applies its connected brokers' registrations (a failover may have dropped acknowledged
@@ -30,6 +32,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from namesrv_redis.store.capabilities import is_refusal
 from namesrv_redis.store.connection import (
     Deployment,
     EpochSentinel,
@@ -43,12 +46,14 @@ from namesrv_redis.store.connection import (
 from namesrv_redis.store.keys import Keys
 from namesrv_redis.store.replication import Replication
 from namesrv_redis.store.route_store import as_text
-from namesrv_redis.telemetry.metrics import KEYSPACE_NOTIFICATIONS, REDIS_ERRORS, REDIS_FAILOVERS
+from namesrv_redis.telemetry.metrics import REDIS_ERRORS, REDIS_FAILOVERS
 
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL_S = 1.0
 REPLICAS_INTERVAL_S = 2.0
+CONFIG_RETRY_S = 60.0
+"""Where CONFIG is refused, how long until the check tries it again on the same node."""
 SWITCH_MASTER = "+switch-master"
 _DOWN_FLAGS = frozenset({"s_down", "o_down", "disconnected"})
 
@@ -100,8 +105,12 @@ class Topology:
         self.check_interval_s = check_interval_s
         self.client_options = dict(client_options or {})
         """Credentials and TLS options the pod's client was made with (redis_tls.py)."""
-        self.notifications = False
-        """Whether the node that owns the namespace emits expired-key events."""
+        self.config_allowed: bool | None = None
+        """Whether CONFIG could check/set notify-keyspace-events on the node (None: not
+        tried yet)."""
+        self._config_retry_at = 0.0
+        self._config_generation = -1
+        self._info_refusal_said = False
         self.generation = 0
         """Bumped whenever the node to subscribe to for expiry events changes."""
         self.on_failover: list[FailoverCallback] = []
@@ -168,15 +177,13 @@ class Topology:
         async with self._check_lock:
             if self.target.deployment is Deployment.CLUSTER:
                 await self._follow_slot_owner()
-            # warn once when CONFIG is refused (the cleaner warned at subscribe time)
-            self.notifications = await ensure_keyspace_events(self.expiry_client(), warn=False)
-            KEYSPACE_NOTIFICATIONS.set(1 if self.notifications else 0)
             loop = asyncio.get_running_loop()
+            await self._keep_notifications_on(loop.time())
             if self.replication is not None and (
                 replicas_now or loop.time() - self._last_replicas_check >= REPLICAS_INTERVAL_S
             ):
                 self._last_replicas_check = loop.time()
-                seen = await self._replica_count()
+                seen = await self._replica_count_or_last()
                 if seen != self.replication.replicas_seen:
                     self._replicas_changed(self.replication.replicas_seen, seen)
                 self.replication.replicas_seen = seen
@@ -204,9 +211,40 @@ class Topology:
                 raise
             except Exception as e:
                 REDIS_ERRORS.labels("topology").inc()
-                self.notifications = False
-                KEYSPACE_NOTIFICATIONS.set(0)
                 log.debug("topology check failed: %s", e)
+
+    async def _keep_notifications_on(self, now: float) -> None:
+        """CONFIG SET notify-keyspace-events where allowed (the cleaner warned at subscribe
+        time when it is not); refused, tried again after a minute or on another node."""
+        if self.config_allowed is False and (
+            now < self._config_retry_at and self._config_generation == self.generation
+        ):
+            return
+        self.config_allowed = await ensure_keyspace_events(self.expiry_client(), warn=False)
+        self._config_generation = self.generation
+        self._config_retry_at = now + CONFIG_RETRY_S
+
+    async def _replica_count_or_last(self) -> int:
+        """The replica count; where INFO is refused, said once, and the last count kept."""
+        assert self.replication is not None
+        try:
+            seen = await self._replica_count()
+        except Exception as e:
+            if not is_refusal(e):
+                raise
+            if not self._info_refusal_said:
+                self._info_refusal_said = True
+                log.warning(
+                    "the Redis user may not run INFO (%s): the master's replica count, which "
+                    "sets how many replicas a write waits for (WAIT), cannot be read; grant "
+                    "+info (docs/redis.md). Writes wait for %d replica(s) meanwhile "
+                    "(redisWaitReplicas=N sets a fixed count)",
+                    e,
+                    self.replication.wanted,
+                )
+            return self.replication.replicas_seen
+        self._info_refusal_said = False
+        return seen
 
     async def _replica_count(self) -> int:
         if self._sentinel is not None:

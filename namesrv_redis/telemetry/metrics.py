@@ -11,9 +11,18 @@ import re
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from namesrv_redis import __version__
 from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+BUILD_INFO = Gauge(
+    "namesrv_redis_build_info",
+    "Always 1; the version label is the namesrv-redis package this pod runs.",
+    ["version"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(version=__version__).set(1)
 
 # Every label value comes from a bounded set: a client choosing request codes or HTTP methods
 # must not be able to create one time series per value (each costs memory forever, and every
@@ -193,3 +202,50 @@ def set_persistence(mode: str, source: str, kv_durable: bool | None) -> None:
     REDIS_PERSISTENCE.clear()
     REDIS_PERSISTENCE.labels(mode=mode, source=source).set(1)
     REDIS_KV_DURABLE.set(-1 if kv_durable is None else int(kv_durable))
+
+
+# ------------------------------------------------------------ what Redis allows (docs/redis.md)
+
+REDIS_MAXMEMORY_POLICY = Gauge(
+    "namesrv_redis_maxmemory_policy",
+    "Eviction policy of the Redis node that holds this namespace: 1 on the policy found "
+    "(noeviction, allkeys-lru, volatile-ttl, …, unknown) and where it was read from (config, "
+    "info, none). allkeys-* with a memory limit makes the pod unready.",
+    ["policy", "source"],
+    registry=REGISTRY,
+)
+REDIS_MAXMEMORY_BYTES = Gauge(
+    "namesrv_redis_maxmemory_bytes",
+    "maxmemory of the Redis node that holds this namespace (0: no limit; -1: unknown).",
+    registry=REGISTRY,
+)
+REDIS_PERMISSION = Gauge(
+    "namesrv_redis_permission",
+    "1 when the pod's Redis user may run the command (script, evalsha, mget, set, wait, "
+    "info, config, subscribe, subscribe_expired), 0 when Redis refused it (ACL or renamed).",
+    ["permission"],
+    registry=REGISTRY,
+)
+_POLICIES = frozenset(
+    {
+        "noeviction",
+        "allkeys-lru",
+        "allkeys-lfu",
+        "allkeys-random",
+        "volatile-lru",
+        "volatile-lfu",
+        "volatile-random",
+        "volatile-ttl",
+        "unknown",
+    }
+)
+
+
+def set_maxmemory_policy(policy: str, source: str, maxmemory: int | None) -> None:
+    REDIS_MAXMEMORY_POLICY.clear()
+    REDIS_MAXMEMORY_POLICY.labels(policy if policy in _POLICIES else OTHER, source).set(1)
+    REDIS_MAXMEMORY_BYTES.set(-1 if maxmemory is None else maxmemory)
+
+
+def set_redis_permission(permission: str, allowed: bool) -> None:
+    REDIS_PERMISSION.labels(permission).set(1 if allowed else 0)

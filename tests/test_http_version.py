@@ -1,0 +1,41 @@
+"""The version a pod runs, where operators look for it: ``/v1/status``, the OpenAPI document,
+and ``namesrv_redis_build_info{version="…"} 1`` in ``/metrics`` — of a single-process pod and
+in every scrape of a ``--workers`` pod's merged exposition."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from namesrv_redis import __version__
+from tests.conftest import RedisServerProcess
+from tests.serverproc import NamesrvProcess
+
+
+def build_info(metrics: str) -> list[tuple[dict[str, str], float]]:
+    return [
+        (s.labels, s.value)
+        for f in text_string_to_metric_families(metrics)
+        if f.name == "namesrv_redis_build_info"
+        for s in f.samples
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_pod_reports_its_version(redis_server: RedisServerProcess, workers: str | None) -> None:
+    extra = ("--workers", workers) if workers else ()
+    pod = NamesrvProcess(redis_server.url, f"version-{workers}", *extra).start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{pod.http_port}", timeout=10) as http:
+            status = http.get("/v1/status")
+            assert status.status_code == 200 and status.json()["version"] == __version__
+            assert http.get("/openapi.json").json()["info"]["version"] == __version__
+            # a --workers pod: the kernel hands scrapes to either worker; each has it once
+            for _ in range(8):
+                with httpx.Client(timeout=10) as fresh:  # a new connection: maybe a new worker
+                    metrics = fresh.get(f"http://127.0.0.1:{pod.http_port}/metrics").text
+                assert build_info(metrics) == [({"version": __version__}, 1.0)]
+    finally:
+        pod.stop()
