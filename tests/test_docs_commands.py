@@ -9,6 +9,8 @@ their probes asked of a real pod.
 tracebacks, ERROR lines), from a fresh clone in a fresh virtualenv; this file checks what the
 three estate pages print, with this checkout's code (quickstart's output is checked there,
 as it installs the clone), and that every fence of docs/ is labelled.
+docs/admin.md's terminal sessions (``text`` blocks of ``$ command``, output, ``(exit N)``)
+are replayed against a like estate: documented exit codes and output lines.
 
 - a real redis-server, a ``serve`` pod with a broker registered as
   ``127.0.0.1:10911`` (as in the captured Java estate), and a replay of the Java NameServer's
@@ -204,3 +206,63 @@ def test_shims_keep_the_running_environment(tmp_path: Path) -> None:
         ["python", "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == [sys.prefix, str(ROOT / "namesrv_redis" / "__init__.py")]
+
+
+PROMPT = "$ "
+EXIT_NOTE = re.compile(r"^\(exit (\d+)\)$")
+
+
+def transcripts(page: str) -> list[tuple[str, list[str], int]]:
+    """``text`` blocks written as a terminal session: (command, output lines, exit code)."""
+    sessions: list[tuple[str, list[str], int]] = []
+    for body in blocks(page, "text"):
+        for line in body.splitlines():
+            if line.startswith(PROMPT):
+                sessions.append((line[len(PROMPT) :], [], 0))
+            elif sessions and (note := EXIT_NOTE.match(line)):
+                sessions[-1] = (sessions[-1][0], sessions[-1][1], int(note.group(1)))
+            elif sessions and line.strip():
+                sessions[-1][1].append(line)
+    return sessions
+
+
+@pytest.mark.slow
+def test_admin_transcripts_are_what_the_cli_prints(tmp_path: Path) -> None:
+    """docs/admin.md shows terminal sessions (``$ command``, its output, ``(exit N)``). Each
+    command runs, in order, against an estate like the page's (broker-a with its three topics
+    on our pod, the Java NameServer's captured answers for ``java-ns:9876``): it exits with the
+    documented code, and every documented output line is printed (compared word by word, as
+    the rewritten addresses change the column widths), except liveness countdowns, data
+    versions and timestamps, which differ from run to run."""
+    sessions = transcripts("admin.md")
+    assert len(sessions) >= 10
+    redis = RedisServerProcess().start()
+    pod = NamesrvProcess(redis.url, "default").start()
+    sim = SimBroker("DefaultCluster", "broker-a", "127.0.0.1:10911")
+    sim.add_topics(["TopicTest", "OrderTopic", "SELF_TEST_TOPIC"], queues=8)
+    broker = BrokerThread(pod.port, sim).start()
+    java = JavaReplayServer().start()
+    subs = {"java-ns:9876": java.addr, "127.0.0.1:9876": pod.addr}
+    env = shim_env(tmp_path)
+    try:
+        for command, expected, code in sessions:
+            for old, new in subs.items():
+                command = command.replace(old, new)
+                expected = [line.replace(old, new) for line in expected]
+            if command.split()[:3] == ["namesrv-redis", "admin", "watch"]:
+                command += " --duration 2"  # the page's watch runs until Ctrl-C
+            run = subprocess.run(
+                ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=120
+            )
+            out = run.stdout + run.stderr
+            assert run.returncode == code, f"{command}: exit {run.returncode}\n{out}"
+            printed = [line.split() for line in out.splitlines()]
+            for line in expected:
+                if re.search(r"\d{4}-\d\d-\d\dT|\d+\.\d\s+\d+$", line):
+                    continue  # a timestamp, or a countdown and data version
+                assert line.split() in printed, f"{command}: {line!r} not in\n{out}"
+    finally:
+        java.stop()
+        broker.stop()
+        pod.stop()
+        redis.stop()
