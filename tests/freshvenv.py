@@ -7,6 +7,9 @@ The virtualenv is made by the machine's own ``python3`` (Debian's, as README.md 
 never from the interpreter running the suite, so the result does not depend on how that one
 was installed; it has no access to any other environment's packages. Its directory is
 readable by every user, so the container-image test can run it as an unprivileged user.
+
+The clone is of the checkout's last commit (``HEAD``): uncommitted changes are not in it,
+exactly as a newcomer would not have them.
 """
 
 from __future__ import annotations

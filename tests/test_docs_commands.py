@@ -1,20 +1,16 @@
-"""Every command in the operator docs runs: each ``sh`` block of docs/quickstart.md,
-operations.md, migration.md and troubleshooting.md is executed (all blocks of one page in one
-bash, in order, ``set -euo pipefail``) against real servers, with only addresses rewritten to
-the test's free ports. ``text`` blocks are output samples or need what CI lacks (a JVM, a
-Kubernetes cluster) and are not run; the Kubernetes manifests are checked structurally and
-their probes asked of a real pod.
+"""The docs' commands, checked in detail with this checkout's code: the ``sh`` blocks of
+docs/operations.md, migration.md and troubleshooting.md (all blocks of one page in one bash,
+in order, ``set -euo pipefail``) against a real redis-server, a ``serve`` pod with a broker
+registered as ``127.0.0.1:10911`` (as in the captured Java estate) and a replay of the Java
+NameServer's captured answers standing for ``java-ns:9876``, with only addresses rewritten;
+what they print is asserted. The Kubernetes manifests are checked structurally and their
+probes asked of a real pod. docs/admin.md's terminal sessions (``text`` blocks of
+``$ command``, output, ``(exit N)``) are replayed against a like estate.
 
-``tests/test_newcomer.py`` runs every page's ``sh`` blocks again, generically (exit status,
-tracebacks, ERROR lines), from a fresh clone in a fresh virtualenv; this file checks what the
-three estate pages print, with this checkout's code (quickstart's output is checked there,
-as it installs the clone), and that every fence of docs/ is labelled.
-docs/admin.md's terminal sessions (``text`` blocks of ``$ command``, output, ``(exit N)``)
-are replayed against a like estate: documented exit codes and output lines.
-
-- a real redis-server, a ``serve`` pod with a broker registered as
-  ``127.0.0.1:10911`` (as in the captured Java estate), and a replay of the Java NameServer's
-  captured answers standing for ``java-ns:9876``.
+``text`` blocks are output samples or need what CI lacks (a JVM, a Kubernetes cluster, a
+remote TLS Redis, a run of many minutes); every fence of docs/ must say which it is.
+``tests/test_newcomer.py`` runs every page's ``sh`` blocks again, from a fresh clone in a
+fresh virtualenv (quickstart's output is checked there, as it installs the clone).
 """
 
 from __future__ import annotations
