@@ -32,7 +32,7 @@ POD_COMMANDS = (
     # what the scripts call (Redis 7 checks commands run inside scripts against the ACL too)
     "get incr del exists pexpire pttl hget hmget hgetall hkeys hset hsetnx hdel hexists "
     "sadd srem smembers sismember smismember scard sunion zadd zrem zrange zrangebyscore "
-    "zremrangebyscore zcard zscore",
+    "zremrangebyscore zcard zscore hlen persist srandmember sscan unlink",
     # route events and expired-key notifications
     "publish subscribe unsubscribe",
     # the route-version and epoch poll (lost events, lost data: events.py), confirmed writes
