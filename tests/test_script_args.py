@@ -112,6 +112,7 @@ BASE: dict[str, list[str]] = {
     "route": ["T1", ORDER_TOPIC_CONFIG],
     "cluster_info": [],
     "probe_expiry": ["pod-1", "300"],
+    "liveness_deadline": ["C1", "10.0.0.1:10911", NOW, str(int(NOW) + 5000)],
 }
 
 _INT = [*NOT_INTEGERS]
@@ -186,6 +187,8 @@ MUST_REFUSE: dict[tuple[str, int], list[str]] = {
     ("config_update", 0): _NAME,
     ("probe_expiry", 0): _NAME,
     ("probe_expiry", 1): [*_INT, "-1", "0", "60001", "9" * 25],
+    ("liveness_deadline", 2): _NOW,
+    ("liveness_deadline", 3): [*_INT, "-1", "0", NOW, "9" * 25],
 }
 
 

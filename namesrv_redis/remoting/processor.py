@@ -60,6 +60,7 @@ from namesrv_redis.store.route_store import (
     RegisterStatus,
     RemovalReason,
     RouteStore,
+    now_ms,
     record_removal,
 )
 from namesrv_redis.telemetry.metrics import REGISTRATIONS
@@ -166,7 +167,16 @@ class NamesrvProcessor:
             result = await _store_register(
                 self, reg.header, reg.raw_body(), reg.token, reg.client_version, reg.conn_id, store
             )
-            return result.status is RegisterStatus.OK
+            if result.status is not RegisterStatus.OK:
+                return False
+            # the registration gave a fresh timeout: keep the broker's own deadline instead
+            silent_ms = int((time.monotonic() - reg.last_seen) * 1000)
+            await store.lower_deadline(
+                reg.header.cluster_name,
+                reg.header.broker_addr,
+                now_ms() + reg.timeout_ms - silent_ms,
+            )
+            return True
 
         applied = await self.accepted.reapply_all(reapply, reason)
         # a re-registration with an unchanged body writes no queue data while the broker's

@@ -720,6 +720,20 @@ class RouteStore:
         return result
 
     @deadlines.write
+    async def lower_deadline(
+        self, cluster: str, broker_addr: str, deadline_ms: int, now: int | None = None
+    ) -> bool:
+        """Move a registered broker's deadline back to ``deadline_ms`` if that is earlier (a
+        re-applied registration must not extend the life of a broker that fell silent)."""
+        at = now if now is not None else now_ms()
+        r = await self._write(
+            self.scripts.liveness_deadline,
+            [cluster, broker_addr, at, max(deadline_ms, at + 1)],
+            confirm=False,
+        )
+        return bool(r)
+
+    @deadlines.write
     async def repair_broker(
         self, target: RepairTarget, topics: Sequence[QueueConfig], now: int | None = None
     ) -> RepairResult:

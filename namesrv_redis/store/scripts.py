@@ -55,6 +55,7 @@ class Scripts:
     repair_broker: AsyncScript
     repair_drift: AsyncScript
     probe_expiry: AsyncScript
+    liveness_deadline: AsyncScript
     # RocketMQ 5 Controller mode (store/controller_store.py)
     controller_apply_id: AsyncScript
     controller_register: AsyncScript
