@@ -64,28 +64,36 @@ of up to 2.5 s plus the failover Sentinel may start meanwhile), so no heartbeati
 expires for want of a Redis."""
 SWEEP_MS = 1000
 """The pods' scanNotActiveBrokerInterval."""
-REPAIR_WINDOW_S = REREGISTER_S + 1.5
-"""What a loss may cost: one re-registration period (the issue's target), plus the route
-cache's maximum age (1 s) and a margin for a loaded machine."""
+REPAIR_WINDOW_S = 2 * REREGISTER_S + 1.5
+"""What a loss may cost: one re-registration period (the issue's target: the pods verify
+every connected broker once per period, NAMESRV_RECONCILE_INTERVAL_MS below), the route
+cache's maximum age (1 s), and one more period of margin: with a 3 s period, a loaded
+2-core machine's scheduling delays are a large share of it (measured: repairs 1-3 s late
+while the rest of the suite ran)."""
 DEAD_GRACE_S = 2.0
 """A stopped broker may be answered until its last refresh + its timeout + this."""
 STALE_ANSWER_S = 2.0
 """A pod's last answer about a topic stands for its view for this long (readers ask every
 topic more often than that); older, the pods are not compared on that topic."""
 
-PARTIAL_DELETIONS = False
+PARTIAL_DELETIONS = True
 """The switch for :data:`PARTIAL_FAULTS` (``FAULT_PARTIAL=1`` / ``=0`` overrides it). Off
 because today's pods do not repair partial losses (issue #21 item 1, being built): set it to
 True the moment that repair lands."""
 
-REAPPLY_RESETS_DEADLINES = True
+REAPPLY_RESETS_DEADLINES = False
 """Today a pod that re-applies its remembered registrations after a data loss (FLUSHALL, a
 failover that lost writes) gives a broker that fell silent less than its timeout ago a fresh
 liveness TTL: it lingers up to one more timeout after the loss. While True, the checker
 allows that (a stopped broker's deadline counts from the end of the last loss within its
 timeout); set it to False once the re-application keeps the broker's own deadline."""
 
-POD_ENV = {"NAMESRV_SCAN_NOT_ACTIVE_BROKER_INTERVAL": str(SWEEP_MS)}
+POD_ENV = {
+    "NAMESRV_SCAN_NOT_ACTIVE_BROKER_INTERVAL": str(SWEEP_MS),
+    # the pods verify what Redis holds once per re-registration period, as in production
+    # (reconcileIntervalMs defaults to RocketMQ's 30 s registration period)
+    "NAMESRV_RECONCILE_INTERVAL_MS": str(int(REREGISTER_S * 1000)),
+}
 
 
 def _env_int(name: str, default: int) -> int:
