@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -278,13 +279,16 @@ def describe_url(url: str) -> str:
     return mask_url(url)
 
 
-async def ensure_keyspace_events(client: Any, *, warn: bool = True) -> bool:
+async def ensure_keyspace_events(
+    client: Any, *, warn: bool = True, on_switched: Callable[[], None] | None = None
+) -> bool:
     """Try to switch expired-key events on (flags E and x); True when CONFIG says they are on,
     False when it cannot tell (CONFIG refused or renamed away, as on managed Redis).
 
     This is not the verdict: whether events reach the cleaner is observed with a probe key
     (:class:`namesrv_redis.store.capabilities.ExpiryProbe`), since a server whose operator
     preset ``notify-keyspace-events Ex`` emits them without letting the pod read the setting.
+    ``on_switched`` is called when this call switched them on (the verdict is then stale).
     """
     try:
         current = await client.config_get("notify-keyspace-events")
@@ -302,6 +306,8 @@ async def ensure_keyspace_events(client: Any, *, warn: bool = True) -> bool:
             flags,
             wanted,
         )
+        if on_switched is not None:
+            on_switched()
         return True
     except ResponseError as e:
         if not warn:

@@ -110,6 +110,9 @@ class ExpiryCleaner:
         """Called with every other expired key of the namespace (controller liveness keys:
         domain/controller.py's ControllerWatch)."""
         self.probe = ExpiryProbe(store.redis, store.keys, store.scripts.probe_expiry)
+        self._probe_soon = False
+        if topology is not None:  # switched back on: observe again now, not in a minute
+            topology.on_notifications_switched_on.append(self.probe_soon)
         self._config_said = False
 
     @property
@@ -141,6 +144,10 @@ class ExpiryCleaner:
         self.notifications = seen
         KEYSPACE_NOTIFICATIONS.set(1 if seen else 0)
 
+    def probe_soon(self) -> None:
+        """Observe notifications at the next turn of the listener (their setting changed)."""
+        self._probe_soon = True
+
     async def _listen(self, pubsub: Any, generation: int) -> None:
         """Remove the broker of every expired liveness key; probe every ``probe_interval_s``."""
         loop = asyncio.get_running_loop()
@@ -148,7 +155,9 @@ class ExpiryCleaner:
         next_probe = 0.0
         try:
             while generation == self._generation():
-                if loop.time() >= next_probe and (probe is None or probe.done()):
+                due = loop.time() >= next_probe or self._probe_soon
+                if due and (probe is None or probe.done()):
+                    self._probe_soon = False
                     probe = asyncio.create_task(self._observe(), name="expiry-probe")
                     next_probe = loop.time() + self.probe_interval_s
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)

@@ -103,6 +103,8 @@ class Topology:
         self.keys = keys
         self.replication = replication
         self.check_interval_s = check_interval_s
+        self.on_notifications_switched_on: list[Callable[[], None]] = []
+        """Called when this pod switched expiry events back on (the cleaner observes again)."""
         self.client_options = dict(client_options or {})
         """Credentials and TLS options the pod's client was made with (redis_tls.py)."""
         self.config_allowed: bool | None = None
@@ -213,6 +215,10 @@ class Topology:
                 REDIS_ERRORS.labels("topology").inc()
                 log.debug("topology check failed: %s", e)
 
+    def _notifications_switched_on(self) -> None:
+        for listener in self.on_notifications_switched_on:
+            listener()
+
     async def _keep_notifications_on(self, now: float) -> None:
         """CONFIG SET notify-keyspace-events where allowed (the cleaner warned at subscribe
         time when it is not); refused, tried again after a minute or on another node."""
@@ -220,7 +226,9 @@ class Topology:
             now < self._config_retry_at and self._config_generation == self.generation
         ):
             return
-        self.config_allowed = await ensure_keyspace_events(self.expiry_client(), warn=False)
+        self.config_allowed = await ensure_keyspace_events(
+            self.expiry_client(), warn=False, on_switched=self._notifications_switched_on
+        )
         self._config_generation = self.generation
         self._config_retry_at = now + CONFIG_RETRY_S
 
