@@ -44,6 +44,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from namesrv_redis.bench.capacity import run_capacity_bench
 
         return run_capacity_bench(args)
+    if getattr(args, "bench_suite", None) == "ceiling":
+        from namesrv_redis.bench.ceiling import run_ceiling_bench
+
+        return run_ceiling_bench(args)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     result: dict[str, Any] = {
         "machine": {
