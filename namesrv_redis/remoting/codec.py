@@ -108,13 +108,38 @@ def _int_field(h: dict[str, Any], name: str, default: int) -> int:
         raise FrameError(f"header field {name} is not an integer: {v!r}") from None
 
 
-def decode_json_header(data: bytes) -> RemotingCommand:
+def decode_json_header(data: bytes | memoryview) -> RemotingCommand:
     try:
         h = orjson.loads(data)
     except orjson.JSONDecodeError as e:
         raise FrameError(f"undecodable JSON header: {e}") from None
-    if not isinstance(h, dict):
+    if type(h) is not dict:
         raise FrameError("JSON header is not an object")
+    # Fast path, what every Java client sends: integer fields as JSON integers, a language
+    # name, string extFields. Anything else is normalised (or refused) by the slow path.
+    code = h.get("code")
+    version = h.get("version", 0)
+    opaque = h.get("opaque", 0)
+    flag = h.get("flag", 0)
+    language = h.get("language", "JAVA")
+    remark = h.get("remark")
+    ext = h.get("extFields")
+    if (
+        type(code) is int
+        and type(version) is int
+        and type(opaque) is int
+        and type(flag) is int
+        and type(language) is str
+        and (remark is None or type(remark) is str)
+        and (ext is None or (type(ext) is dict and all(type(v) is str for v in ext.values())))
+    ):
+        return RemotingCommand(code, language, version, opaque, flag, remark, ext, None, JSON)
+    return _decode_json_fields(h)
+
+
+def _decode_json_fields(h: dict[str, Any]) -> RemotingCommand:
+    """A JSON header's fields in any form Java accepts: numbers as strings, the language
+    as its ordinal, extFields values of any JSON type (as text); null as absent."""
     if "code" not in h:
         raise FrameError("JSON header has no code")
     language = h.get("language", "JAVA")
@@ -199,18 +224,18 @@ def _header_length(frame: bytes | bytearray | memoryview, frame_length: int) -> 
     return stype, hlen
 
 
-def _decode_header(stype: int, header: bytes) -> RemotingCommand:
+def _decode_header(stype: int, header: bytes | memoryview) -> RemotingCommand:
     if stype == JSON:
-        return decode_json_header(header)
+        return decode_json_header(header)  # orjson reads a memoryview without a copy
     if stype == ROCKETMQ:
-        return decode_binary_header(header)
+        return decode_binary_header(bytes(header))
     raise FrameError(f"unknown serialize type {stype}")
 
 
 def decode_frame(frame: bytes | bytearray | memoryview) -> RemotingCommand:
     """Decode one frame without its 4-byte length prefix."""
     stype, hlen = _header_length(frame, len(frame))
-    cmd = _decode_header(stype, bytes(frame[4 : 4 + hlen]))
+    cmd = _decode_header(stype, memoryview(frame)[4 : 4 + hlen])
     if len(frame) > 4 + hlen:
         cmd.body = bytes(frame[4 + hlen :])
     return cmd
@@ -359,7 +384,7 @@ class FrameDecoder:
         stype, hlen = _header_length(partial, length)
         if len(partial) < 4 + hlen:
             return False
-        cmd = _decode_header(stype, bytes(partial[4 : 4 + hlen]))
+        cmd = _decode_header(stype, partial[4 : 4 + hlen])
         self._big = _BigFrame(cmd, length - 4 - hlen)
         cmd.body = self._big.body  # filled in place
         self._big.fill(partial[4 + hlen :])
