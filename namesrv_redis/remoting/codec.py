@@ -19,8 +19,9 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import orjson
 
 from namesrv_redis.rocketmq.codes import LANGUAGE_CODES, LANGUAGES, SERVER_VERSION
@@ -108,38 +109,48 @@ def _int_field(h: dict[str, Any], name: str, default: int) -> int:
         raise FrameError(f"header field {name} is not an integer: {v!r}") from None
 
 
+_JsonInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""Integers orjson reads as integers (it reads up to 2**64 - 1: the slow path has those;
+beyond, floats, which it refuses)."""
+
+
+class _JavaHeader(msgspec.Struct, forbid_unknown_fields=True):
+    """A JSON header as Java clients write it: integers as JSON integers, the language by
+    name, extFields values as strings, and no other field (whatever does not fit, the slow
+    path reads, so that both accept and refuse exactly the same headers)."""
+
+    code: _JsonInt
+    language: str = "JAVA"
+    version: _JsonInt = 0
+    opaque: _JsonInt = 0
+    flag: _JsonInt = 0
+    remark: str | None = None
+    extFields: dict[str, str] | None = None  # the wire's names, camelCase
+    serializeTypeCurrentRPC: str | None = None
+
+
+_decode_java_header = msgspec.json.Decoder(_JavaHeader).decode
+
+
 def decode_json_header(data: bytes | memoryview) -> RemotingCommand:
+    try:  # fast path: a header in Java's own form, typed straight from the bytes
+        h = _decode_java_header(data)
+    except msgspec.MsgspecError:  # any other form is normalised (or refused) from a dict
+        return _decode_json_fields(data)
+    return RemotingCommand(
+        h.code, h.language, h.version, h.opaque, h.flag, h.remark, h.extFields, None, JSON
+    )
+
+
+def _decode_json_fields(data: bytes | memoryview) -> RemotingCommand:
+    """A JSON header in any form Java accepts: numbers as strings, the language as its
+    ordinal, extFields values of any JSON type (as text); null as absent."""
     try:
         h = orjson.loads(data)
     except orjson.JSONDecodeError as e:
         raise FrameError(f"undecodable JSON header: {e}") from None
-    if type(h) is not dict:
+    if not isinstance(h, dict):
         raise FrameError("JSON header is not an object")
-    # Fast path, what every Java client sends: integer fields as JSON integers, a language
-    # name, string extFields. Anything else is normalised (or refused) by the slow path.
-    code = h.get("code")
-    version = h.get("version", 0)
-    opaque = h.get("opaque", 0)
-    flag = h.get("flag", 0)
-    language = h.get("language", "JAVA")
-    remark = h.get("remark")
-    ext = h.get("extFields")
-    if (
-        type(code) is int
-        and type(version) is int
-        and type(opaque) is int
-        and type(flag) is int
-        and type(language) is str
-        and (remark is None or type(remark) is str)
-        and (ext is None or (type(ext) is dict and all(type(v) is str for v in ext.values())))
-    ):
-        return RemotingCommand(code, language, version, opaque, flag, remark, ext, None, JSON)
-    return _decode_json_fields(h)
-
-
-def _decode_json_fields(h: dict[str, Any]) -> RemotingCommand:
-    """A JSON header's fields in any form Java accepts: numbers as strings, the language
-    as its ordinal, extFields values of any JSON type (as text); null as absent."""
     if "code" not in h:
         raise FrameError("JSON header has no code")
     language = h.get("language", "JAVA")
@@ -366,7 +377,12 @@ class FrameDecoder:
                         if self._start_big(mv[pos + 4 :], length):
                             pos = n
                     break
-                cmd = decode_frame(mv[pos + 4 : pos + 4 + length])
+                start = pos + 4
+                (word,) = _I32.unpack_from(buf, start)
+                if word == length - 4:  # JSON header, no body: a query (decode_frame inlined)
+                    cmd = decode_json_header(mv[start + 4 : start + length])
+                else:
+                    cmd = decode_frame(mv[start : start + length])
                 out.append(self._take_reservation(cmd) if self._reserved else cmd)
                 pos += 4 + length
         finally:
