@@ -10,8 +10,9 @@ P pipelined requests from several processes):
   way over RESP: what a C server costs per answer on this machine;
 - **pod** — the real name server (``serve``, its own embedded Redis, ``--workers`` as given)
   with B brokers × K topics registered over the wire and every route cached;
-- **java** — optionally, the Java NameServer (``--java-namesrv``: its ``bin/mqnamesrv``),
-  with the same brokers registered.
+- **java** — optionally, the Java NameServer of a reference install (``--java-ref``: a
+  directory with ``bin/start-namesrv.sh``, as the project's RocketMQ 4.9.8 reference build
+  makes), with the same brokers registered.
 
 Each round measures every server once, in turn; the table shows the median of the rounds of
 throughput, server CPU per answer (the server's process tree, psutil) and p99, and the pod's
@@ -26,7 +27,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -39,7 +39,6 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import psutil
 import redis
 
 from namesrv_redis.bench.loadgen import install_uvloop
@@ -153,40 +152,25 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def start_java(mqnamesrv: str, workdir: Path) -> Iterator[dict[str, Any]]:
-    """The Java NameServer of a RocketMQ distribution (``bin/mqnamesrv``) on a free port,
-    its home and logs under ``workdir``."""
+def start_java(install: Path) -> Iterator[dict[str, Any]]:
+    """The Java NameServer of a reference install (``bin/start-namesrv.sh`` and
+    ``bin/stop-namesrv.sh``, given ``NAMESRV_PORT``; the pid in ``run/namesrv-PORT.pid``) on a
+    free loopback port."""
     port = free_port()
-    conf = workdir / "namesrv.properties"
-    conf.write_text(f"listenPort={port}\n")
-    home = workdir / "home"
-    home.mkdir(exist_ok=True)
-    env = {**os.environ, "HOME": str(home), "JAVA_OPT_EXT": f"-Duser.home={home}"}
-    with (workdir / "namesrv.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [mqnamesrv, "-c", str(conf)], env=env, stdout=log, stderr=log, start_new_session=True
-        )
+    env = {**os.environ, "NAMESRV_PORT": str(port), "RMQ_REF": str(install)}
+    subprocess.run(
+        [str(install / "bin" / "start-namesrv.sh")], env=env, check=True, stdout=subprocess.DEVNULL
+    )
     try:
-        _wait_listening(port, proc.poll, "the Java NameServer", timeout=60)
-        yield {"host": "127.0.0.1", "port": port, "pid": _java_pid(proc.pid)}
+        pid = int((install / "run" / f"namesrv-{port}.pid").read_text().strip())
+        yield {"host": "127.0.0.1", "port": port, "pid": pid}
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _java_pid(launcher: int) -> int:
-    """The JVM under the launcher script (the launcher itself if it exec'd)."""
-    root = psutil.Process(launcher)
-    for p in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            if p.name() == "java":
-                return int(p.pid)
-    return launcher
+        subprocess.run(
+            [str(install / "bin" / "stop-namesrv.sh")],
+            env=env,
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
 
 
 # ---------------------------------------------------------------------- the run
@@ -325,9 +309,9 @@ def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
 
 
 def run_ceiling_bench(args: argparse.Namespace) -> int:
-    java = args.java_namesrv
-    if java and not shutil.which(java):
-        print(f"--java-namesrv {java}: not an executable", file=sys.stderr)
+    java = Path(args.java_ref) if args.java_ref else None
+    if java is not None and not (java / "bin" / "start-namesrv.sh").is_file():
+        print(f"--java-ref {java}: no bin/start-namesrv.sh there", file=sys.stderr)
         return 2
     sims = _brokers(args.brokers, args.topics)
     topics = [f"bench-topic-{t}" for t in range(args.topics)]
@@ -363,9 +347,8 @@ def run_ceiling_bench(args: argparse.Namespace) -> int:
             ("redis", redis_srv, ["bench-route"], "resp"),
             ("pod", pod, topics, "remoting"),
         ]
-        if java:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ceiling-java-")))
-            jsrv = stack.enter_context(start_java(java, workdir))
+        if java is not None:
+            jsrv = stack.enter_context(start_java(java))
             stack.enter_context(_Registered(jsrv["host"], jsrv["port"], sims, topics))
             targets.append(("java", jsrv, topics, "remoting"))
         print(

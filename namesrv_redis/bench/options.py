@@ -61,9 +61,9 @@ def add_ceiling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pin", action="store_true", help="servers on CPU 1, generators on CPU 0")
     p.add_argument("--rounds", type=int, default=3, help="each server measured once per round")
     p.add_argument(
-        "--java-namesrv",
-        metavar="MQNAMESRV",
-        help="also measure the Java NameServer: the bin/mqnamesrv of a RocketMQ distribution",
+        "--java-ref",
+        metavar="DIR",
+        help="also measure the Java NameServer of a reference install (DIR/bin/start-namesrv.sh)",
     )
     p.add_argument("--json", metavar="FILE", help="write every round's results as JSON")
 
