@@ -42,6 +42,7 @@ from typing import Any, TypeVar, cast
 import redis
 
 from namesrv_redis.bench.loadgen import install_uvloop
+from namesrv_redis.bench.options import ROUTE_LOAD_SETTINGS
 from namesrv_redis.bench.target import (
     cache_all,
     free_port,
@@ -377,21 +378,7 @@ def run_ceiling_bench(args: argparse.Namespace) -> int:
     print("pod's CPU per answer: " + ", ".join(f"{k} {v}" for k, v in summary["ratios"].items()))
     print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f}")
     result = {
-        "settings": {
-            k: getattr(args, k)
-            for k in (
-                "brokers",
-                "topics",
-                "connections",
-                "pipeline",
-                "duration",
-                "warmup",
-                "procs",
-                "workers",
-                "pin",
-                "rounds",
-            )
-        },
+        "settings": {k: getattr(args, k) for k in (*ROUTE_LOAD_SETTINGS, "rounds")},
         "body_bytes": len(body),
         "load_average": [round(load0[0], 2), round(load1[0], 2)],
         "rounds": rounds,

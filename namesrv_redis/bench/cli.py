@@ -15,6 +15,7 @@ import os
 import platform
 from typing import Any
 
+from namesrv_redis.bench.options import ROUTE_LOAD_SETTINGS
 from namesrv_redis.bench.target import (
     free_port,
     memory_footprint,
@@ -55,20 +56,7 @@ def run_bench(args: argparse.Namespace) -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        "settings": {
-            k: getattr(args, k)
-            for k in (
-                "brokers",
-                "topics",
-                "connections",
-                "pipeline",
-                "duration",
-                "warmup",
-                "procs",
-                "workers",
-                "pin",
-            )
-        },
+        "settings": {k: getattr(args, k) for k in ROUTE_LOAD_SETTINGS},
     }
     embedded = None
     redis_url: str | None = None

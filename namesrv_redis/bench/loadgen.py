@@ -233,9 +233,10 @@ class _HttpRoutes(_RouteLoad):
         self._send(out, idle=not self.started)
 
 
-class _RespGets(_RouteLoad):
-    """Redis GET of the keys named ``topics`` (RESP2), P pipelined; answers come in order.
-    Each value must be a route body (the ceiling bench stores one): validated the same way."""
+class _RespGets(_HttpRoutes):
+    """Redis GET of the keys named ``topics`` (RESP2), P pipelined; answers come in order, as
+    over HTTP. Each value must be a route body (the ceiling bench stores one): validated the
+    same way."""
 
     def _prepare(self) -> None:
         self.buf = bytearray()
@@ -244,10 +245,6 @@ class _RespGets(_RouteLoad):
             b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(k), k)
             for k in (t.encode() for t in self.spec.topics)
         ]
-
-    def _request(self) -> bytes:
-        self.started.append(time.perf_counter())
-        return self.requests[self.rng.randrange(len(self.requests))]
 
     def data_received(self, data: bytes) -> None:
         self.buf += data

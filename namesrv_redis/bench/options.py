@@ -5,6 +5,19 @@ from __future__ import annotations
 
 import argparse
 
+ROUTE_LOAD_SETTINGS = (
+    "brokers",
+    "topics",
+    "connections",
+    "pipeline",
+    "duration",
+    "warmup",
+    "procs",
+    "workers",
+    "pin",
+)
+"""The options of a route load run that its JSON output repeats."""
+
 
 def add_bench_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", help="host:port of a running name server (default: start one)")
