@@ -16,15 +16,18 @@ local K = {
   addr_names = P .. 'addr-names',
   filters = P .. 'filters',
   kvns = P .. 'kvns',
+  kvns_emptied = P .. 'kvns-emptied',
   config = P .. 'config',
   events = P .. 'events',
   tables = P .. 'tables',
+  pending = P .. 'pending',
 }
 local function k_cluster(c) return P .. 'cluster:' .. c end
 local function k_topic(t) return P .. 'topic:' .. t end
 local function k_broker_topics(b) return P .. 'broker-topics:' .. b end
 local function k_live(ident) return P .. 'live:' .. ident end
 local function k_kv(ns) return P .. 'kv:' .. ns end
+local function k_stage(gen, i) return P .. 'stage:' .. gen .. ':' .. i end
 -- A broker process's identity: cluster@addr with '%' and '@' escaped in both parts (%25, %40),
 -- so it splits at its only '@' whatever bytes the names hold (namesrv_redis/store/keys.py).
 local IDENT_ESCAPES = { ['%'] = '%25', ['@'] = '%40' }
@@ -119,6 +122,18 @@ local function checker(script)
     if not ok or type(v) ~= 'table' then fail(i, what, 'must be a JSON object or array') end
     return v
   end
+  function A.queue_configs(first, n) -- n groups of 5 from ARGV[first]: topic, r, w, perm, flag
+    if not A.err then A.count(first - 1 + 5 * n) end
+    for i = 0, n - 1 do
+      if A.err then return end
+      local base = first + i * 5
+      A.name(base, 'topic')
+      A.int(base + 1, 'readQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
+      A.int(base + 2, 'writeQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
+      A.int(base + 3, 'perm', JAVA_INT_MIN, JAVA_INT_MAX)
+      A.int(base + 4, 'topicSysFlag', JAVA_INT_MIN, JAVA_INT_MAX)
+    end
+  end
   return A
 end
 
@@ -168,6 +183,67 @@ local function without_write(perm)
   return perm
 end
 
+-- ---------------------------------------------------------------- chunked writes (stall budget)
+-- A registration or removal too big for one short script is applied in chunks (docs/liveness.md,
+-- "Big brokers"). Its topics are first staged in K.stage(gen, i) hashes (stage_topics.lua,
+-- invisible to readers); one short script commits it (register_broker.lua, or the removal in
+-- remove_broker_process) by writing a record to K.pending (broker name -> JSON); from then on
+-- route.lua shows that broker's queue data as the record says (overlay), and apply_pending.lua
+-- moves it into the topic hashes one bounded step at a time, deleting the record at the end.
+-- A record is rolled forward by whoever finds it: the pod that wrote it, the next write of
+-- that broker name (which is refused with 'pending' until then), or any pod's sweeper.
+--   put:  {kind, gen, buckets, n, phase 'put'|'sweep'|'clean', next, cursor, rewrite, delete,
+--          ro, token, matches, forgot, written}
+--   drop: {kind, gen ('' or the superseded put's), buckets, phase 'drop'|'clean', next}
+--   perm: {kind, mode 'wipe'|'add', phase 'perm', cursor, changed}
+local CHUNK = 2500 -- the most topics one script handles; scripts set it from their ARGV
+
+-- Which stage bucket of `buckets` holds a topic: its bytes as a big-endian number mod 2^31 - 1,
+-- mod buckets (namesrv_redis/store/keys.py stage_bucket; every step stays below 2^53).
+local function stage_bucket(topic, buckets)
+  local h = 0
+  for i = 1, #topic do h = (h * 256 + string.byte(topic, i)) % 2147483647 end
+  return h % buckets
+end
+
+-- A record that is not a JSON object (an operator's edit) counts as absent: it must not make
+-- every route read or registration of that broker fail; apply_pending.lua deletes it.
+local function decode_pending(s)
+  local ok, rec = pcall(cjson.decode, s)
+  if ok and type(rec) == 'table' and (rec.kind == 'put' or rec.kind == 'drop' or
+      rec.kind == 'perm') then return rec end
+  return false
+end
+local pending_seen = {}
+local function pending_of(broker_name) -- the decoded record, or false
+  local p = pending_seen[broker_name]
+  if p == nil then
+    local s = redis.call('HGET', K.pending, broker_name)
+    p = s and decode_pending(s) or false
+    pending_seen[broker_name] = p
+  end
+  return p
+end
+local function save_pending(broker_name, rec)
+  pending_seen[broker_name] = rec
+  redis.call('HSET', K.pending, broker_name, cjson.encode(rec))
+end
+local function staged_value(rec, topic) -- a staged put's raw queue data of topic, or false
+  if rec.phase == 'clean' then return false end
+  return redis.call('HGET', k_stage(rec.gen, stage_bucket(topic, rec.buckets)), topic) or false
+end
+-- Another write changes a broker's queue data of a topic while a staged put is pending: the
+-- staged value must not overwrite it later. True when a staged value was dropped.
+local function unstage(topic, broker_name)
+  local rec = pending_of(broker_name)
+  if rec and rec.kind == 'put' and rec.phase ~= 'clean' then
+    return redis.call('HDEL', k_stage(rec.gen, stage_bucket(topic, rec.buckets)), topic) == 1
+  end
+  return false
+end
+-- Broker names with a pending chunked write (their queue data may not be in the topic hashes).
+local function pending_names() return redis.call('HKEYS', K.pending) end
+
 -- ---------------------------------------------------------------- table tokens
 -- K.tables maps a broker name to the token of the registration body whose topic table its
 -- queue data equals (see register_broker.lua). Any other change to that queue data forgets
@@ -177,12 +253,15 @@ local function forget_table(broker_name)
   if not forgotten[broker_name] then
     forgotten[broker_name] = true
     redis.call('HDEL', K.tables, broker_name)
+    local rec = pending_of(broker_name) -- a pending put must not store its token at the end
+    if rec and rec.kind == 'put' and not rec.forgot then rec.forgot = true; save_pending(broker_name, rec) end
   end
 end
 
 -- Write one broker's queue data of a topic; true when it changed.
 local function put_queue_data(topic, broker_name, value)
   local key = k_topic(topic)
+  unstage(topic, broker_name)
   if redis.call('HGET', key, broker_name) == value then return false end
   forget_table(broker_name)
   redis.call('HSET', key, broker_name, value)
@@ -196,7 +275,8 @@ end
 -- True when there was queue data to drop.
 local function drop_queue_data(topic, broker_name)
   local key = k_topic(topic)
-  local dropped = redis.call('HDEL', key, broker_name) == 1
+  local unstaged = unstage(topic, broker_name)
+  local dropped = (redis.call('HDEL', key, broker_name) == 1) or unstaged
   if dropped then
     forget_table(broker_name)
     touch_topic(topic)
@@ -206,15 +286,30 @@ local function drop_queue_data(topic, broker_name)
   return dropped
 end
 
--- Rewrite the perm of every queue data of a broker; returns how many topics it holds.
+local function with_write_perm(v, mode) -- queue data text with its perm wiped or added
+  local r, w, perm, flag = qd_parse(v)
+  if mode == 'wipe' then perm = without_write(perm) else perm = PERM_READ + PERM_WRITE end
+  return qd_format(r, w, perm, flag)
+end
+
+-- Rewrite the perm of every queue data of a broker; returns how many topics it holds. More
+-- topics than a chunk: a 'perm' record (route.lua shows the new perms at once, and
+-- apply_pending.lua rewrites them in chunks).
 local function set_write_perm(broker_name, mode)
+  local bt = k_broker_topics(broker_name)
+  local rec = pending_of(broker_name)
+  if rec and rec.kind == 'drop' then return 0 end -- its queue data is already hidden
+  if (rec and rec.kind == 'perm') or (not rec and redis.call('SCARD', bt) > CHUNK) then
+    save_pending(broker_name, { kind = 'perm', mode = mode, phase = 'perm', cursor = '0',
+      changed = rec and rec.changed or false })
+    touch_all()
+    return redis.call('SCARD', bt)
+  end
   local count = 0
-  for _, t in ipairs(redis.call('SMEMBERS', k_broker_topics(broker_name))) do
+  for _, t in ipairs(redis.call('SMEMBERS', bt)) do
     local v = redis.call('HGET', k_topic(t), broker_name)
     if v then
-      local r, w, perm, flag = qd_parse(v)
-      if mode == 'wipe' then perm = without_write(perm) else perm = PERM_READ + PERM_WRITE end
-      local nv = qd_format(r, w, perm, flag)
+      local nv = with_write_perm(v, mode)
       if nv ~= v then
         forget_table(broker_name)
         redis.call('HSET', k_topic(t), broker_name, nv)
@@ -261,16 +356,38 @@ local function min_broker_id(bd) -- canonical text, or nil for a group without a
 end
 
 -- ---------------------------------------------------------------- liveness
--- Push a live broker's deadline forward; false when it is not registered (or already expired).
-local function refresh_liveness(ident, now)
+-- Push a live broker's deadline forward. Returns 1 when refreshed; 2 when its liveness key was
+-- gone although the broker is still in the tables and its deadline has not passed (evicted or
+-- deleted, not expired: a maxmemory volatile-* policy evicts the namespace's only keys with a
+-- TTL first), so it was recreated with `timeout` and the refreshing connection `conn` (data
+-- version '' makes the broker's next QUERY_DATA_VERSION answer "changed": it re-registers in
+-- full); 0 when it is not registered (never, or already removed).
+local function refresh_liveness(cluster, addr, now, timeout, conn)
+  local ident = ident_of(cluster, addr)
   local key = k_live(ident)
-  local timeout = redis.call('HGET', key, 'timeout')
-  if not timeout then return false end
-  timeout = tonumber(timeout)
-  redis.call('HSET', key, 'last', now)
+  local stored = redis.call('HGET', key, 'timeout')
+  local status = 1
+  if stored then
+    timeout = tonumber(stored)
+    redis.call('HSET', key, 'last', now)
+  else
+    local name = redis.call('HGET', K.addr_names, ident)
+    if not name then return 0 end
+    local deadline = redis.call('ZSCORE', K.deadlines, ident)
+    if deadline and tonumber(deadline) <= now then return 0 end -- timed out: the sweeper's
+    local bd = get_broker(name)
+    local id = nil
+    for i, a in pairs(bd and bd.brokerAddrs or {}) do
+      if a == addr then id = i end
+    end
+    if id == nil then return 0 end
+    redis.call('HSET', key, 'name', name, 'id', id, 'dv', '', 'sv', '0', 'ha', '', 'last', now,
+      'timeout', timeout, 'conn', conn)
+    status = 2
+  end
   redis.call('PEXPIRE', key, timeout)
   redis.call('ZADD', K.deadlines, now + timeout, ident)
-  return true
+  return status
 end
 
 -- Remove one broker process (cluster@addr) from every table: live info, deadline, filter
@@ -305,11 +422,28 @@ local function remove_broker_process(cluster, addr, broker_name)
       redis.call('SREM', ck, broker_name)
       if redis.call('EXISTS', ck) == 0 then redis.call('SREM', K.clusters, c) end
     end
-    for _, t in ipairs(redis.call('SMEMBERS', k_broker_topics(broker_name))) do
-      drop_queue_data(t, broker_name)
+    local rec = pending_of(broker_name)
+    if rec or redis.call('SCARD', k_broker_topics(broker_name)) > CHUNK then
+      -- too big for one script, or a chunked write is under way: from now on route.lua hides
+      -- all of its queue data, which apply_pending.lua drops in chunks
+      if not (rec and rec.kind == 'drop') then
+        local drop = { kind = 'drop', gen = '', buckets = 0, phase = 'drop', next = 0 }
+        if rec then -- the superseded put's stage is cleaned afterwards
+          drop.gen, drop.buckets = rec.gen, rec.buckets
+          if rec.phase == 'clean' then drop.next = rec.next end
+        end
+        save_pending(broker_name, drop)
+      end
+      redis.call('HDEL', K.tables, broker_name)
+      forgotten[broker_name] = true
+      touch_all()
+    else
+      for _, t in ipairs(redis.call('SMEMBERS', k_broker_topics(broker_name))) do
+        drop_queue_data(t, broker_name)
+      end
+      redis.call('DEL', k_broker_topics(broker_name))
+      forget_table(broker_name)
     end
-    redis.call('DEL', k_broker_topics(broker_name))
-    forget_table(broker_name)
   else
     redis.call('HSET', K.brokers, broker_name, encode_broker(bd))
     -- RocketMQ 5: an acting-master group that lost its master loses write permission.
@@ -321,3 +455,51 @@ local function remove_broker_process(cluster, addr, broker_name)
 end
 
 -- ================================================================= script body follows
+
+-- ---------------------------------------------------------------- controller (docs/controller.md)
+-- RocketMQ 5 Controller mode: one hash per broker group (ctrl:group:<name>) and one liveness
+-- hash with a TTL per broker id (ctrl-live:<id>:<name>); controller_*.lua change them.
+K.ctrl_groups = P .. 'ctrl:groups'
+K.ctrl_deadlines = P .. 'ctrl-deadlines'
+local function k_ctrl_group(name) return P .. 'ctrl:group:' .. name end
+local function ctrl_member(name, id) return string.format('%d', id) .. ':' .. name end
+local function k_ctrl_live(name, id) return P .. 'ctrl-live:' .. ctrl_member(name, id) end
+local function ctrl_alive(name, id) return redis.call('EXISTS', k_ctrl_live(name, id)) == 1 end
+-- the group's hash as a table (sset decoded into a sorted id list), or nil when unknown
+local function ctrl_group(name)
+  local flat = redis.call('HGETALL', k_ctrl_group(name))
+  if #flat == 0 then return nil end
+  local g = {}
+  for i = 1, #flat, 2 do g[flat[i]] = flat[i + 1] end
+  g.mepoch, g.sepoch, g.next = tonumber(g.mepoch), tonumber(g.sepoch), tonumber(g.next)
+  g.master = tonumber(g.master) -- nil: no master
+  g.ids = {}
+  for _, id in ipairs(cjson.decode(g.sset)) do g.ids[#g.ids + 1] = id end
+  table.sort(g.ids)
+  return g
+end
+local function ctrl_id_list(ids) -- JSON array text (cjson writes an empty table as {})
+  local out = {}
+  for i, id in ipairs(ids) do out[i] = string.format('%d', id) end
+  return '[' .. table.concat(out, ',') .. ']'
+end
+-- the reply every controller script gives: a status code, a remark and the group's state
+local function ctrl_reply(code, remark, name, extra)
+  local g = ctrl_group(name)
+  local parts = { '{"code":' .. code, '"remark":' .. cjson.encode(remark or '') }
+  if g then
+    local addrs = {}
+    for k, v in pairs(g) do
+      local id = string.match(k, '^addr:(%d+)$')
+      if id then addrs[#addrs + 1] = cjson.encode(id) .. ':' .. cjson.encode(v) end
+    end
+    table.sort(addrs)
+    parts[#parts + 1] = '"group":{"cluster":' .. cjson.encode(g.cluster) .. ',"next":' ..
+      g.next .. ',"master":' .. (g.master and string.format('%d', g.master) or 'null') ..
+      ',"mepoch":' .. g.mepoch .. ',"sepoch":' .. g.sepoch .. ',"sset":' .. ctrl_id_list(g.ids) ..
+      ',"addrs":{' .. table.concat(addrs, ',') .. '},"master_alive":' ..
+      ((g.master and ctrl_alive(name, g.master)) and 'true' or 'false') .. '}'
+  end
+  if extra then parts[#parts + 1] = extra end
+  return table.concat(parts, ',') .. '}'
+end

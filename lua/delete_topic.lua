@@ -14,6 +14,7 @@ if A.err then return A.err end
 local names
 if cluster == '' then
   names = redis.call('HKEYS', k_topic(topic))
+  for _, b in ipairs(pending_names()) do names[#names + 1] = b end -- not applied yet
 else
   names = redis.call('SMEMBERS', k_cluster(cluster))
 end

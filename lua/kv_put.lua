@@ -13,6 +13,7 @@ A.str(1, 'KV namespace'); A.str(2, 'key'); A.str(3, 'value'); A.str(4, 'order-to
 if A.err then return A.err end
 
 redis.call('SADD', K.kvns, ARGV[1])
+redis.call('SREM', K.kvns_emptied, ARGV[1])
 if redis.call('HGET', k_kv(ARGV[1]), ARGV[2]) ~= ARGV[3] then
   redis.call('HSET', k_kv(ARGV[1]), ARGV[2], ARGV[3])
   if ARGV[1] == ARGV[4] then touch_topic(ARGV[2]) end

@@ -23,7 +23,12 @@
 -- ARGV[19] KV namespace whose table to return (RocketMQ's ORDER_TOPIC_CONFIG, sent back to the
 --          broker when returnOrderTopicConfigToBroker); '' = none
 -- ARGV[20] N = number of topics;  then N groups of 5: topic, readQueueNums, writeQueueNums,
---          perm, topicSysFlag
+--          perm, topicSysFlag — or, for a table too big for one script, '@stage', generation,
+--          bucket count: the N topics were staged by stage_topics.lua (_common.lua, "chunked
+--          writes"); their queue data is then committed as a pending record that readers see
+--          whole at once and apply_pending.lua applies in steps
+-- last     the most topics one script may handle (the stall budget's chunk, 1..10000): a
+--          renamed broker's old group with more topics is removed in chunks
 --
 -- Returns {status, masterAddr, masterHaAddr, topicsWritten, routeVersion, kvTable}: kvTable is
 -- the flat HGETALL of ARGV[19]'s table, or 0 when that namespace does not exist; status is
@@ -32,6 +37,8 @@
 --                  broker, renamed, …): nothing written, resend in full mode;
 --   'refused'      first registration of this broker id listing exactly one topic (RocketMQ 5
 --                  refuses it: "register broker failed");
+--   'pending'      a chunked write of this broker name is still being applied: nothing
+--                  written; run apply_pending.lua to its end, then send this again;
 --   'stale_state'  another address holds this broker id with a newer state version (5.x);
 --                  nothing is written (RocketMQ would also drop this address's live info and
 --                  its other ids; here a refused registration changes nothing at all).
@@ -60,8 +67,17 @@ local mode = A.enum(16, 'mode', { 'full', 'lite', 'diff' })
 A.str(17, 'table token'); A.str(18, 'base table token'); A.str(19, 'KV namespace')
 local n = A.int(20, 'topic count', 0, MAX_SAFE_INT)
 local FIRST = 21
-if not A.err then A.count(FIRST - 1 + 5 * n) end
-if not A.err then
+local staged = ARGV[FIRST] == '@stage' and #ARGV == FIRST + 3
+local gen, buckets = '', 0
+if staged then
+  gen = A.name(FIRST + 1, 'stage generation')
+  buckets = A.int(FIRST + 2, 'stage bucket count', 1, 100000)
+  CHUNK = A.int(FIRST + 3, 'chunk', 1, 10000)
+elseif not A.err then
+  A.count(FIRST + 5 * n)
+  if not A.err then CHUNK = A.int(FIRST + 5 * n, 'chunk', 1, 10000) end
+end
+if not A.err and not staged then
   for i = 0, n - 1 do
     local base = FIRST + i * 5
     A.name(base, 'topic')
@@ -73,12 +89,22 @@ if not A.err then
   end
 end
 if A.err then return A.err end
+if staged then -- every staged topic must be there (a stage key expired: stage it again)
+  local total = 0
+  for i = 0, buckets - 1 do total = total + redis.call('HLEN', k_stage(gen, i)) end
+  if total ~= n then
+    return redis.error_reply('ERR stage incomplete: register_broker found ' .. total ..
+      ' of ' .. n .. ' staged topics of generation ' .. gen)
+  end
+end
 
 local ident = ident_of(cluster, addr)
 local live_key = k_live(ident)
 
 -- Every answer has the same shape; a refusal writes nothing.
 local function refuse(status) return { status, '', '', 0, 0, 0 } end
+
+if pending_of(name) then return refuse('pending') end
 
 local bd = get_broker(name)
 local register_first = bd == nil
@@ -160,7 +186,22 @@ end
 -- A diff carries only the topics that changed; a body whose table is already stored, none.
 local written = 0
 local rewrite_all = dv_changed or register_first
-if writes_topics and mode ~= 'lite' and not already_applied then
+if staged and writes_topics and mode ~= 'lite' and not already_applied then
+  -- readers see the whole table from now on (route.lua); apply_pending.lua writes it
+  redis.call('HDEL', K.tables, name)
+  forgotten[name] = true
+  -- the stage now belongs to the record: it lives until apply_pending.lua deletes it
+  for i = 0, buckets - 1 do redis.call('PERSIST', k_stage(gen, i)) end
+  save_pending(name, { kind = 'put', gen = gen, buckets = buckets, n = n, phase = 'put',
+    next = 0, cursor = '0', rewrite = rewrite_all,
+    delete = delete_missing and rewrite_all and mode == 'full', dm = delete_missing,
+    ro = is_prime_slave and acting == 'true',
+    token = (ARGV[17] ~= '' and (rewrite_all or mode == 'full')) and table_token(ARGV[17]) or '',
+    matches = true, forgot = false, written = 0 })
+  touch_all()
+elseif staged then -- nothing of the table to write: the stage goes (UNLINK frees it aside)
+  for i = 0, buckets - 1 do redis.call('UNLINK', k_stage(gen, i)) end
+elseif writes_topics and mode ~= 'lite' and not already_applied then
   if delete_missing and rewrite_all and mode == 'full' then
     local reported = {}
     for i = 0, n - 1 do reported[ARGV[FIRST + i * 5]] = true end

@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common_options(check)
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="fix the drift no connected broker vouches for, printing each change",
+    )
     check.add_argument("--data-dir", help="the embedded Redis' data directory to check")
     add_redis_security_options(check)
     add_acl_command(sub, _common_options)
@@ -251,10 +256,10 @@ def _check_target(settings: Settings) -> tuple[str | None, str]:
     return url, ""
 
 
-def cmd_check(settings: Settings) -> int:
+def cmd_check(settings: Settings, repair: bool = False) -> int:
     from redis.exceptions import RedisError
 
-    from namesrv_redis.store.check import check_namespace
+    from namesrv_redis.store.check import check_and_repair
     from namesrv_redis.store.connection import create_redis, describe_url
 
     url, why_not = _check_target(settings)
@@ -266,12 +271,10 @@ def cmd_check(settings: Settings) -> int:
 
         client = create_redis(url, **redis_client_options(settings, url))
         try:
-            problems = await check_namespace(client, settings.namespace)
+            problems = await check_and_repair(client, settings.namespace, repair=repair)
         finally:
             await client.aclose()
         where = f"{describe_url(url)} namespace {settings.namespace!r}"
-        for p in problems:
-            print(p)
         if problems:
             print(f"{len(problems)} problem(s) in {where}", file=sys.stderr)
             return ExitCode.PROBLEMS
@@ -331,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_acl(settings, args)
         except (RedisError, OSError) as e:
             return redis_unreachable(settings.redis_url or "embedded", e)
-    return cmd_check(settings)
+    return cmd_check(settings, repair=args.repair)
 
 
 if __name__ == "__main__":

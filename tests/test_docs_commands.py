@@ -1,14 +1,16 @@
-"""Every command in the operator docs runs: each ``sh`` block of docs/quickstart.md,
-operations.md, migration.md and troubleshooting.md is executed (all blocks of one page in one
-bash, in order, ``set -euo pipefail``) against real servers, with only addresses rewritten to
-the test's free ports. ``text`` blocks are output samples or need what CI lacks (a JVM, a
-Kubernetes cluster) and are not run; the Kubernetes manifests are checked structurally and
-their probes asked of a real pod.
+"""The docs' commands, checked in detail with this checkout's code: the ``sh`` blocks of
+docs/operations.md, migration.md and troubleshooting.md (all blocks of one page in one bash,
+in order, ``set -euo pipefail``) against a real redis-server, a ``serve`` pod with a broker
+registered as ``127.0.0.1:10911`` (as in the captured Java estate) and a replay of the Java
+NameServer's captured answers standing for ``java-ns:9876``, with only addresses rewritten;
+what they print is asserted. The Kubernetes manifests are checked structurally and their
+probes asked of a real pod. docs/admin.md's terminal sessions (``text`` blocks of
+``$ command``, output, ``(exit N)``) are replayed against a like estate.
 
-- quickstart: a fresh virtualenv, ``pip install .`` exactly as written, then the page.
-- the others: a real redis-server, a ``serve`` pod with a broker registered as
-  ``127.0.0.1:10911`` (as in the captured Java estate), and a replay of the Java NameServer's
-  captured answers standing for ``java-ns:9876``.
+``text`` blocks are output samples or need what CI lacks (a JVM, a Kubernetes cluster, a
+remote TLS Redis, a run of many minutes); every fence of docs/ must say which it is.
+``tests/test_newcomer.py`` runs every page's ``sh`` blocks again, from a fresh clone in a
+fresh virtualenv (quickstart's output is checked there, as it installs the clone).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import os
 import re
 import subprocess
 import sys
-import venv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from namesrv_redis.cli import build_parser
 from namesrv_redis.settings.config import Settings
 from namesrv_redis.sim.broker import SimBroker
 from tests.brokerthread import BrokerThread
-from tests.conftest import RedisServerProcess, free_port
+from tests.conftest import RedisServerProcess
 from tests.java_replay import JavaReplayServer
 from tests.serverproc import ROOT, NamesrvProcess
 
@@ -60,13 +61,17 @@ def run_page(page: str, subs: dict[str, str], env: dict[str, str], cwd: Path) ->
 
 
 def shim_env(tmp_path: Path) -> dict[str, str]:
-    """``namesrv-redis`` and ``python -m namesrv_redis…`` run this checkout's code."""
+    """``namesrv-redis`` and ``python -m namesrv_redis…`` run this checkout's code.
+
+    Both are scripts that ``exec`` this interpreter by its own path, never a symlink to it: a
+    virtualenv's python finds its environment (``pyvenv.cfg``) next to the path it was started
+    by, so a symlink elsewhere would run the base interpreter without the venv's packages."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    shim = bindir / "namesrv-redis"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m namesrv_redis.cli "$@"\n')
-    shim.chmod(0o755)
-    (bindir / "python").symlink_to(sys.executable)
+    for name, argv in (("namesrv-redis", "-m namesrv_redis.cli "), ("python", "")):
+        shim = bindir / name
+        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" {argv}"$@"\n')
+        shim.chmod(0o755)
     (tmp_path / "scripts").symlink_to(ROOT / "scripts")
     return {
         **os.environ,
@@ -90,6 +95,12 @@ def estate() -> Iterator[tuple[RedisServerProcess, NamesrvProcess, JavaReplaySer
     redis.stop()
 
 
+# A page's developer-install line: this suite's environment is that install already, and the
+# checkout's pages must never reinstall the interpreter running them (test_newcomer.py runs
+# the line for real, in its fresh virtualenv).
+DEV_INSTALL = "pip install -q -e '.[test]'"
+
+
 def local_subs(redis: RedisServerProcess, pod: NamesrvProcess) -> dict[str, str]:
     return {
         "localhost:9876": pod.addr,
@@ -97,26 +108,6 @@ def local_subs(redis: RedisServerProcess, pod: NamesrvProcess) -> dict[str, str]
         "localhost:6379": f"127.0.0.1:{redis.port}",
         "-p 6379": f"-p {redis.port}",
     }
-
-
-@pytest.mark.slow
-def test_quickstart_from_pip_install(tmp_path: Path) -> None:
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
-        "PATH": f"{env_dir / 'bin'}:{os.environ['PATH']}",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-    }
-    subs = {"pip install .": f"pip install -q {ROOT}", "9876": str(free_port())}
-    subs["8080"] = str(free_port())
-    out = run_page("quickstart.md", subs, env, tmp_path)
-    assert '{"status":"ready"}' in out
-    assert "DefaultCluster  broker-a      0     127.0.0.1:10911" in out
-    assert '"brokerName":"broker-a"' in out  # the HTTP route
-    assert "<title>namesrv-redis console</title>" in out  # the console ships in the wheel
-    # the installed console script is the one that ran
-    assert (env_dir / "bin" / "namesrv-redis").is_file()
 
 
 @pytest.mark.slow
@@ -135,7 +126,8 @@ def test_operations_commands_and_manifests(
     estate: tuple[RedisServerProcess, NamesrvProcess, JavaReplayServer], tmp_path: Path
 ) -> None:
     redis, pod, _ = estate
-    out = run_page("operations.md", local_subs(redis, pod), shim_env(tmp_path), tmp_path)
+    subs = {DEV_INSTALL: "true", **local_subs(redis, pod)}
+    out = run_page("operations.md", subs, shim_env(tmp_path), tmp_path)
     assert '{"status":"ok"}' in out and '{"status":"ready"}' in out
     assert 'namesrv_estate_brokers{namespace="default"} 1.0' in out
     assert "pod RSS idle" in out
@@ -187,3 +179,86 @@ def test_migration_commands(
     configs = (tmp_path / "configs.txt").read_text()
     assert f"============{java.addr}============" in configs
     assert f"============{pod.addr}============" in configs
+
+
+def test_every_docs_fence_says_what_it_is() -> None:
+    """A fence without a language would be neither run (``sh``) nor declared output or out of
+    reach (``text``): each block of docs/ is one or the other, or a data format."""
+    unlabelled = [
+        f"{page.name}: {body.splitlines()[0] if body.strip() else '(empty)'}"
+        for page in sorted(DOCS.glob("*.md"))
+        for kind, body in FENCE.findall(page.read_text())
+        if not kind
+    ]
+    assert not unlabelled, unlabelled
+
+
+def test_shims_keep_the_running_environment(tmp_path: Path) -> None:
+    """The page's ``python`` is this interpreter in its own environment (a virtualenv's python
+    reached through a symlink elsewhere would lose the venv and its packages)."""
+    env = shim_env(tmp_path)
+    code = "import sys, namesrv_redis; print(sys.prefix, namesrv_redis.__file__)"
+    out = subprocess.run(
+        ["python", "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [sys.prefix, str(ROOT / "namesrv_redis" / "__init__.py")]
+
+
+PROMPT = "$ "
+EXIT_NOTE = re.compile(r"^\(exit (\d+)\)$")
+
+
+def transcripts(page: str) -> list[tuple[str, list[str], int]]:
+    """``text`` blocks written as a terminal session: (command, output lines, exit code)."""
+    sessions: list[tuple[str, list[str], int]] = []
+    for body in blocks(page, "text"):
+        for line in body.splitlines():
+            if line.startswith(PROMPT):
+                sessions.append((line[len(PROMPT) :], [], 0))
+            elif sessions and (note := EXIT_NOTE.match(line)):
+                sessions[-1] = (sessions[-1][0], sessions[-1][1], int(note.group(1)))
+            elif sessions and line.strip():
+                sessions[-1][1].append(line)
+    return sessions
+
+
+@pytest.mark.slow
+def test_admin_transcripts_are_what_the_cli_prints(tmp_path: Path) -> None:
+    """docs/admin.md shows terminal sessions (``$ command``, its output, ``(exit N)``). Each
+    command runs, in order, against an estate like the page's (broker-a with its three topics
+    on our pod, the Java NameServer's captured answers for ``java-ns:9876``): it exits with the
+    documented code, and every documented output line is printed (compared word by word, as
+    the rewritten addresses change the column widths), except liveness countdowns, data
+    versions and timestamps, which differ from run to run."""
+    sessions = transcripts("admin.md")
+    assert len(sessions) >= 10
+    redis = RedisServerProcess().start()
+    pod = NamesrvProcess(redis.url, "default").start()
+    sim = SimBroker("DefaultCluster", "broker-a", "127.0.0.1:10911")
+    sim.add_topics(["TopicTest", "OrderTopic", "SELF_TEST_TOPIC"], queues=8)
+    broker = BrokerThread(pod.port, sim).start()
+    java = JavaReplayServer().start()
+    subs = {"java-ns:9876": java.addr, "127.0.0.1:9876": pod.addr}
+    env = shim_env(tmp_path)
+    try:
+        for command, expected, code in sessions:
+            for old, new in subs.items():
+                command = command.replace(old, new)
+                expected = [line.replace(old, new) for line in expected]
+            if command.split()[:3] == ["namesrv-redis", "admin", "watch"]:
+                command += " --duration 2"  # the page's watch runs until Ctrl-C
+            run = subprocess.run(
+                ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=120
+            )
+            out = run.stdout + run.stderr
+            assert run.returncode == code, f"{command}: exit {run.returncode}\n{out}"
+            printed = [line.split() for line in out.splitlines()]
+            for line in expected:
+                if re.search(r"\d{4}-\d\d-\d\dT|\d+\.\d\s+\d+$", line):
+                    continue  # a timestamp, or a countdown and data version
+                assert line.split() in printed, f"{command}: {line!r} not in\n{out}"
+    finally:
+        java.stop()
+        broker.stop()
+        pod.stop()
+        redis.stop()

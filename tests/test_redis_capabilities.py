@@ -256,3 +256,22 @@ async def test_config_renamed_judged_by_observation(
             await broker.close()
     finally:
         server.stop()
+
+
+def test_the_documented_rule_grants_every_command_our_scripts_call() -> None:
+    """Redis checks commands run inside a script against the user's ACL: a command a script
+    calls that the least-privilege rule does not grant fails only on that path, for that user."""
+    import re
+    from pathlib import Path
+
+    from namesrv_redis.store.redis_tls import POD_COMMANDS
+
+    granted = {c for group in POD_COMMANDS for c in group.split()}
+    lua = Path(__file__).resolve().parent.parent / "lua"
+    called = {
+        m.lower()
+        for f in lua.glob("*.lua")
+        for m in re.findall(r"redis\.(?:p?call)\(\s*'([A-Za-z]+)'", f.read_text())
+    }
+    assert called, "no redis.call found in lua/"
+    assert called - granted == set()

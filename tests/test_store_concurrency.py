@@ -16,7 +16,13 @@ import redis.asyncio as aioredis
 from namesrv_redis.rocketmq.model import QueueConfig
 from namesrv_redis.store.check import check_namespace
 from namesrv_redis.store.connection import create_redis
-from namesrv_redis.store.route_store import BrokerRegistration, RemovalReason, RouteStore
+from namesrv_redis.store.keys import broker_ident
+from namesrv_redis.store.route_store import (
+    BrokerRegistration,
+    RemovalReason,
+    RouteStore,
+    now_ms,
+)
 from tests.conftest import RedisServerProcess
 
 NAMES = ["a", "b", "c"]
@@ -47,8 +53,11 @@ async def churn(store: RouteStore, seed: int, steps: int) -> None:
             )
         else:
             cluster, addr = rnd.choice(["C1", "C2"]), rnd.choice(ADDRS)
+            # at its deadline: a liveness key gone before it is an eviction, not an expiry
+            deadline = await store.redis.zscore(store.keys.deadlines, broker_ident(cluster, addr))
             await store.redis.delete(store.keys.live(cluster, addr))
-            await store.remove_broker(RemovalReason.EXPIRED, cluster, addr)
+            now = int(deadline) if deadline is not None else None
+            await store.remove_broker(RemovalReason.EXPIRED, cluster, addr, now=now)
         if i % 7 == 0:
             await asyncio.sleep(0)
 
@@ -131,7 +140,9 @@ async def test_dead_broker_removed_exactly_once(
         await real_redis.delete(store.keys.live("C", f"10.1.0.{i}:10911"))
     results = await asyncio.gather(
         *(
-            store.remove_broker(RemovalReason.EXPIRED, "C", f"10.1.0.{i % 10}:10911")
+            store.remove_broker(  # past every deadline (a gone key alone is no expiry)
+                RemovalReason.EXPIRED, "C", f"10.1.0.{i % 10}:10911", now=now_ms() + 3_600_000
+            )
             for i in range(200)
         )
     )

@@ -23,6 +23,7 @@ from namesrv_redis.domain.registrations import RememberedRegistrations, store_re
 from namesrv_redis.rocketmq.model import QueueConfig, canonical_data_version
 from namesrv_redis.rocketmq.register_body import QueueNums, RegisterTable
 from namesrv_redis.store.check import check_namespace
+from namesrv_redis.store.keys import broker_ident as ident_of
 from namesrv_redis.store.route_store import (
     BrokerRegistration,
     RegisterStatus,
@@ -167,9 +168,13 @@ def make_machine(client_factory: Any) -> type[RuleBasedStateMachine]:
 
         @rule(cluster=st.sampled_from(CLUSTERS), addr=st.sampled_from(ADDRS))
         def expire(self, cluster: str, addr: str) -> None:
+            # at its deadline: a liveness key gone before it is an eviction, not an expiry
+            keys = self.store.keys
+            deadline = self.run(self.client.zscore(keys.deadlines, ident_of(cluster, addr)))
             self.run(self.client.delete(self.store.keys.live(cluster, addr)))
+            now = int(deadline) if deadline is not None else None
             removed = self.run(
-                self.store.remove_broker(RemovalReason.EXPIRED, cluster, addr)
+                self.store.remove_broker(RemovalReason.EXPIRED, cluster, addr, now=now)
             ).removed
             assert removed == self.model.remove(cluster, addr)
 

@@ -5,6 +5,9 @@ this repository but the fixture), and runs it in a fresh pytest process."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import zipfile
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -159,30 +162,99 @@ def test_help_lists_the_option(outside: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*--rocketmq-namesrv-redis=REDIS*"])
 
 
+def clean_env() -> dict[str, str]:
+    """The environment of an outside project: nothing of this checkout on the path."""
+    drop = ("PYTHONPATH", "PYTEST_ADDOPTS")
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def sh(*cmd: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env or clean_env(), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, f"{cmd}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from this checkout."""
+    wheels = tmp_path_factory.mktemp("wheels")
+    sh(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "-q",
+        "-w",
+        str(wheels),
+        str(ROOT),
+        cwd=wheels,
+    )
+    [built] = wheels.glob("namesrv_redis-*.whl")
+    return built
+
+
 @pytest.mark.slow
-def test_installed_wheel_brings_the_fixtures(tmp_path: Path) -> None:
-    """What `pip install 'namesrv-redis[testing]'` gives: the wheel built from this checkout,
-    installed in a fresh virtualenv, registers the pytest11 entry point; an outside project's
-    tests then find the fixtures with no -p and no conftest."""
-    import subprocess
-    import sys
+def test_wheel_marks_the_testing_api_typed(wheel: Path) -> None:
+    """PEP 561: ``namesrv_redis.testing`` ships ``py.typed``, so an outside project's mypy
+    checks its calls to ``NameServer`` and the fixtures instead of treating them as Any."""
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "namesrv_redis/testing/py.typed" in names, sorted(names)
 
-    def sh(*cmd: str, cwd: Path = tmp_path) -> str:
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, f"{cmd}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
-        return proc.stdout
 
-    wheels, venv, project = tmp_path / "wheels", tmp_path / "venv", tmp_path / "project"
-    sh(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT))
-    [wheel] = wheels.glob("namesrv_redis-*.whl")
-    # the dependencies (fakeredis[lua] among them) come from this environment
-    sh(sys.executable, "-m", "venv", "--system-site-packages", str(venv))
-    python = str(venv / "bin" / "python")
-    sh(python, "-m", "pip", "install", "-q", "--no-deps", str(wheel))
-    project.mkdir()
-    (project / "test_outside.py").write_text(OUTSIDE_TESTS)
-    where = sh(python, "-c", "import namesrv_redis.testing.plugin as p; print(p.__file__)")
-    assert where.startswith(str(venv)), where  # the installed copy, not this checkout
-    out = sh(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
+@pytest.fixture(scope="module")
+def site(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel installed on its own (``pip install --target``), for ``PYTHONPATH``: put first
+    on the path of the interpreter running this suite, whose environment supplies the
+    dependencies (fakeredis[lua] among them). It works the same whether that interpreter is a
+    system Python, a virtualenv or CI's, and builds no environment on top of it. Its
+    ``.dist-info`` is found before any other installation of namesrv-redis."""
+    target = tmp_path_factory.mktemp("site")
+    sh(
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--target",
+        str(target),
+        str(wheel),
+        cwd=target,
+    )
+    return target
+
+
+@pytest.mark.slow
+def test_installed_wheel_brings_the_fixtures(site: Path, tmp_path: Path) -> None:
+    """What `pip install 'namesrv-redis[testing]'` gives: the wheel built from this checkout
+    registers the pytest11 entry point; an outside project's tests then find the fixtures with
+    no -p and no conftest (a wheel without the entry point would leave them without)."""
+    (tmp_path / "test_outside.py").write_text(OUTSIDE_TESTS)
+    env = {**clean_env(), "PYTHONPATH": str(site)}
+    code = "import namesrv_redis.testing.plugin as p; print(p.__file__)"
+    where = sh(sys.executable, "-c", code, cwd=tmp_path, env=env)
+    assert where.startswith(str(site)), where  # the installed copy, not this checkout
+    out = sh(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path, env=env)
     assert "6 passed" in out, out
+
+
+@pytest.mark.slow
+def test_outside_mypy_checks_calls_into_the_testing_api(site: Path, tmp_path: Path) -> None:
+    """With ``py.typed`` an outside project's mypy reads our annotations (a wrong argument is
+    an arg-type error); without it mypy would refuse the import as untyped."""
+    (tmp_path / "use.py").write_text(
+        "from namesrv_redis.testing import NameServer\n\n"
+        "NameServer().register_broker(1, 'broker-a', '127.0.0.1:10911', ['T'])\n"
+    )
+    env = {**clean_env(), "PYTHONPATH": str(site)}
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-executable"]
+    proc = subprocess.run(
+        [*mypy, sys.executable, "use.py"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert 'Argument 1 to "register_broker" of "NameServer" has incompatible type "int"' in (
+        proc.stdout
+    ), proc.stdout + proc.stderr
+    assert "import-untyped" not in proc.stdout

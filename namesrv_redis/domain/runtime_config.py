@@ -42,6 +42,10 @@ RUNTIME_OPTIONS: dict[str, Option] = {
     # applied to the running pod: the sweeper's period, the idle timeout of connections
     "scan_not_active_broker_interval": Option(int, 50, 3_600_000),
     "server_channel_max_idle_time_seconds": Option(int, 1, 604_800),
+    # RocketMQ 5 Controller mode (UPDATE_CONTROLLER_CONFIG, domain/controller.py)
+    "enable_elect_unclean_master": Option(bool),
+    "notify_broker_role_changed": Option(bool),
+    "scan_inactive_master_interval": Option(int, 100, 3_600_000),
 }
 """Field name -> type and bounds of every option UPDATE_NAMESRV_CONFIG may change."""
 

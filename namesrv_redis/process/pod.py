@@ -15,12 +15,14 @@ import signal
 import socket
 from typing import Any
 
+from namesrv_redis.domain.controller import Controller, ControllerWatch
 from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.domain.runtime_config import apply_stored
 from namesrv_redis.http.lazy_app import LazyApp
 from namesrv_redis.process.memtrim import MemoryTrimmer
 from namesrv_redis.process.redis_wait import StartupWait, WaitingHttp, wait_for_redis
 from namesrv_redis.remoting.acl import start_acl
+from namesrv_redis.remoting.controller_handlers import notify_broker
 from namesrv_redis.remoting.limits import FlowLimits
 from namesrv_redis.remoting.offload import Offloader
 from namesrv_redis.remoting.processor import NamesrvProcessor
@@ -38,12 +40,13 @@ from namesrv_redis.store.connection import (
     describe_url,
     parse_target,
 )
+from namesrv_redis.store.controller_store import ControllerStore
 from namesrv_redis.store.deadlines import Deadlines
 from namesrv_redis.store.embedded import EmbeddedRedis
 from namesrv_redis.store.events import RouteEvent, RouteEvents
 from namesrv_redis.store.liveness import Liveness
 from namesrv_redis.store.persistence import PersistenceMonitor
-from namesrv_redis.store.pods import PodAdvertiser
+from namesrv_redis.store.pods import PodAdvertiser, advertised_host
 from namesrv_redis.store.redis_tls import redis_client_options
 from namesrv_redis.store.replication import Replication
 from namesrv_redis.store.route_store import RouteStore
@@ -123,6 +126,8 @@ class Pod:
         self.routes: RouteReader | None = None
         self.processor: NamesrvProcessor | None = None
         self.remoting: RemotingServer | None = None
+        self.controller_remoting: RemotingServer | None = None
+        self.controller_watch: ControllerWatch | None = None
         self.offload: Offloader | None = None
         self.events: RouteEvents | None = None
         self.liveness: Liveness | None = None
@@ -189,6 +194,7 @@ class Pod:
             delete_topic_with_broker_registration=s.delete_topic_with_broker_registration,
             deadlines=Deadlines(s.redis_read_timeout_millis, s.redis_write_timeout_millis),
             replication=replication,
+            command_budget_ms=s.redis_command_budget_millis,
         )
         await load_scripts_unless_refused(store)
         await self._load_shared_config()
@@ -235,6 +241,7 @@ class Pod:
             topology=self.topology,
         )
         await self.liveness.start()
+        await self.processor.reconciler.start()  # the state is verified, not trusted
         self.topology.on_failover.append(self._failed_over)
 
         limits = FlowLimits.from_settings(s)
@@ -265,6 +272,7 @@ class Pod:
             raise listen_error(
                 "remoting server", "listen_port", s.listen_host, s.listen_port, e
             ) from None
+        await self._start_controller(s, store)
 
         self.advertiser = PodAdvertiser(
             self.redis, store.keys, listen_host=s.listen_host, listen_port=self.remoting.bound_port
@@ -273,6 +281,35 @@ class Pod:
         await self.trimmer.start()
         if self.serve_http:
             await self._start_http()
+
+    async def _start_controller(self, s: Settings, store: RouteStore) -> None:
+        """RocketMQ 5 Controller mode (docs/controller.md): this pod answers the controller
+        codes as the leader, on the remoting port and on ``controllerListenPort`` if set."""
+        assert self.processor is not None and self.remoting is not None
+        port = self.remoting.bound_port
+        if s.controller_listen_port:
+            self.controller_remoting = RemotingServer(
+                self.processor,
+                host=s.listen_host,
+                port=s.controller_listen_port,
+                pod_id=f"{self.remoting.pod_id}-controller",
+                reuse_port=self.reuse_port,
+            )
+            await self.controller_remoting.start()
+            port = self.controller_remoting.bound_port
+        controller = self.processor.controller = Controller(
+            ControllerStore(store),
+            address=f"{advertised_host(s.listen_host)}:{port}",
+            unclean=lambda: self._current().enable_elect_unclean_master,
+            notify_enabled=lambda: self._current().notify_broker_role_changed,
+            notifier=notify_broker,
+        )
+        self.controller_watch = ControllerWatch(
+            controller, scan_interval_ms=lambda: self._current().scan_inactive_master_interval
+        )
+        if self.liveness is not None:  # one expired-key subscription serves both
+            self.liveness.cleaner.on_other_key = self.controller_watch.expired_key
+        await self.controller_watch.start()
 
     def _json_api(self, estate: EstateCollector) -> Any:
         """The FastAPI application of this pod (built by :class:`LazyApp` when first needed)."""
@@ -386,12 +423,16 @@ class Pod:
             self.http.should_exit = True
         if self.remoting is not None:
             await self.remoting.stop(grace_s)
+        if self.controller_remoting is not None:
+            await self.controller_remoting.stop(grace_s)
         if self._http_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._http_task, grace_s)
         await self.trimmer.stop()
+        if self.processor is not None:
+            await self.processor.reconciler.stop()
         parts = (self.advertiser, self.liveness, self.events, self.topology, self.offload)
-        for part in (*parts, self.capabilities):
+        for part in (self.controller_watch, *parts, self.capabilities):
             if part is not None:
                 with contextlib.suppress(Exception):
                     await part.stop()

@@ -24,3 +24,5 @@ class Connection:
     remote_addr: str
     brokers: set[tuple[str, str, str]] = field(default_factory=set)
     """(cluster, broker address, broker name) registered over this connection."""
+    controller_members: set[tuple[str, int]] = field(default_factory=set)
+    """(broker name, controller broker id) whose controller heartbeats came on it."""

@@ -148,6 +148,7 @@ class Offloader:
             main.keys.namespace,
             delete_topic_with_broker_registration=main.delete_topic_with_broker_registration,
             deadlines=main.deadlines,
+            command_budget_ms=main.command_budget_ms,
             # confirmed as the pod's own writes; the replica count is copied in per job
             replication=Replication(replication.wait_replicas, replication.timeout_ms)
             if replication is not None

@@ -16,16 +16,20 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from namesrv_redis.domain.controller import Controller
 from namesrv_redis.domain.rebuild import AcceptedRegistration, AcceptedRegistrations, packable
+from namesrv_redis.domain.reconcile import Reconciler
 from namesrv_redis.domain.registrations import RememberedRegistrations, store_registration
 from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.domain.runtime_config import ConfigRefused, apply_update
 from namesrv_redis.remoting.acl import AclGuard
 from namesrv_redis.remoting.codec import RemotingCommand
+from namesrv_redis.remoting.controller_handlers import controller_handlers, controller_heartbeat
 from namesrv_redis.remoting.handler_types import Connection, Response
 from namesrv_redis.rocketmq import fastjson
 from namesrv_redis.rocketmq.bounds import java_int
 from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
+from namesrv_redis.rocketmq.controller_headers import is_controller_heartbeat
 from namesrv_redis.rocketmq.errors import BadRequest
 from namesrv_redis.rocketmq.headers import (
     BrokerAddrHeader,
@@ -51,6 +55,7 @@ from namesrv_redis.settings.config import (
 from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG
 from namesrv_redis.store.route_store import (
     BrokerRegistration,
+    Refresh,
     RegisterResult,
     RegisterStatus,
     RemovalReason,
@@ -109,9 +114,16 @@ class NamesrvProcessor:
         self.accepted = AcceptedRegistrations()
         """Per connected broker process: its last accepted registration, to re-apply when
         Redis loses the namespace's data (:mod:`namesrv_redis.domain.rebuild`)."""
+        self.reconciler = Reconciler(
+            store, self.accepted, interval_ms=settings.reconcile_interval_ms
+        )
+        """Verifies what Redis holds for those brokers and repairs it
+        (:mod:`namesrv_redis.domain.reconcile`); the pod runs its loop."""
         self.guard: AclGuard | None = None
         """ACL signature and address checks (namesrv_redis/remoting/acl.py), when configured."""
         self._close_removals = asyncio.Semaphore(CLOSE_REMOVALS_AT_ONCE)
+        self.controller: Controller | None = None
+        """RocketMQ 5 Controller mode (remoting/controller_handlers.py), set by the pod."""
 
     async def refusal(self, cmd: RemotingCommand, conn: Connection) -> Response | None:
         """The ACL's answer when ``cmd`` may not run, else None."""
@@ -156,7 +168,11 @@ class NamesrvProcessor:
             )
             return result.status is RegisterStatus.OK
 
-        return await self.accepted.reapply_all(reapply, reason)
+        applied = await self.accepted.reapply_all(reapply, reason)
+        # a re-registration with an unchanged body writes no queue data while the broker's
+        # table token survived (an eviction of some keys, not a flush): verify everything
+        await self.reconciler.verify_all()
+        return applied
 
     async def connection_closed(self, conn: Connection) -> None:
         """A closed broker connection removes that broker at once — if it still owns it.
@@ -167,6 +183,8 @@ class NamesrvProcessor:
         Redis refused or did not answer in time is retried; after the last attempt the
         broker's heartbeat timeout removes it (expiry event or sweep), with a warning.
         """
+        if conn.controller_members and self.controller is not None:
+            await self.controller.connection_closed(conn.conn_id, conn.controller_members)
         self.accepted.forget_connection(conn.conn_id)
         for cluster, addr, name in list(conn.brokers):
             await self._remove_closed(cluster, addr, name, conn.conn_id)
@@ -363,10 +381,24 @@ async def unregister_broker(
 
 @handles(RequestCode.BROKER_HEARTBEAT)
 async def broker_heartbeat(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
+    if is_controller_heartbeat(cmd.ext_fields):  # a controller-mode broker: both roles
+        await controller_heartbeat(p, cmd, conn)
     h = BrokerAddrHeader.parse(cmd.ext_fields, name_required=False)
-    if await p.store.heartbeat(h.cluster_name, h.broker_addr):
+    refreshed = await p.store.refresh_liveness(
+        h.cluster_name, h.broker_addr, **_refresh_fields(p, h, conn)
+    )
+    if refreshed:
         p.accepted.seen(h.cluster_name, h.broker_addr)
+    if refreshed is Refresh.RECREATED:  # Redis is losing keys: check the rest of it now
+        p.reconciler.urgent(h.cluster_name, h.broker_addr)
     return Response()
+
+
+def _refresh_fields(p: NamesrvProcessor, h: BrokerAddrHeader, conn: Connection) -> dict[str, Any]:
+    """What a liveness refresh recreates an evicted liveness key with."""
+    accepted = p.accepted.get(h.cluster_name, h.broker_addr)
+    timeout = accepted.timeout_ms if accepted is not None else p.settings.broker_timeout_ms
+    return {"timeout_ms": timeout, "conn_id": conn.conn_id}
 
 
 @handles(RequestCode.QUERY_DATA_VERSION)
@@ -384,7 +416,9 @@ async def query_data_version(
         canonical = canonical_data_version(dv)
     except BadDataVersion as e:
         raise BadRequest(f"bad DataVersion body: {e}") from None
-    changed, stored = await p.store.query_data_version(h.cluster_name, h.broker_addr, canonical)
+    changed, stored = await p.store.query_data_version(
+        h.cluster_name, h.broker_addr, canonical, **_refresh_fields(p, h, conn)
+    )
     p.accepted.seen(h.cluster_name, h.broker_addr)
     return Response(
         ext_fields={"changed": "true" if changed else "false"},
@@ -563,3 +597,10 @@ async def get_namesrv_config(
 ) -> Response:
     text = to_properties_text(p.settings)
     return Response(body=text.encode("utf-8") if text.strip() else None)
+
+
+# ------------------------------------------------------------------ RocketMQ 5 Controller mode
+
+HANDLERS.update(controller_handlers())
+HANDLERS[RequestCode.UPDATE_CONTROLLER_CONFIG] = update_namesrv_config
+HANDLERS[RequestCode.GET_CONTROLLER_CONFIG] = get_namesrv_config

@@ -343,7 +343,7 @@ class RemotingProtocol(asyncio.Protocol):
             CONNECTIONS.dec()
         self.closed = True
         self._release_held()
-        if self.conn.brokers and not self.server.stopping:
+        if (self.conn.brokers or self.conn.controller_members) and not self.server.stopping:
             self.server.spawn(self._remove_brokers())
 
     def pause_writing(self) -> None:

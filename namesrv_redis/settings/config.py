@@ -79,8 +79,13 @@ class Settings(BaseModel):
     redis_write_timeout_millis: int = Field(2000, ge=10, le=60_000)
     redis_wait_replicas: int = Field(-1, ge=-1, le=16)
     redis_wait_timeout_millis: int = Field(1000, ge=1, le=60_000)
+    redis_command_budget_millis: int = Field(50, ge=1, le=200)
+    """The longest one of our scripts may block Redis: bigger writes go in chunks."""
     rebuild_on_data_loss: bool = True
     """Re-apply connected brokers' registrations when Redis loses the namespace's data."""
+    reconcile_interval_ms: int = Field(30_000, ge=0)
+    """Each connected broker's state in Redis is verified (and repaired) once per this; 0 =
+    off (docs/ha.md, Repair)."""
     # remoting flow control and admission (docs/protocol.md, "Limits"); None: the default of
     # namesrv_redis.remoting.limits.FlowLimits
     flow_write_buffer_high: int | None = Field(None, ge=4096)
@@ -153,6 +158,11 @@ class Settings(BaseModel):
     redis_sentinel_username: str | None = None
     redis_sentinel_password: SecretStr | None = None
     redis_sentinel_tls: bool | None = None
+    # RocketMQ 5 Controller mode (docs/controller.md)
+    controller_listen_port: int = Field(0, ge=0, le=65535)
+    enable_elect_unclean_master: bool = False
+    notify_broker_role_changed: bool = True
+    scan_inactive_master_interval: int = Field(5000, ge=100)
 
     @field_validator("namespace")
     @classmethod
@@ -240,7 +250,9 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "redis_write_timeout_millis": "redisWriteTimeoutMillis",
     "redis_wait_replicas": "redisWaitReplicas",
     "redis_wait_timeout_millis": "redisWaitTimeoutMillis",
+    "redis_command_budget_millis": "redisCommandBudgetMillis",
     "rebuild_on_data_loss": "rebuildOnDataLoss",
+    "reconcile_interval_ms": "reconcileIntervalMs",
     "malloc_trim_threshold_mb": "mallocTrimThresholdMb",
     "admin_token": "adminToken",
     "tls_server_mode": "tls.server.mode",
@@ -275,6 +287,10 @@ ROCKETMQ_NAMES: dict[str, str] = {
     "redis_sentinel_tls": "redisSentinelTls",
     "data_dir": "dataDir",
     "persistence": "persistence",
+    "controller_listen_port": "controllerListenPort",
+    "enable_elect_unclean_master": "enableElectUncleanMaster",
+    "notify_broker_role_changed": "notifyBrokerRoleChanged",
+    "scan_inactive_master_interval": "scanInactiveMasterInterval",
 }
 FIELDS_BY_ROCKETMQ_NAME = {v: k for k, v in ROCKETMQ_NAMES.items()}
 IGNORED_JAVA_OPTIONS = ignored_options(frozenset(FIELDS_BY_ROCKETMQ_NAME))

@@ -31,7 +31,15 @@ key (after the prefix)          type   contents
                                        the registration body whose topic table that broker's
                                        queue data equals; any other queue-data write deletes
                                        it (lets a changed registration send only its diff)
+``pending``                     hash   broker name -> JSON record of a committed chunked write
+                                       still being applied (``lua/_common.lua``, "chunked
+                                       writes"); route answers show its outcome
+``stage:<gen>:<i>``             hash   topic -> queue data: bucket ``i`` of a big registration
+                                       staged under generation ``gen`` (:func:`stage_bucket`),
+                                       with a TTL until committed and applied
 ``kvns``                        set    KV-config namespaces that exist (even when emptied)
+``kvns-emptied``                set    KV namespaces whose last key was deleted (``check`` tells
+                                       them from a table lost to eviction or ``DEL``)
 ``kv:<namespace>``              hash   KV config of that namespace
 ``config``                      hash   name-server options changed by UPDATE_NAMESRV_CONFIG
 ``pods``                        zset   remoting address of each live pod -> deadline (ms)
@@ -43,6 +51,16 @@ key (after the prefix)          type   contents
 ``events``                      chan   pub/sub channel of route-change events (JSON)
 ``probe:<name>``                str    a pod's probe key, a few hundred ms of TTL: its expiry
                                        event proves notifications arrive (capabilities.py)
+``ctrl:groups``                 set    broker names (groups) known to the controller
+``ctrl:group:<brokerName>``     hash   controller state of one group (docs/controller.md):
+                                       ``cluster``, ``next`` (next broker id), ``master``
+                                       (id or empty), ``mepoch``, ``sset`` (JSON id array),
+                                       ``sepoch``, ``addr:<id>``, ``code:<id>``
+``ctrl-live:<id>:<brokerName>`` hash   controller liveness of one broker id, TTL = its
+                                       heartbeatTimeoutMills: ``addr, cluster, epoch, max,
+                                       confirm, prio``, ``c:<connection id>`` per carrier
+``ctrl-deadlines``              zset   ``<id>:<brokerName>`` -> deadline (ms): the sweeper's
+                                       index (the TTL decides; this says when to look)
 ==============================  =====  =========================================================
 
 ``<ident>`` is :func:`broker_ident`: ``<cluster>@<addr>`` with ``%`` and ``@`` escaped in both.
@@ -56,6 +74,15 @@ from namesrv_redis.settings.namespace import validate_namespace
 
 ORDER_TOPIC_CONFIG = "ORDER_TOPIC_CONFIG"
 """RocketMQ's KV namespace that holds order-topic configuration (NamesrvUtil)."""
+
+
+STAGE_HASH_MODULUS = 2_147_483_647
+
+
+def stage_bucket(topic: str, buckets: int) -> int:
+    """Which of ``buckets`` stage hashes holds ``topic``: its UTF-8 bytes read as a big-endian
+    number, modulo 2^31 - 1, modulo ``buckets`` (``lua/_common.lua``'s ``stage_bucket``)."""
+    return int.from_bytes(topic.encode(), "big") % STAGE_HASH_MODULUS % buckets
 
 
 def _escape_ident_part(s: str) -> str:
@@ -150,8 +177,19 @@ class Keys:
         return self.prefix + "tables"
 
     @property
+    def pending(self) -> str:
+        return self.prefix + "pending"
+
+    def stage(self, generation: str, bucket: int) -> str:
+        return f"{self.prefix}stage:{generation}:{bucket}"
+
+    @property
     def kv_namespaces(self) -> str:
         return self.prefix + "kvns"
+
+    @property
+    def kv_namespaces_emptied(self) -> str:
+        return self.prefix + "kvns-emptied"
 
     def kv(self, namespace: str) -> str:
         return f"{self.prefix}kv:{namespace}"
@@ -183,3 +221,42 @@ class Keys:
     def probe(self, name: str) -> str:
         """A probe key (``lua/probe_expiry.lua`` derives the same name)."""
         return self.probe_prefix + name
+
+    # ------------------------------------------------------------ controller (docs/controller.md)
+
+    @property
+    def controller_groups(self) -> str:
+        return self.prefix + "ctrl:groups"
+
+    def controller_group(self, broker_name: str) -> str:
+        return f"{self.prefix}ctrl:group:{broker_name}"
+
+    @property
+    def controller_live_prefix(self) -> str:
+        return self.prefix + "ctrl-live:"
+
+    def controller_live(self, broker_name: str, broker_id: int) -> str:
+        return f"{self.controller_live_prefix}{controller_member(broker_name, broker_id)}"
+
+    def controller_member_of_live_key(self, key: str) -> tuple[str, int] | None:
+        """(broker name, broker id) of a controller liveness key name, else None."""
+        if not key.startswith(self.controller_live_prefix):
+            return None
+        return split_controller_member(key[len(self.controller_live_prefix) :])
+
+    @property
+    def controller_deadlines(self) -> str:
+        return self.prefix + "ctrl-deadlines"
+
+
+def controller_member(broker_name: str, broker_id: int) -> str:
+    """``<id>:<brokerName>``: a broker id of a group (ids are digits, so the first ``:``
+    splits it whatever the name holds; ``lua/_common.lua``'s ``ctrl_member`` builds the same)."""
+    return f"{broker_id}:{broker_name}"
+
+
+def split_controller_member(member: str) -> tuple[str, int] | None:
+    ident, sep, name = member.partition(":")
+    if not sep or not ident.isdigit():
+        return None
+    return name, int(ident)

@@ -8,6 +8,11 @@ deletes the key), so the :class:`Sweeper` also reads the deadline index every
 ``scanNotActiveBrokerInterval`` — O(log n + expired), never a scan of all brokers — and
 removes whatever is past its deadline. Several pods may do both at once: the remove script
 removes a broker exactly once and answers ``removed=0`` to everyone else.
+
+A liveness key that is gone *before* the deadline in the index was evicted (a ``volatile-*``
+``maxmemory`` policy takes the namespace's only keys with a TTL first) or deleted, not
+expired: the remove script leaves such a broker alone, and the broker's next refresh
+recreates the key (``refresh_liveness`` in ``lua/_common.lua``; docs/ha.md, Repair).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -41,9 +46,12 @@ from namesrv_redis.telemetry.metrics import (
 log = logging.getLogger(__name__)
 
 
-async def remove_expired(store: RouteStore, cluster: str, addr: str, source: str) -> bool:
-    """Remove one broker process whose liveness key is gone; log and count it once."""
-    result = await store.remove_broker(RemovalReason.EXPIRED, cluster, addr)
+async def remove_expired(
+    store: RouteStore, cluster: str, addr: str, source: str, *, now: int | None = None
+) -> bool:
+    """Remove one broker process whose liveness key is gone and whose deadline (as of ``now``,
+    default: the clock) has passed; log and count it once."""
+    result = await store.remove_broker(RemovalReason.EXPIRED, cluster, addr, now=now)
     return record_removal(result, RemovalReason.EXPIRED, cluster, addr, f"found by {source}")
 
 
@@ -98,6 +106,9 @@ class ExpiryCleaner:
         """Whether an expired probe key's event was seen (None: not observed yet); False means
         dead brokers are found by the sweeper alone."""
         self.reconnects = 0
+        self.on_other_key: Callable[[str], Awaitable[None]] | None = None
+        """Called with every other expired key of the namespace (controller liveness keys:
+        domain/controller.py's ControllerWatch)."""
         self.probe = ExpiryProbe(store.redis, store.keys, store.scripts.probe_expiry)
         self._config_said = False
 
@@ -149,6 +160,7 @@ class ExpiryCleaner:
                     continue
                 ident = self.store.keys.ident_of_live_key(key)
                 if ident is None:
+                    await self._other_key(key)
                     continue
                 EXPIRY_EVENTS.inc()
                 try:
@@ -165,6 +177,16 @@ class ExpiryCleaner:
         finally:
             if probe is not None:
                 probe.cancel()
+
+    async def _other_key(self, key: str) -> None:
+        if self.on_other_key is None or not key.startswith(self.store.keys.prefix):
+            return
+        try:
+            await self.on_other_key(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # its own sweeper tries again
+            log.warning("handling expired key %s failed: %s", key, e)
 
     async def run(self) -> None:
         delay = 0.1
@@ -229,6 +251,7 @@ class Sweeper:
 
     async def sweep_once(self) -> int:
         SWEEPS.inc()
+        await self.store.settle_all()  # chunked writes a pod stopped applying (route_store.py)
         removed = 0
         seen: set[tuple[str, str]] = set()
         while True:

@@ -30,9 +30,9 @@ POD_COMMANDS = (
     # scripts: every write, the route read (SCRIPT LOAD at start and after NOSCRIPT, EVALSHA)
     "evalsha script|load",
     # what the scripts call (Redis 7 checks commands run inside scripts against the ACL too)
-    "get incr del exists pexpire pttl hget hgetall hkeys hset hsetnx hdel hexists "
-    "sadd srem smembers sismember scard sunion zadd zrem zrange zrangebyscore zremrangebyscore "
-    "zcard",
+    "get incr del exists pexpire pttl hget hmget hgetall hkeys hset hsetnx hdel hexists "
+    "sadd srem smembers sismember smismember scard sunion zadd zrem zrange zrangebyscore "
+    "zremrangebyscore zcard zscore hlen persist srandmember sscan unlink",
     # route events and expired-key notifications
     "publish subscribe unsubscribe",
     # the route-version and epoch poll (lost events, lost data: events.py), confirmed writes

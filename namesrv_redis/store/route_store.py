@@ -8,14 +8,17 @@ their requests into these calls and encode what comes back.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 import orjson
+from redis.exceptions import RedisError
 
 from namesrv_redis.rocketmq.java_order import hashmap_order, long_hash, string_hash
 from namesrv_redis.rocketmq.model import (
@@ -30,13 +33,34 @@ from namesrv_redis.rocketmq.model import (
 )
 from namesrv_redis.store import deadlines
 from namesrv_redis.store.deadlines import Deadlines
-from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG, Keys, split_ident
+from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG, Keys, split_ident, stage_bucket
 from namesrv_redis.store.replication import Replication, run_script
 from namesrv_redis.store.scripts import Scripts, preload, register_scripts
-from namesrv_redis.telemetry.metrics import REMOVALS
+from namesrv_redis.telemetry.metrics import REMOVALS, REPAIRS
 
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 120_000
+DEFAULT_COMMAND_BUDGET_MS = 50
+TOPICS_PER_MS = 50
+"""Topics one script may handle per millisecond of the stall budget: a registration script
+costs 7-11 us a topic on a loaded 2-core host (docs/benchmarks.md, "Redis stall budget"); this
+leaves half the budget spare."""
+MAX_CHUNK = 10_000
+DEFAULT_STAGE_TTL_MS = 60_000
+"""How long a staged (not yet committed) part of a big registration lives: what a pod dying
+between its chunks leaves behind expires, unseen by readers."""
+PENDING_RETRIES = 5
 log = logging.getLogger(__name__)
+
+
+def chunk_for_budget(budget_ms: int) -> int:
+    """The most topics one script may handle so that it blocks Redis at most ``budget_ms``."""
+    return max(1, min(MAX_CHUNK, budget_ms * TOPICS_PER_MS))
+
+
+class ChunkedWriteBusy(RedisError):
+    """A broker name's chunked writes kept being replaced by others' while this one waited."""
+
+
 SYNC_BROKER_MEMBER_GROUP_PREFIX = "rmq_sys_SYNC_BROKER_MEMBER_"
 """RocketMQ 5's TopicValidator prefix of topics whose routes never show an acting master."""
 
@@ -94,6 +118,13 @@ class RegisterStatus(StrEnum):
     NEED_TOPICS = "need_topics"
     REFUSED = "refused"
     STALE_STATE = "stale_state"
+    PENDING = "pending"
+    """A chunked write of the broker name is being applied (never returned by the store:
+    it finishes that write and sends the registration again)."""
+
+
+REFUSALS = (RegisterStatus.NEED_TOPICS, RegisterStatus.REFUSED, RegisterStatus.STALE_STATE)
+"""Answers of a registration that wrote nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +179,8 @@ class RouteStore:
         delete_topic_with_broker_registration: bool = False,
         deadlines: Deadlines | None = None,
         replication: Replication | None = None,
+        command_budget_ms: int = DEFAULT_COMMAND_BUDGET_MS,
+        stage_ttl_ms: int = DEFAULT_STAGE_TTL_MS,
     ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
@@ -157,6 +190,11 @@ class RouteStore:
         """Every public call runs under these (:mod:`namesrv_redis.store.deadlines`)."""
         self.replication = replication
         """Writes wait for replicas as this says (:mod:`namesrv_redis.store.replication`)."""
+        self.command_budget_ms = command_budget_ms
+        self.chunk = chunk_for_budget(command_budget_ms)
+        """The most topics one script handles (``redisCommandBudgetMillis``): a bigger
+        registration or removal is applied in chunks that readers see whole."""
+        self.stage_ttl_ms = stage_ttl_ms
         self._k = [self.keys.prefix]
 
     async def _write(self, script: Any, args: Sequence[Any], *, confirm: bool = True) -> Any:
@@ -179,9 +217,98 @@ class RouteStore:
 
     # ------------------------------------------------------------------ writes
 
-    @deadlines.write
     async def register_broker(
         self, reg: BrokerRegistration, now: int | None = None
+    ) -> RegisterResult:
+        """One script call when the topics fit in a chunk; otherwise the table is staged in
+        chunks, committed by one short script (readers see all of it from then on) and applied
+        in chunks. Each call has its own write deadline."""
+        topics = () if reg.mode is RegisterMode.LITE else reg.topics
+        stage = await self._stage(topics) if len(topics) > self.chunk else None
+        result: RegisterResult | None = None
+        try:
+            for _ in range(PENDING_RETRIES):
+                result = await self._register(reg, now, topics, stage)
+                if result.status is not RegisterStatus.PENDING:
+                    break
+                await self.settle(reg.broker_name)
+            else:
+                raise ChunkedWriteBusy(
+                    f"broker {reg.broker_name!r} kept a chunked write pending: retry"
+                )
+            if stage is not None and result.status is RegisterStatus.OK:
+                written = await self.settle(reg.broker_name)
+                result = dataclasses.replace(result, topics_written=written)
+            return result
+        finally:
+            # A refused commit left the stage unused. After an error the commit may still have
+            # run (a deadline passed): the stage is then the pending record's, or it expires.
+            if stage is not None and result is not None and result.status in REFUSALS:
+                await self._discard_stage(*stage)
+
+    async def _stage(self, topics: Sequence[QueueConfig]) -> tuple[str, int]:
+        """Stage a big topic table in buckets of at most about a chunk (lua/stage_topics.lua);
+        returns (generation, bucket count)."""
+        generation = uuid.uuid4().hex
+        buckets = -(-len(topics) // self.chunk)
+        parts: list[list[QueueConfig]] = [[] for _ in range(buckets)]
+        for t in topics:
+            parts[stage_bucket(t.topic, buckets)].append(t)
+        for i, part in enumerate(parts):
+            for start in range(0, max(len(part), 1), self.chunk):
+                await self._stage_part(generation, i, buckets, part[start : start + self.chunk])
+        return generation, buckets
+
+    @deadlines.write
+    async def _stage_part(
+        self, generation: str, bucket: int, buckets: int, part: Sequence[QueueConfig]
+    ) -> None:
+        args: list[Any] = [generation, bucket, buckets, self.stage_ttl_ms, len(part)]
+        for t in part:
+            args += (t.topic, t.read_queue_nums, t.write_queue_nums, t.perm, t.topic_sys_flag)
+        await self._write(self.scripts.stage_topics, args, confirm=False)
+
+    @deadlines.write
+    async def _discard_stage(self, generation: str, buckets: int) -> None:
+        await self.redis.unlink(*(self.keys.stage(generation, i) for i in range(buckets)))
+
+    async def settle(self, broker_name: str, *, confirm: bool = True) -> int:
+        """Apply a broker name's committed chunked write to its end (lua/apply_pending.lua),
+        one bounded step per call; returns the topics written. Any pod may do it."""
+        written = 0
+        while True:
+            done, step = await self._apply_step(broker_name, confirm)
+            written += step
+            if done:
+                return written
+
+    @deadlines.write
+    async def _apply_step(self, broker_name: str, confirm: bool) -> tuple[bool, int]:
+        done, written = await self._write(
+            self.scripts.apply_pending, [broker_name, self.chunk], confirm=confirm
+        )
+        return bool(int(done)), int(written)
+
+    async def settle_all(self) -> int:
+        """Finish every chunked write left pending (its pod died between two steps); the
+        sweeper calls this. Returns how many there were."""
+        names = await self.pending_writes()
+        for name in names:
+            await self.settle(name, confirm=False)
+        return len(names)
+
+    @deadlines.read
+    async def pending_writes(self) -> list[str]:
+        """Broker names with a committed chunked write still being applied."""
+        return sorted(as_text(n) for n in await self.redis.hkeys(self.keys.pending))
+
+    @deadlines.write
+    async def _register(
+        self,
+        reg: BrokerRegistration,
+        now: int | None,
+        topics: Sequence[QueueConfig],
+        stage: tuple[str, int] | None,
     ) -> RegisterResult:
         args: list[Any] = [
             reg.cluster,
@@ -204,10 +331,13 @@ class RouteStore:
             reg.base_token,
             reg.return_kv_namespace,
         ]
-        topics = () if reg.mode is RegisterMode.LITE else reg.topics
         args.append(len(topics))
-        for t in topics:
-            args += (t.topic, t.read_queue_nums, t.write_queue_nums, t.perm, t.topic_sys_flag)
+        if stage is not None:
+            args += ("@stage", *stage)
+        else:
+            for t in topics:
+                args += (t.topic, t.read_queue_nums, t.write_queue_nums, t.perm, t.topic_sys_flag)
+        args.append(self.chunk)
         status, master, ha, written, version, kv = await self._write(
             self.scripts.register_broker, args
         )
@@ -222,7 +352,6 @@ class RouteStore:
             else None,
         )
 
-    @deadlines.write
     async def remove_broker(
         self,
         reason: RemovalReason,
@@ -233,9 +362,28 @@ class RouteStore:
         conn_id: str = "",
         now: int | None = None,
     ) -> RemovalResult:
-        """Unregister, expire (only if its liveness key is gone) or drop on connection close
-        (only if the connection still owns it) one broker process."""
-        removed, name, version = await self._write(
+        """Unregister, expire (only if its liveness key is gone and its deadline passed) or drop
+        on connection close (only if the connection still owns it) one broker process. A group
+        with more topics than a chunk disappears from routes at once and is dropped in chunks."""
+        result, pending = await self._remove(
+            reason, cluster, broker_addr, broker_name, conn_id=conn_id, now=now
+        )
+        if pending:
+            await self.settle(result.broker_name, confirm=reason is RemovalReason.UNREGISTERED)
+        return result
+
+    @deadlines.write
+    async def _remove(
+        self,
+        reason: RemovalReason,
+        cluster: str,
+        broker_addr: str,
+        broker_name: str,
+        *,
+        conn_id: str,
+        now: int | None,
+    ) -> tuple[RemovalResult, bool]:
+        removed, name, version, pending = await self._write(
             self.scripts.remove_broker,
             [
                 reason.value,
@@ -244,10 +392,11 @@ class RouteStore:
                 broker_name,
                 conn_id,
                 now if now is not None else now_ms(),
+                self.chunk,
             ],
             confirm=reason is RemovalReason.UNREGISTERED,
         )
-        return RemovalResult(bool(int(removed)), as_text(name), int(version))
+        return RemovalResult(bool(int(removed)), as_text(name), int(version)), bool(int(pending))
 
     async def unregister_broker(
         self, cluster: str, broker_addr: str, broker_name: str
@@ -256,37 +405,58 @@ class RouteStore:
             RemovalReason.UNREGISTERED, cluster, broker_addr, broker_name
         )
 
-    @deadlines.write
     async def heartbeat(self, cluster: str, broker_addr: str, now: int | None = None) -> bool:
         """Refresh a registered broker's liveness; False if it is not registered."""
-        r = await self._write(
-            self.scripts.heartbeat,
-            [cluster, broker_addr, now if now is not None else now_ms()],
-            confirm=False,
-        )
-        return bool(int(r))
+        return bool(await self.refresh_liveness(cluster, broker_addr, now=now))
 
     @deadlines.write
     async def query_data_version(
-        self, cluster: str, broker_addr: str, data_version: str, now: int | None = None
+        self,
+        cluster: str,
+        broker_addr: str,
+        data_version: str,
+        now: int | None = None,
+        *,
+        timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS,
+        conn_id: str = "",
     ) -> tuple[bool, str | None]:
-        """(changed, stored data version JSON or None); refreshes liveness (RocketMQ 5)."""
-        changed, stored = await self._write(
+        """(changed, stored data version JSON or None); refreshes liveness (RocketMQ 5),
+        recreating an evicted liveness key as :meth:`refresh_liveness` does."""
+        changed, stored, refreshed = await self._write(
             self.scripts.query_data_version,
-            [cluster, broker_addr, data_version, now if now is not None else now_ms()],
+            [
+                cluster,
+                broker_addr,
+                data_version,
+                now if now is not None else now_ms(),
+                timeout_ms,
+                conn_id,
+            ],
             confirm=False,
         )
+        _note_refresh(Refresh(int(refreshed)), cluster, broker_addr)
         return bool(int(changed)), (as_text(stored) or None)
 
-    @deadlines.write
     async def wipe_write_perm(self, broker_name: str) -> int:
-        count, _ = await self._write(self.scripts.write_perm, [broker_name, "wipe"])
-        return int(count)
+        return await self._write_perm(broker_name, "wipe")
+
+    async def add_write_perm(self, broker_name: str) -> int:
+        return await self._write_perm(broker_name, "add")
+
+    async def _write_perm(self, broker_name: str, mode: str) -> int:
+        """The perms of a broker with more topics than a chunk change for readers at once
+        and are rewritten in chunks."""
+        count, pending = await self._write_perm_script(broker_name, mode)
+        if pending:
+            await self.settle(broker_name)
+        return count
 
     @deadlines.write
-    async def add_write_perm(self, broker_name: str) -> int:
-        count, _ = await self._write(self.scripts.write_perm, [broker_name, "add"])
-        return int(count)
+    async def _write_perm_script(self, broker_name: str, mode: str) -> tuple[int, bool]:
+        count, _, pending = await self._write(
+            self.scripts.write_perm, [broker_name, mode, self.chunk]
+        )
+        return int(count), bool(int(pending))
 
     @deadlines.write
     async def delete_topic(self, topic: str, cluster: str | None = None) -> int:
@@ -524,6 +694,134 @@ class RouteStore:
         return sorted(
             as_text(t) for t in await self.redis.smembers(self.keys.broker_topics(broker_name))
         )
+
+    # ------------------------------------------------------------------ repair (reconciliation)
+
+    @deadlines.write
+    async def refresh_liveness(
+        self,
+        cluster: str,
+        broker_addr: str,
+        *,
+        timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS,
+        conn_id: str = "",
+        now: int | None = None,
+    ) -> Refresh:
+        """BROKER_HEARTBEAT: push a registered broker's deadline forward. A liveness key that
+        is gone before its deadline while the broker is still in the tables (evicted, deleted)
+        is recreated with ``timeout_ms`` and ``conn_id`` (logged at WARNING)."""
+        r = await self._write(
+            self.scripts.heartbeat,
+            [cluster, broker_addr, now if now is not None else now_ms(), timeout_ms, conn_id],
+            confirm=False,
+        )
+        result = Refresh(int(r))
+        _note_refresh(result, cluster, broker_addr)
+        return result
+
+    @deadlines.write
+    async def repair_broker(
+        self, target: RepairTarget, topics: Sequence[QueueConfig], now: int | None = None
+    ) -> RepairResult:
+        """Verify one broker process's records and one chunk of its queue data against what a
+        pod accepted from it, and repair what is missing (``lua/repair_broker.lua``)."""
+        args: list[Any] = [
+            target.cluster,
+            target.broker_addr,
+            target.broker_name,
+            target.broker_id,
+            target.data_version,
+            target.state_version,
+            target.ha_server_addr,
+            target.body_token,
+            now if now is not None else now_ms(),
+            target.heartbeat_timeout_ms,
+            target.conn_id,
+            target.zone_name or "",
+            "" if target.enable_acting_master is None else str(target.enable_acting_master).lower(),
+            len(topics),
+        ]
+        for t in topics:
+            args += (t.topic, t.read_queue_nums, t.write_queue_nums, t.perm, t.topic_sys_flag)
+        reply = await self._write(self.scripts.repair_broker, args, confirm=False)
+        repaired = {part: int(n) for part, n in zip(REPAIR_PARTS, reply[2:], strict=True) if int(n)}
+        return RepairResult(as_text(reply[0]), int(reply[1]), repaired)
+
+    @deadlines.write
+    async def repair_drift(self, operations: Sequence[tuple[str, str, str]]) -> tuple[int, int]:
+        """Fix drift nobody vouches for (``lua/repair_drift.lua``; each operation re-checks
+        its condition): (operations that changed something, route version)."""
+        args: list[Any] = [len(operations)]
+        for op in operations:
+            args += op
+        changes, version = await self._write(self.scripts.repair_drift, args)
+        return int(changes), int(version)
+
+
+class Refresh(IntEnum):
+    """What a liveness refresh found (``refresh_liveness`` in ``lua/_common.lua``)."""
+
+    UNKNOWN = 0
+    """Not registered (never, or removed): nothing refreshed."""
+    REFRESHED = 1
+    RECREATED = 2
+    """Its liveness key was gone (evicted or deleted) before its deadline while the broker is
+    still in the tables: recreated."""
+
+
+def _note_refresh(result: Refresh, cluster: str, addr: str) -> None:
+    if result is Refresh.RECREATED:
+        REPAIRS.labels("live").inc()
+        log.warning(
+            "liveness key of broker %s (cluster %s) was gone before its deadline (evicted by "
+            "maxmemory-policy or deleted): recreated by its refresh; Redis is losing keys "
+            "(see docs/ha.md, Repair)",
+            addr,
+            cluster,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RepairTarget:
+    """What a pod accepted from one broker process, to verify Redis against
+    (``lua/repair_broker.lua``)."""
+
+    cluster: str
+    broker_addr: str
+    broker_name: str
+    broker_id: int
+    data_version: str
+    state_version: int
+    ha_server_addr: str
+    body_token: str
+    heartbeat_timeout_ms: int
+    conn_id: str
+    zone_name: str | None = None
+    enable_acting_master: bool | None = None
+
+
+REPAIR_PARTS = (
+    "live",
+    "deadline",
+    "addr_name",
+    "broker",
+    "cluster",
+    "queue_data",
+    "topic_set",
+    "reverse_index",
+    "version",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RepairResult:
+    status: str
+    """``ok`` (verified, repaired where needed), ``gone`` (not registered: nothing written) or
+    ``other`` (its liveness entry belongs to another registration: nothing written)."""
+    version: int
+    """The route version after the repair, 0 when nothing a route shows changed."""
+    repaired: dict[str, int]
+    """Part -> how many were repaired (only parts with a repair)."""
 
 
 def queue_configs(items: Iterable[tuple[str, int, int, int, int]]) -> list[QueueConfig]:

@@ -52,7 +52,20 @@ class Scripts:
     route: AsyncScript
     cluster_info: AsyncScript
     acl_write: AsyncScript
+    repair_broker: AsyncScript
+    repair_drift: AsyncScript
     probe_expiry: AsyncScript
+    # RocketMQ 5 Controller mode (store/controller_store.py)
+    controller_apply_id: AsyncScript
+    controller_register: AsyncScript
+    controller_heartbeat: AsyncScript
+    controller_drop: AsyncScript
+    controller_sweep: AsyncScript
+    controller_elect: AsyncScript
+    controller_alter_sync_state: AsyncScript
+    controller_clean: AsyncScript
+    stage_topics: AsyncScript
+    apply_pending: AsyncScript
 
 
 def script_names() -> list[str]:

@@ -164,6 +164,15 @@ REBUILT_REGISTRATIONS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+REPAIRS = Counter(
+    "namesrv_repairs_total",
+    "Parts of the route tables found missing or divergent in Redis and repaired from a "
+    "connected broker's last registration (reconciliation) or re-created by a liveness "
+    "refresh, by part (live, deadline, addr_name, broker, cluster, queue_data, topic_set, "
+    "reverse_index, version).",
+    ["part"],
+    registry=REGISTRY,
+)
 TLS_CONNECTIONS = Counter(
     "namesrv_remoting_accepted_total",
     "Remoting connections accepted with TLS on, by outcome (tls, plain, refused_plain, "

@@ -31,6 +31,7 @@ from namesrv_redis.domain.registrations import RememberedRegistrations
 from namesrv_redis.process.pod import Pod
 from namesrv_redis.rocketmq.model import PERM_READ, PERM_WRITE, QueueConfig, canonical_data_version
 from namesrv_redis.settings.config import FIELDS_BY_ROCKETMQ_NAME, Settings
+from namesrv_redis.store.keys import broker_ident
 from namesrv_redis.store.liveness import remove_expired
 from namesrv_redis.store.memory import is_memory_url, new_fake_redis
 from namesrv_redis.store.route_store import (
@@ -388,8 +389,12 @@ class NameServer:
         return self._run(self._write(self._expire(cluster, addr)))
 
     async def _expire(self, cluster: str, addr: str) -> bool:
-        await self.pod.redis.delete(self._store.keys.live(cluster, addr))
-        return await remove_expired(self._store, cluster, addr, "expire_broker")
+        keys = self._store.keys
+        deadline = await self.pod.redis.zscore(keys.deadlines, broker_ident(cluster, addr))
+        await self.pod.redis.delete(keys.live(cluster, addr))
+        # as at its deadline: a liveness key gone before it is an eviction, not an expiry
+        now = int(deadline) if deadline is not None else None
+        return await remove_expired(self._store, cluster, addr, "expire_broker", now=now)
 
     def heartbeat(self, cluster: str, addr: str) -> bool:
         """Refresh a broker process's liveness (BROKER_HEARTBEAT); False if unknown."""
