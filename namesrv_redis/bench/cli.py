@@ -15,6 +15,7 @@ import os
 import platform
 from typing import Any
 
+from namesrv_redis.bench.options import ROUTE_LOAD_SETTINGS
 from namesrv_redis.bench.target import (
     free_port,
     memory_footprint,
@@ -44,6 +45,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from namesrv_redis.bench.capacity import run_capacity_bench
 
         return run_capacity_bench(args)
+    if getattr(args, "bench_suite", None) == "ceiling":
+        from namesrv_redis.bench.ceiling import run_ceiling_bench
+
+        return run_ceiling_bench(args)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     result: dict[str, Any] = {
         "machine": {
@@ -51,20 +56,7 @@ def run_bench(args: argparse.Namespace) -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        "settings": {
-            k: getattr(args, k)
-            for k in (
-                "brokers",
-                "topics",
-                "connections",
-                "pipeline",
-                "duration",
-                "warmup",
-                "procs",
-                "workers",
-                "pin",
-            )
-        },
+        "settings": {k: getattr(args, k) for k in ROUTE_LOAD_SETTINGS},
     }
     embedded = None
     redis_url: str | None = None

@@ -36,7 +36,7 @@ class LoadSpec:
     pipeline: int
     duration_s: float
     warmup_s: float
-    protocol: str = "remoting"  # or "remoting+tls", "http"
+    protocol: str = "remoting"  # or "remoting+tls", "http", "resp" (Redis GET of ``topics``)
     version: int = 409
     validate: str = "fast"  # fast | full
     seed: int = 0
@@ -233,13 +233,60 @@ class _HttpRoutes(_RouteLoad):
         self._send(out, idle=not self.started)
 
 
+class _RespGets(_HttpRoutes):
+    """Redis GET of the keys named ``topics`` (RESP2), P pipelined; answers come in order, as
+    over HTTP. Each value must be a route body (the ceiling bench stores one): validated the
+    same way."""
+
+    def _prepare(self) -> None:
+        self.buf = bytearray()
+        self.started: list[float] = []
+        self.requests = [
+            b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(k), k)
+            for k in (t.encode() for t in self.spec.topics)
+        ]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        now = time.perf_counter()
+        out = []
+        pos, buf = 0, self.buf
+        while True:
+            line_end = buf.find(b"\r\n", pos)
+            if line_end < 0:
+                break
+            error: str | None = None
+            body: bytes | None = None
+            if buf[pos] == ord("$"):
+                length = int(buf[pos + 1 : line_end])
+                end = line_end + 2 + max(length, 0) + (2 if length >= 0 else 0)
+                if len(buf) < end:
+                    break
+                body = bytes(buf[line_end + 2 : end - 2]) if length >= 0 else None
+                error = None if length >= 0 else "redis_nil"
+            else:  # an error (or any other reply type): not an answer to GET
+                end = line_end + 2
+                error = "redis_" + bytes(buf[pos : min(line_end, pos + 16)]).decode(
+                    errors="replace"
+                )
+            pos = end
+            self._record(now, self.started.pop(0), error, body)
+            if now < self.window.end:
+                out.append(self._request())
+        del buf[:pos]
+        self._send(out, idle=not self.started)
+
+
+_PROTOCOLS: dict[str, type[_RouteLoad]] = {"http": _HttpRoutes, "resp": _RespGets}
+
+
 async def _run(spec: LoadSpec) -> LoadResult:
     result = LoadResult()
     if spec.start_at is not None:
         await asyncio.sleep(max(0.0, spec.start_at - spec.warmup_s - time.monotonic()))
     window = _Window(spec.warmup_s, spec.duration_s, spec.start_at)
     loop = asyncio.get_running_loop()
-    proto_cls = _HttpRoutes if spec.protocol == "http" else _RemotingRoutes
+    proto_cls = _PROTOCOLS.get(spec.protocol, _RemotingRoutes)
     ssl_ctx = None
     if spec.protocol == "remoting+tls":  # as a RocketMQ client with -Dtls.enable=true
         from namesrv_redis.remoting.tls import client_context_insecure

@@ -5,6 +5,19 @@ from __future__ import annotations
 
 import argparse
 
+ROUTE_LOAD_SETTINGS = (
+    "brokers",
+    "topics",
+    "connections",
+    "pipeline",
+    "duration",
+    "warmup",
+    "procs",
+    "workers",
+    "pin",
+)
+"""The options of a route load run that its JSON output repeats."""
+
 
 def add_bench_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", help="host:port of a running name server (default: start one)")
@@ -26,7 +39,7 @@ def add_bench_options(p: argparse.ArgumentParser) -> None:
         help="topics for the memory measurement, each on a fresh pod (not with --target)",
     )
     p.add_argument("--skip", default="", help="comma list of: baseline,http,register,memory")
-    sub = p.add_subparsers(dest="bench_suite", metavar="{persistence,capacity}")
+    sub = p.add_subparsers(dest="bench_suite", metavar="{persistence,capacity,ceiling}")
     add_persistence_options(
         sub.add_parser(
             "persistence",
@@ -40,6 +53,32 @@ def add_bench_options(p: argparse.ArgumentParser) -> None:
             "(docs/capacity.md)",
         )
     )
+    add_ceiling_options(
+        sub.add_parser(
+            "ceiling",
+            help="cached route answers beside a constant-answer Python server and Redis GETs, "
+            'same generator, same run (docs/benchmarks.md, "The limit")',
+        )
+    )
+
+
+def add_ceiling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--brokers", type=int, default=10)
+    p.add_argument("--topics", type=int, default=1000, help="topics per broker")
+    p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--pipeline", type=int, default=16)
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--procs", type=int, default=2, help="load generator processes")
+    p.add_argument("--workers", type=int, default=1, help="the pod's --workers")
+    p.add_argument("--pin", action="store_true", help="servers on CPU 1, generators on CPU 0")
+    p.add_argument("--rounds", type=int, default=3, help="each server measured once per round")
+    p.add_argument(
+        "--java-ref",
+        metavar="DIR",
+        help="also measure the Java NameServer of a reference install (DIR/bin/start-namesrv.sh)",
+    )
+    p.add_argument("--json", metavar="FILE", help="write every round's results as JSON")
 
 
 def add_persistence_options(p: argparse.ArgumentParser) -> None:

@@ -143,7 +143,11 @@ def route_load(
     topics: list[str],
     protocol: str,
     server_pid: int | None,
+    *,
+    exclude: tuple[str, ...] = ("redis-server",),
 ) -> dict[str, Any]:
+    """C connections x P in flight from ``args.procs`` generator processes; the server's CPU
+    is its process tree's, less the processes named like ``exclude`` (its embedded Redis)."""
     per = max(1, args.connections // args.procs)
     specs = [
         LoadSpec(
@@ -160,7 +164,7 @@ def route_load(
         )
         for i in range(args.procs)
     ]
-    tree = ProcessTree(server_pid) if server_pid else None
+    tree = ProcessTree(server_pid, exclude) if server_pid else None
     ctx = mp.get_context("spawn")
     with ctx.Pool(args.procs) as pool:
         pending = pool.map_async(run_route_load, specs)

@@ -19,8 +19,9 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import orjson
 
 from namesrv_redis.rocketmq.codes import LANGUAGE_CODES, LANGUAGES, SERVER_VERSION
@@ -108,7 +109,42 @@ def _int_field(h: dict[str, Any], name: str, default: int) -> int:
         raise FrameError(f"header field {name} is not an integer: {v!r}") from None
 
 
-def decode_json_header(data: bytes) -> RemotingCommand:
+_JsonInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""Integers orjson reads as integers (it reads up to 2**64 - 1: the slow path has those;
+beyond, floats, which it refuses)."""
+
+
+class _JavaHeader(msgspec.Struct, forbid_unknown_fields=True):
+    """A JSON header as Java clients write it: integers as JSON integers, the language by
+    name, extFields values as strings, and no other field (whatever does not fit, the slow
+    path reads, so that both accept and refuse exactly the same headers)."""
+
+    code: _JsonInt
+    language: str = "JAVA"
+    version: _JsonInt = 0
+    opaque: _JsonInt = 0
+    flag: _JsonInt = 0
+    remark: str | None = None
+    extFields: dict[str, str] | None = None  # the wire's names, camelCase
+    serializeTypeCurrentRPC: str | None = None
+
+
+_decode_java_header = msgspec.json.Decoder(_JavaHeader).decode
+
+
+def decode_json_header(data: bytes | memoryview) -> RemotingCommand:
+    try:  # fast path: a header in Java's own form, typed straight from the bytes
+        h = _decode_java_header(data)
+    except msgspec.MsgspecError:  # any other form is normalised (or refused) from a dict
+        return _decode_json_fields(data)
+    return RemotingCommand(
+        h.code, h.language, h.version, h.opaque, h.flag, h.remark, h.extFields, None, JSON
+    )
+
+
+def _decode_json_fields(data: bytes | memoryview) -> RemotingCommand:
+    """A JSON header in any form Java accepts: numbers as strings, the language as its
+    ordinal, extFields values of any JSON type (as text); null as absent."""
     try:
         h = orjson.loads(data)
     except orjson.JSONDecodeError as e:
@@ -199,18 +235,18 @@ def _header_length(frame: bytes | bytearray | memoryview, frame_length: int) -> 
     return stype, hlen
 
 
-def _decode_header(stype: int, header: bytes) -> RemotingCommand:
+def _decode_header(stype: int, header: bytes | memoryview) -> RemotingCommand:
     if stype == JSON:
-        return decode_json_header(header)
+        return decode_json_header(header)  # orjson reads a memoryview without a copy
     if stype == ROCKETMQ:
-        return decode_binary_header(header)
+        return decode_binary_header(bytes(header))
     raise FrameError(f"unknown serialize type {stype}")
 
 
 def decode_frame(frame: bytes | bytearray | memoryview) -> RemotingCommand:
     """Decode one frame without its 4-byte length prefix."""
     stype, hlen = _header_length(frame, len(frame))
-    cmd = _decode_header(stype, bytes(frame[4 : 4 + hlen]))
+    cmd = _decode_header(stype, memoryview(frame)[4 : 4 + hlen])
     if len(frame) > 4 + hlen:
         cmd.body = bytes(frame[4 + hlen :])
     return cmd
@@ -341,7 +377,12 @@ class FrameDecoder:
                         if self._start_big(mv[pos + 4 :], length):
                             pos = n
                     break
-                cmd = decode_frame(mv[pos + 4 : pos + 4 + length])
+                start = pos + 4
+                (word,) = _I32.unpack_from(buf, start)
+                if word == length - 4:  # JSON header, no body: a query (decode_frame inlined)
+                    cmd = decode_json_header(mv[start + 4 : start + length])
+                else:
+                    cmd = decode_frame(mv[start : start + length])
                 out.append(self._take_reservation(cmd) if self._reserved else cmd)
                 pos += 4 + length
         finally:
@@ -359,7 +400,7 @@ class FrameDecoder:
         stype, hlen = _header_length(partial, length)
         if len(partial) < 4 + hlen:
             return False
-        cmd = _decode_header(stype, bytes(partial[4 : 4 + hlen]))
+        cmd = _decode_header(stype, partial[4 : 4 + hlen])
         self._big = _BigFrame(cmd, length - 4 - hlen)
         cmd.body = self._big.body  # filled in place
         self._big.fill(partial[4 + hlen :])
@@ -446,6 +487,20 @@ def encode_response(
             code, "JAVA", version, opaque, FLAG_RESPONSE, remark, ext_fields, body, serialize_type
         )
     )
+
+
+_OK_HEAD = _RESP_HEAD + b'0,"flag":1,"language":"JAVA","opaque":'
+_OK_HEAD_LEN = len(_OK_HEAD) + len(_RESP_TAIL)
+
+
+def success_head(opaque: int, body_length: int) -> bytes:
+    """Everything of a success answer's frame but its body: what
+    ``encode_response(0, opaque, JSON, body=body)`` returns up to the body (no remark, no
+    extFields), built without a header dict. Writing the body after it as a separate buffer
+    saves copying it into the frame."""
+    digits = b"%d" % opaque
+    hlen = _OK_HEAD_LEN + len(digits)
+    return b"".join((_PREFIX.pack(4 + hlen + body_length, hlen), _OK_HEAD, digits, _RESP_TAIL))
 
 
 def encode_request(

@@ -33,9 +33,19 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 
+from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.remoting.accept import SniffingAcceptor, bind_listener
 from namesrv_redis.remoting.admission import Admission, Lane
-from namesrv_redis.remoting.codec import FrameDecoder, FrameError, RemotingCommand, encode_response
+from namesrv_redis.remoting.codec import (
+    FLAG_ONEWAY,
+    FLAG_RESPONSE,
+    JSON,
+    FrameDecoder,
+    FrameError,
+    RemotingCommand,
+    encode_response,
+    success_head,
+)
 from namesrv_redis.remoting.frame_budget import FrameBudget
 from namesrv_redis.remoting.handler_types import Connection, Response
 from namesrv_redis.remoting.limits import BUSY_REMARK, FlowLimits
@@ -76,7 +86,7 @@ class _Metrics:
         self._by_code: dict[int, tuple[Any, Any]] = {}
         self._by_response: dict[int, Any] = {}
 
-    def request(self, code: int, seconds: float) -> None:
+    def _request_children(self, code: int) -> tuple[Any, Any]:
         pair = self._by_code.get(code)
         if pair is None:  # bounded: every unknown code shares the "other" children and entry
             label = request_code_label(code)
@@ -87,10 +97,9 @@ class _Metrics:
                     REQUESTS.labels("remoting", label),
                     REQUEST_LATENCY.labels("remoting", label),
                 )
-        pair[0].inc()
-        pair[1].observe(seconds)
+        return pair
 
-    def response(self, code: int) -> None:
+    def _response_child(self, code: int) -> Any:
         child = self._by_response.get(code)
         if child is None:
             label = response_code_label(code)
@@ -98,7 +107,55 @@ class _Metrics:
             child = self._by_response.get(key)
             if child is None:
                 child = self._by_response[key] = RESPONSES.labels("remoting", label)
-        child.inc()
+        return child
+
+    def request(self, code: int, seconds: float) -> None:
+        counter, latency = self._request_children(code)
+        counter.inc()
+        latency.observe(seconds)
+
+    def response(self, code: int) -> None:
+        self._response_child(code).inc()
+
+    def cached_routes(self, n: int, seconds: float) -> None:
+        """``n`` route queries answered from the cache in ``seconds`` altogether: what ``n``
+        calls of :meth:`request` and ``response(0)`` record, a step per metric."""
+        counter, latency = self._request_children(_GET_ROUTE)
+        counter.inc(n)
+        observe_many(latency, n, seconds)
+        self._response_child(0).inc(n)
+
+
+def observe_many(histogram: Any, n: int, seconds: float) -> None:
+    """Record ``n`` observations of a histogram child that took ``seconds`` altogether.
+
+    When the total is within the first bucket, each of them is too: the count of that bucket
+    grows by ``n`` and the sum by ``seconds`` in one step each (prometheus_client has no
+    public call for that; its child keeps ``_sum`` and ``_buckets``, checked here). Otherwise
+    each is observed as an equal share of the total."""
+    buckets = getattr(histogram, "_buckets", None)
+    bounds = getattr(histogram, "_upper_bounds", None)
+    total = getattr(histogram, "_sum", None)
+    if buckets and bounds and total is not None and seconds <= bounds[0]:
+        histogram._raise_if_not_observable()
+        total.inc(seconds)
+        buckets[0].inc(n)
+        return
+    for _ in range(n):
+        histogram.observe(seconds / n)
+
+
+def _cached_route(cmd: RemotingCommand, routes: RouteReader) -> bytes | None:
+    """The hot path: the cached route body for a GET_ROUTEINFO_BY_TOPIC, or None when the
+    processor must answer it (zone mode, no topic, not cached, no route)."""
+    ext = cmd.ext_fields
+    if not ext or "__ZONE_MODE" in ext:
+        return None
+    topic = ext.get("topic")
+    if topic is None:
+        return None
+    standard = cmd.version >= V4_9_4 or ext.get("acceptStandardJsonOnly", "").lower() == "true"
+    return routes.peek(topic, standard)
 
 
 class RemotingServer:
@@ -332,9 +389,16 @@ class RemotingProtocol(asyncio.Protocol):
 
     def _dispatch(self, commands: Iterable[RemotingCommand]) -> None:
         """Answer or admit requests in order until the connection may take no more; the rest
-        wait in the backlog (and reading pauses) until answers drain."""
+        wait in the backlog (and reading pauses) until answers drain. Route queries the pod
+        cache answers are written inline, every one of a read in one write (a frame's head
+        and its cached body are joined there, not copied into a frame first), and counted in
+        the metrics once per read."""
         out: list[bytes] = []
         size = 0
+        answered = 0
+        started = 0.0
+        routes: RouteReader | None = None
+        checked = False  # whether the cache may answer this read's route queries (routes)
         max_pending = self.limits.connection_max_pending
         it = iter(commands)
         for cmd in it:
@@ -342,23 +406,37 @@ class RemotingProtocol(asyncio.Protocol):
                 self.backlog.append(cmd)
                 self.backlog.extend(it)
                 break
-            if cmd.is_response:  # the name server sends no requests that expect answers
+            if cmd.flag & FLAG_RESPONSE:  # the name server sends no requests to answer
                 self._release(cmd)
                 continue
             if cmd.code == _GET_ROUTE:
-                before = len(out)
-                if self._answer_route_from_cache(cmd, out):
+                if not checked:
+                    checked, started = True, time.perf_counter()
+                    routes = self._route_cache()
+                body = _cached_route(cmd, routes) if routes is not None else None
+                if body is not None:
+                    answered += 1
                     if cmd.reserved:
                         self._release(cmd)
-                    if len(out) > before:
-                        size += len(out[-1])
+                    if not cmd.flag & FLAG_ONEWAY:
+                        if cmd.serialize_type == JSON:
+                            out += (success_head(cmd.opaque, len(body)), body)
+                        else:
+                            out.append(
+                                encode_response(0, cmd.opaque, cmd.serialize_type, body=body)
+                            )
+                        size += len(body)
                         if size >= _FLUSH_BYTES:  # may pause writing: checked above
                             self._write(b"".join(out))
                             out, size = [], 0
                     continue
             self._admit(cmd)
+        if answered:
+            self.server.metrics.cached_routes(answered, time.perf_counter() - started)
+            assert routes is not None
+            routes.count_hits(answered)
         if out:  # pipelined cached answers leave in one write
-            self._write(out[0] if len(out) == 1 else b"".join(out))
+            self._write(b"".join(out))
         if self.backlog:
             self._pause("backlog")
 
@@ -476,27 +554,17 @@ class RemotingProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------ requests
 
-    def _answer_route_from_cache(self, cmd: RemotingCommand, out: list[bytes]) -> bool:
-        """The hot path: a cached route answer is written without creating a task."""
-        ext = cmd.ext_fields
-        if not ext or "__ZONE_MODE" in ext:
-            return False
-        guard = self.server.processor.guard
+    def _route_cache(self) -> RouteReader | None:
+        """The route cache, when it may answer route queries without the processor: not
+        while signed reads are required (the processor checks signatures) nor while the pod
+        is not ready for routes (the processor answers that)."""
+        processor = self.server.processor
+        guard = processor.guard
         if guard is not None and guard.require_signed_reads:
-            return False  # the signature is checked on the processor's path
-        topic = ext.get("topic")
-        if topic is None:
-            return False
-        standard = cmd.version >= V4_9_4 or ext.get("acceptStandardJsonOnly", "").lower() == "true"
-        started = time.perf_counter()
-        hit, body = self.server.processor.routes.cached_body(topic, standard=standard)
-        if not hit or body is None or self.server.processor._not_ready_for_routes():
-            return False
-        if not cmd.is_oneway:
-            out.append(encode_response(0, cmd.opaque, cmd.serialize_type, body=body))
-        self.server.metrics.request(cmd.code, time.perf_counter() - started)
-        self.server.metrics.response(0)
-        return True
+            return None
+        if processor._not_ready_for_routes():
+            return None
+        return processor.routes
 
     async def _run(self, cmd: RemotingCommand, lane: Lane) -> None:
         try:
