@@ -195,3 +195,28 @@ async def test_a_separate_controller_port_answers_and_is_named_the_leader(
             await client.close()
     finally:
         await stop_pods([pod])
+
+
+async def test_a_pod_stopped_in_the_middle_of_an_election_leaves_one_master(
+    redis_server: Any, namespace: str
+) -> None:
+    """The pod holding the master's connection goes away while that close triggers the
+    election: the other pod (expiry event, sweep, scan) finishes it; one master, one epoch."""
+    pods = await started_pods(redis_server.url, namespace, 2, scan_inactive_master_interval=500)
+    try:
+        master, slave = await estate(pods, timeout_ms=1500)
+        killing = asyncio.create_task(master.kill())
+        await pods[0].stop(grace_s=0.0)  # gone at once: whatever it had started is cut off
+        await killing
+
+        async def slave_is_master() -> bool:
+            await slave.poll()
+            return slave.is_master
+
+        await until(slave_is_master, 15.0)
+        await asyncio.sleep(1.0)  # late triggers of the surviving pod change nothing
+        await slave.poll()
+        assert (slave.master_id, slave.master_epoch, slave.sync_state_set) == (2, 2, [2])
+        await slave.kill()
+    finally:
+        await stop_pods(pods[1:])

@@ -44,9 +44,6 @@ __all__ = ["estate"]  # the module-scoped estate of test_docs_commands, used her
 Estate = tuple[RedisServerProcess, NamesrvProcess, JavaReplayServer]
 TRACEBACK = "Traceback (most recent call last)"
 ERROR_LINE = re.compile(r"^.*\bERROR\b.*$", re.M)
-KNOWN_CTRL_C_BUG = re.compile(
-    r"^.* ERROR .*embedded redis-server exited with 0: restarting it.*$", re.M
-)
 # what a page's commands must print, beyond exiting cleanly (the estate pages' output is
 # checked in detail by tests/test_docs_commands.py)
 EXPECTED = {
@@ -135,11 +132,6 @@ def test_readme_install_then_serve_then_ctrl_c(newcomer: Newcomer, tmp_path: Pat
             proc.wait()
     assert (tmp_path / "namesrv" / "redis").is_dir()  # the embedded default's data, under ~
     log = log_path.read_text(errors="replace")
-    if returncode == 0 and ERROR_LINE.findall(log) == KNOWN_CTRL_C_BUG.findall(log) != []:
-        # issue #22 item 6, in process/ (another owner): Ctrl-C reaches the embedded
-        # redis-server too, and the pod logs ERROR and restarts it while shutting down.
-        # Only that exact line is tolerated; once it is gone this test simply passes.
-        pytest.xfail("issue #22 item 6: Ctrl-C restarts the embedded redis-server")
     assert_clean(serve, returncode, log)
 
 
