@@ -107,6 +107,10 @@ def test_resp_generator_counts_valid_gets_and_refuses_missing_keys(
     assert not load("ceiling-test-missing")["ok"]
     assert load("ceiling-test-missing")["errors"].keys() == {"redis_nil"}
     assert load("ceiling-test-other")["errors"].keys() == {"invalid_body"}
+    with redis_sync.Redis.from_url(redis_server.url) as r:  # a shared server: leave nothing
+        r.delete("ceiling-test-route", "ceiling-test-other")
+    # the generator ran in this process: its loop policy (and so subprocesses) is untouched
+    assert not type(asyncio.get_event_loop_policy()).__module__.startswith("uvloop")
 
 
 def _result(rps: int, cpu: float, p99: float, errors: int = 0) -> dict[str, Any]:

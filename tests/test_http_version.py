@@ -4,6 +4,7 @@ in every scrape of a ``--workers`` pod's merged exposition."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -24,13 +25,13 @@ def build_info(metrics: str) -> list[tuple[dict[str, str], float]]:
     ]
 
 
-def scrape(port: int) -> str:
-    """/metrics on a new connection (maybe another worker); a worker of a --workers pod that
+def scrape(port: int, path: str = "/metrics") -> str:
+    """``path`` on a new connection (maybe another worker); a worker of a --workers pod that
     is still connecting to Redis answers 503 for a moment: ask again."""
     deadline = time.monotonic() + 30
     while True:
         with httpx.Client(timeout=10) as fresh:
-            answer = fresh.get(f"http://127.0.0.1:{port}/metrics")
+            answer = fresh.get(f"http://127.0.0.1:{port}{path}")
         if answer.status_code == 200 or time.monotonic() > deadline:
             assert answer.status_code == 200, answer.text
             return answer.text
@@ -44,8 +45,7 @@ def test_pod_reports_its_version(redis_server: RedisServerProcess, workers: str 
     pod = NamesrvProcess(redis_server.url, f"version-{workers}", *extra).start()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{pod.http_port}", timeout=10) as http:
-            status = http.get("/v1/status")
-            assert status.status_code == 200 and status.json()["version"] == __version__
+            assert json.loads(scrape(pod.http_port, "/v1/status"))["version"] == __version__
             assert http.get("/openapi.json").json()["info"]["version"] == __version__
             # a --workers pod: the kernel hands scrapes to either worker; each has it once
             for _ in range(8):

@@ -198,7 +198,6 @@ async def test_refused_expiry_channel_backs_off_keeps_cache_and_sweeps(
         # without the back-off this was about 100)
         assert opened <= 6, f"{opened} connections in 10 s"
         assert flushes == 0
-        assert len(pod.routes) >= 1
 
         # the sweeper alone removes a broker that stops heartbeating, on time
         leaver = SimBroker("C1", "broker-b", "127.0.0.1:10921", heartbeat_timeout_ms=1500)

@@ -16,13 +16,16 @@ import struct
 import time
 from array import array
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import orjson
 
 from namesrv_redis.bench.stats import self_cpu_s
 from namesrv_redis.remoting.codec import FrameDecoder, FrameError
+
+T = TypeVar("T")
 
 _PREFIX = struct.Struct(">ii")
 
@@ -323,12 +326,22 @@ def install_uvloop() -> None:
     uvloop.install()
 
 
+def run_on_uvloop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on a uvloop loop when uvloop is installed, without changing the process's
+    event loop policy (a caller's later loops, subprocesses included, stay as they were)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
 def run_route_load(spec: LoadSpec) -> dict[str, Any]:
     """Entry point of one generator process (picklable result)."""
     if spec.cpu is not None:
         os.sched_setaffinity(0, {spec.cpu})
-    install_uvloop()
-    return asyncio.run(_run(spec)).to_dict()
+    return run_on_uvloop(_run(spec)).to_dict()
 
 
 def merge(results: list[dict[str, Any]]) -> LoadResult:
