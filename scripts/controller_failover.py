@@ -1,6 +1,8 @@
 """Real RocketMQ 5.3.3 brokers in controller mode against two namesrv-redis pods: the failover
-windows of docs/controller.md. Not run in CI: it needs the 5.3.3 install built with
-shared/tools/javaref (``/tmp/rmq5``, with its loopback shim) and Java 17.
+windows of docs/controller.md. Not run in CI: it needs an Apache RocketMQ 5.3.3 install
+(built from the ``rocketmq-all-5.3.3`` source tag; ``--rmq5 DIR``, default ``/tmp/rmq5``) and
+Java 17. The brokers' addresses are 127.0.0.1; whether their HA listeners bind only loopback
+is up to that install's configuration.
 
 Estate (all 127.0.0.1): one redis-server, two pods (``serve``; controllerAddr = namesrvAddr = both
 pods), broker ``cfa`` (port 26911) and ``cfb`` (26931) of group ``bset``. It measures:
