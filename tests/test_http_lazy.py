@@ -49,6 +49,13 @@ POD_SCRIPT = textwrap.dedent(
             sim.add_topics(["LazyTopic", "LazyOther"])
             reg = await sim.register(client)
             assert reg.code == 0, (reg.code, reg.remark)
+            # the registration's own event, arriving after the route is cached, would drop it
+            # (a busy machine delays it): cache once the pod's events have caught up
+            written = await pod.store.route_version()
+            for _ in range(200):
+                if pod.events.latest_version >= written:
+                    break
+                await asyncio.sleep(0.025)
             resp = await client.request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": "LazyTopic"})
             assert resp.code == 0, (resp.code, resp.remark)  # now cached
             base = f"http://127.0.0.1:{pod.http_port}"
