@@ -4,6 +4,8 @@ One *scenario* is an :class:`~namesrv_redis.bench.estate.Estate` (brokers, topic
 a number of client connections and a number of pods. It runs, on one timeline that every
 process shares:
 
+0. **costs**: on quiet pods, the pod CPU and Redis CPU of one changed registration, one
+   unchanged registration and one heartbeat (:mod:`namesrv_redis.bench.op_costs`).
 1. **fill**: Redis and the pods start, every broker registers once with every pod; pod 0 is
    asked for every topic's route (all cached) and its RSS read; the namespace's Redis memory
    is read key by key.
@@ -46,6 +48,7 @@ from namesrv_redis.bench.clients import ClientSpec, RouteAnswers, clients_proces
 from namesrv_redis.bench.estate import Estate
 from namesrv_redis.bench.fleet import Plan, Registrations, fleet_process
 from namesrv_redis.bench.loadgen import LoadSpec, merge, run_route_load
+from namesrv_redis.bench.op_costs import CostSpec, format_costs, measure_costs
 from namesrv_redis.bench.redis_stats import RedisSnapshot, namespace_memory, split_memory
 from namesrv_redis.bench.stats import ProcessTree
 from namesrv_redis.bench.target import ask_every_route, free_port, start_server
@@ -84,6 +87,10 @@ class Options:
     workers: int
     http: bool
     redis_url: str | None
+    cost_brokers: int = 50
+    cost_topics: int = 100
+    cost_rounds: int = 20
+    costs_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,20 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
         time.sleep(IDLE_S)
         idle1 = RedisSnapshot.take(client)
         out["redis_idle_cpu_pct"] = round((idle1.cpu_s - idle0.cpu_s) / IDLE_S * 100, 2)
+
+        # 0. what one broker operation costs, on quiet pods
+        if opts.cost_rounds > 0:
+            spec = CostSpec(
+                addrs,
+                brokers=opts.cost_brokers,
+                topics=opts.cost_topics,
+                rounds=opts.cost_rounds,
+                timeout_ms=estate.timeout_ms,
+            )
+            out["op_costs"] = measure_costs(spec, trees, client, out["redis_idle_cpu_pct"])
+            print(format_costs(out["op_costs"]), flush=True)
+            if opts.costs_only:
+                return out
 
         # 1. fill
         fleet_procs = max(1, min(4, estate.brokers * sc.pods // 1500))
@@ -469,6 +490,10 @@ def run_capacity_bench(args: argparse.Namespace) -> int:
         workers=args.workers,
         http=not args.no_http,
         redis_url=args.redis_url,
+        cost_brokers=args.cost_brokers,
+        cost_topics=args.cost_topics,
+        cost_rounds=args.cost_rounds,
+        costs_only=args.costs_only,
     )
     result: dict[str, Any] = {
         "machine": {

@@ -275,7 +275,10 @@ def print_scenario(r: dict[str, Any]) -> None:
 
 
 def print_summary(result: dict[str, Any]) -> None:
-    rows = result["scenarios"]
+    _print_op_costs(result["scenarios"])
+    rows = [r for r in result["scenarios"] if "route_load" in r]
+    if not rows:
+        return
     print(
         f"\n{'scenario':<10}{'pods':>5}{'brokers':>8}{'topics':>8}{'clients':>8}"
         f"{'route/s':>9}{'p99 ms':>8}{'us/ans':>8}{'http/s':>8}{'reg/s':>7}{'reg p99':>8}"
@@ -295,3 +298,21 @@ def print_summary(result: dict[str, Any]) -> None:
             f"{r['detection']['after_timeout_ms']['p99']:>11.2f}"
             f"{r['pod0_rss_all_cached_mib']:>8}"
         )
+
+
+def _print_op_costs(rows: list[dict[str, Any]]) -> None:
+    """Pod and Redis CPU per broker operation (``op_costs``), one line a scenario."""
+    measured = [r for r in rows if r.get("op_costs")]
+    if not measured:
+        return
+    print(
+        f"\n{'scenario':<10}{'pods':>5}  pod / Redis CPU per operation (us): "
+        f"{'changed':>15}{'unchanged':>15}{'heartbeat':>15}"
+    )
+    for r in measured:
+        c = r["op_costs"]
+        cells = "".join(
+            f"{c[k]['pod_cpu_us']:>8.1f} /{c[k]['redis_cpu_us']:>5.1f}"
+            for k in ("changed", "unchanged", "heartbeat")
+        )
+        print(f"{r['scenario']:<10}{r['pods']:>5}{'':>38}{cells}")

@@ -147,6 +147,19 @@ def add_capacity_options(p: argparse.ArgumentParser) -> None:
         help="RocketMQ 5 BROKER_HEARTBEAT period (s); 0: registrations only, as 4.x",
     )
     p.add_argument("--workers", type=int, default=1, help="each pod's --workers")
+    p.add_argument(
+        "--cost-brokers", type=int, default=50, help="brokers of the cost phase (own names)"
+    )
+    p.add_argument("--cost-topics", type=int, default=100, help="topics of each cost broker")
+    p.add_argument(
+        "--cost-rounds",
+        type=int,
+        default=20,
+        help="operations of each kind every cost broker sends every pod; 0 skips the phase",
+    )
+    p.add_argument(
+        "--costs-only", action="store_true", help="measure the cost phase only, no estate"
+    )
     p.add_argument("--no-http", action="store_true", help="skip the HTTP load window")
     p.add_argument("--redis-url", help="a Redis to use (default: a fresh one per scenario)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")

@@ -1,0 +1,210 @@
+"""``bench capacity``'s cost phase: the pod CPU and Redis CPU of one broker operation.
+
+Measured on quiet pods (before the estate fills them) with brokers of their own: each of
+``brokers`` brokers of ``topics`` topics holds a connection to every pod and, for each kind in
+turn, sends ``rounds`` operations to every pod, every broker in parallel and each broker's
+operations one after another (a broker waits for its answer, as ``registerBrokerAll`` does):
+
+- ``changed``: REGISTER_BROKER with a new data version (one topic swapped for another, so one
+  topic's queue data is written, an event published and routes dropped: the fleet's change);
+- ``unchanged``: REGISTER_BROKER repeating the last body (RocketMQ's 30 s re-registration);
+- ``heartbeat``: BROKER_HEARTBEAT (RocketMQ 5 between registrations; sent two-way here so the
+  driver knows when the pod is done: an upper bound for the broker's one-way heartbeat).
+
+Every pod's CPU (its process tree, Redis excluded) and Redis' (``INFO cpu``, less its idle
+rate) are read around each kind and divided by the operations every pod answered. The driver
+runs in a process of its own, so its CPU is not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from namesrv_redis.bench.loadgen import install_uvloop
+from namesrv_redis.bench.redis_stats import RedisSnapshot
+from namesrv_redis.bench.stats import ProcessTree
+from namesrv_redis.remoting.client import RemotingClient
+from namesrv_redis.rocketmq.codes import RequestCode
+from namesrv_redis.sim.broker import SimBroker
+
+KINDS = ("changed", "unchanged", "heartbeat")
+CLUSTER = "CostCluster"
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    pods: list[tuple[str, int]]
+    brokers: int = 50
+    topics: int = 100
+    rounds: int = 20
+    timeout_ms: int = 120_000
+
+
+class _Driver:
+    def __init__(self, spec: CostSpec) -> None:
+        self.spec = spec
+        self.sims: list[SimBroker] = []
+        self.conns: list[list[RemotingClient]] = []
+        self.extra = [0] * spec.brokers
+
+    async def connect(self) -> None:
+        for b in range(self.spec.brokers):
+            sim = SimBroker(
+                CLUSTER,
+                f"cost-broker-{b}",
+                f"10.255.{b >> 8}.{b & 255}:10911",
+                heartbeat_timeout_ms=self.spec.timeout_ms,
+            )
+            sim.add_topics([f"cost-topic-{b}-{t}" for t in range(self.spec.topics - 1)])
+            sim.add_topics([f"cost-extra-{b}-0"])
+            self.sims.append(sim)
+            self.conns.append(
+                [await RemotingClient.connect(h, p) for h, p in self.spec.pods]
+            )
+        await self.run("unchanged", 1)  # registered, remembered by every pod
+
+    def _change(self, b: int) -> None:
+        sim = self.sims[b]
+        sim.topics.pop(f"cost-extra-{b}-{self.extra[b]}", None)
+        self.extra[b] += 1
+        sim.add_topics([f"cost-extra-{b}-{self.extra[b]}"])
+
+    async def run(self, kind: str, rounds: int) -> tuple[int, int]:
+        """(operations answered, operations that failed)."""
+        ok = failed = 0
+
+        async def broker(b: int) -> None:
+            nonlocal ok, failed
+            sim = self.sims[b]
+            beat = {
+                "clusterName": CLUSTER,
+                "brokerAddr": sim.addr,
+                "brokerName": sim.name,
+                "brokerId": "0",
+            }
+            request = sim.register_request()
+            for _ in range(rounds):
+                if kind == "changed":
+                    self._change(b)
+                    request = sim.register_request()
+                code = RequestCode.BROKER_HEARTBEAT if kind == "heartbeat" else (
+                    RequestCode.REGISTER_BROKER
+                )
+                ext, body = (beat, b"") if kind == "heartbeat" else request
+                answers = await asyncio.gather(
+                    *(
+                        c.request(code, ext, body or None, version=sim.version, timeout=30)
+                        for c in self.conns[b]
+                    ),
+                    return_exceptions=True,
+                )
+                for a in answers:
+                    if isinstance(a, BaseException) or a is None or a.code != 0:
+                        failed += 1
+                    else:
+                        ok += 1
+
+        await asyncio.gather(*(broker(b) for b in range(len(self.sims))))
+        return ok, failed
+
+    async def unregister(self) -> None:
+        for sim, conns in zip(self.sims, self.conns, strict=True):
+            for c in conns:
+                with contextlib.suppress(Exception):
+                    await sim.unregister(c)
+                with contextlib.suppress(Exception):
+                    await c.close()
+
+
+def cost_process(spec: CostSpec, conn: Connection) -> None:
+    """The driver: connect and register, then run each kind it is sent."""
+    install_uvloop()
+
+    async def main() -> None:
+        driver = _Driver(spec)
+        await driver.connect()
+        conn.send(("ready",))
+        while True:
+            msg = await asyncio.to_thread(conn.recv)
+            if msg[0] == "close":
+                break
+            t = time.monotonic()
+            ok, failed = await driver.run(msg[1], spec.rounds)
+            conn.send(("done", ok, failed, time.monotonic() - t))
+        await driver.unregister()
+        conn.send(("closed",))
+
+    asyncio.run(main())
+
+
+def measure_costs(
+    spec: CostSpec, trees: list[ProcessTree], redis_client: Any, redis_idle_cpu_pct: float
+) -> dict[str, Any]:
+    """Pod CPU and Redis CPU per operation of each kind (microseconds), answers and seconds."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=cost_process, args=(spec, child))
+    proc.start()
+    out: dict[str, Any] = {
+        "brokers": spec.brokers,
+        "topics": spec.topics,
+        "rounds": spec.rounds,
+    }
+    try:
+        _expect(parent, "ready", 120)
+        for kind in KINDS:
+            time.sleep(0.3)  # the last kind's events and polls settle
+            cpu0 = [t.cpu_s() for t in trees]
+            r0 = RedisSnapshot.take(redis_client)
+            parent.send(("run", kind))
+            _, ok, failed, seconds = _expect(parent, "done", 300)
+            cpu1 = [t.cpu_s() for t in trees]
+            r1 = RedisSnapshot.take(redis_client)
+            pod_cpu = sum(cpu1) - sum(cpu0)
+            redis_cpu = max(0.0, r1.cpu_s - r0.cpu_s - redis_idle_cpu_pct / 100 * seconds)
+            out[kind] = {
+                "operations": ok,
+                "failed": failed,
+                "seconds": round(seconds, 3),
+                "pod_cpu_us": round(pod_cpu / max(1, ok) * 1e6, 1),
+                "redis_cpu_us": round(redis_cpu / max(1, ok) * 1e6, 1),
+            }
+        parent.send(("close",))
+        _expect(parent, "closed", 120)
+    finally:
+        proc.join(10)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+    return out
+
+
+def _expect(conn: Connection, tag: str, timeout: float) -> Any:
+    if not conn.poll(timeout):
+        raise RuntimeError(f"the cost driver sent no {tag!r} within {timeout:.0f} s")
+    msg = conn.recv()
+    if msg[0] != tag:
+        raise RuntimeError(f"expected {tag!r} from the cost driver, got {msg[0]!r}")
+    return msg
+
+
+def format_costs(costs: dict[str, Any]) -> str:
+    rows = [
+        f"cost per operation ({costs['brokers']} brokers x {costs['topics']} topics, "
+        f"{costs['rounds']} rounds to every pod):"
+    ]
+    for kind in KINDS:
+        c = costs.get(kind)
+        if c:
+            rows.append(
+                f"  {kind:<10} pod CPU {c['pod_cpu_us']:>7.1f} us   Redis CPU "
+                f"{c['redis_cpu_us']:>6.1f} us   ({c['operations']} answered, "
+                f"{c['failed']} failed, {c['seconds']} s)"
+            )
+    return "\n".join(rows)
