@@ -137,6 +137,32 @@ def test_diff_sends_changed_and_new_topics_and_counts_the_gone() -> None:
     assert (same.changed, same.removed) == ([], 0)
 
 
+def test_diff_without_kept_names_sends_the_same_topics_and_counts_nothing() -> None:
+    """Names are kept only for deleteTopicWithBrokerRegistration; the diff is the same."""
+    old = {"A": QueueNums(8, 8, 6, 0), "B": QueueNums(8, 8, 6, 0), "C": QueueNums(1, 1, 6, 0)}
+    new = {"A": QueueNums(8, 8, 6, 0), "B": QueueNums(8, 8, 2, 0), "D": QueueNums(4, 4, 6, 0)}
+    d = diff_tables(remember("t", "{}", 0, old, with_names=False), new, entry_hashes(new))
+    assert [(q.topic, q.perm) for q in d.changed] == [("B", 2), ("D", 6)]
+    assert d.removed == 0
+
+
+@pytest.mark.parametrize("with_names", [True, False])
+def test_diff_of_many_changes_keeps_the_table_order(with_names: bool) -> None:
+    """More than a few changes take the pass over the table; a few are found by position:
+    either way the changed topics come in the new table's order."""
+    old = {f"T{i}": QueueNums(8, 8, 6, 0) for i in range(100)}
+    for changes in (3, 30):
+        new = dict(old)
+        touched = [f"T{i}" for i in range(0, 100, 100 // changes)][:changes]
+        for t in touched:
+            new[t] = QueueNums(4, 4, 6, 0)
+        del new["T99"]
+        new["NEW"] = QueueNums(1, 1, 6, 0)
+        d = diff_tables(remember("t", "{}", 0, old, with_names=with_names), new, entry_hashes(new))
+        assert [q.topic for q in d.changed] == [*touched, "NEW"]
+        assert d.removed == (1 if with_names else 0)
+
+
 def test_remembered_registrations_are_bounded_by_topic_entries() -> None:
     memory = RememberedRegistrations(max_topic_entries=10)
     table = {f"T{i}": QueueNums() for i in range(4)}

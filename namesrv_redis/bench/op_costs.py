@@ -12,7 +12,8 @@ operations one after another (a broker waits for its answer, as ``registerBroker
   driver knows when the pod is done: an upper bound for the broker's one-way heartbeat).
 
 Every pod's CPU (its process tree, Redis excluded) and Redis' (``INFO cpu``, less its idle
-rate) are read around each kind and divided by the operations every pod answered. The driver
+rate) are read around each kind and divided by the operations every pod answered; each kind
+is measured ``repeats`` times, the kinds alternating, and the median reported. The driver
 runs in a process of its own, so its CPU is not counted.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
+import statistics
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -43,6 +45,8 @@ class CostSpec:
     brokers: int = 50
     topics: int = 100
     rounds: int = 20
+    repeats: int = 3
+    """Each kind is measured this many times (alternating); the median is reported."""
     timeout_ms: int = 120_000
 
 
@@ -64,9 +68,7 @@ class _Driver:
             sim.add_topics([f"cost-topic-{b}-{t}" for t in range(self.spec.topics - 1)])
             sim.add_topics([f"cost-extra-{b}-0"])
             self.sims.append(sim)
-            self.conns.append(
-                [await RemotingClient.connect(h, p) for h, p in self.spec.pods]
-            )
+            self.conns.append([await RemotingClient.connect(h, p) for h, p in self.spec.pods])
         await self.run("unchanged", 1)  # registered, remembered by every pod
 
     def _change(self, b: int) -> None:
@@ -93,8 +95,10 @@ class _Driver:
                 if kind == "changed":
                     self._change(b)
                     request = sim.register_request()
-                code = RequestCode.BROKER_HEARTBEAT if kind == "heartbeat" else (
-                    RequestCode.REGISTER_BROKER
+                code = (
+                    RequestCode.BROKER_HEARTBEAT
+                    if kind == "heartbeat"
+                    else (RequestCode.REGISTER_BROKER)
                 )
                 ext, body = (beat, b"") if kind == "heartbeat" else request
                 answers = await asyncio.gather(
@@ -155,25 +159,39 @@ def measure_costs(
         "brokers": spec.brokers,
         "topics": spec.topics,
         "rounds": spec.rounds,
+        "repeats": spec.repeats,
     }
     try:
         _expect(parent, "ready", 120)
-        for kind in KINDS:
-            time.sleep(0.3)  # the last kind's events and polls settle
-            cpu0 = [t.cpu_s() for t in trees]
-            r0 = RedisSnapshot.take(redis_client)
-            parent.send(("run", kind))
-            _, ok, failed, seconds = _expect(parent, "done", 300)
-            cpu1 = [t.cpu_s() for t in trees]
-            r1 = RedisSnapshot.take(redis_client)
-            pod_cpu = sum(cpu1) - sum(cpu0)
-            redis_cpu = max(0.0, r1.cpu_s - r0.cpu_s - redis_idle_cpu_pct / 100 * seconds)
+        samples: dict[str, list[dict[str, float]]] = {k: [] for k in KINDS}
+        for _ in range(spec.repeats):  # kinds alternate: a noisy stretch hits each alike
+            for kind in KINDS:
+                time.sleep(0.3)  # the last kind's events and polls settle
+                cpu0 = [t.cpu_s() for t in trees]
+                r0 = RedisSnapshot.take(redis_client)
+                parent.send(("run", kind))
+                _, ok, failed, seconds = _expect(parent, "done", 300)
+                cpu1 = [t.cpu_s() for t in trees]
+                r1 = RedisSnapshot.take(redis_client)
+                pod_cpu = sum(cpu1) - sum(cpu0)
+                redis_cpu = max(0.0, r1.cpu_s - r0.cpu_s - redis_idle_cpu_pct / 100 * seconds)
+                samples[kind].append(
+                    {
+                        "operations": ok,
+                        "failed": failed,
+                        "seconds": seconds,
+                        "pod_cpu_us": pod_cpu / max(1, ok) * 1e6,
+                        "redis_cpu_us": redis_cpu / max(1, ok) * 1e6,
+                    }
+                )
+        for kind, runs in samples.items():
             out[kind] = {
-                "operations": ok,
-                "failed": failed,
-                "seconds": round(seconds, 3),
-                "pod_cpu_us": round(pod_cpu / max(1, ok) * 1e6, 1),
-                "redis_cpu_us": round(redis_cpu / max(1, ok) * 1e6, 1),
+                "operations": sum(int(r["operations"]) for r in runs),
+                "failed": sum(int(r["failed"]) for r in runs),
+                "seconds": round(sum(r["seconds"] for r in runs), 3),
+                "pod_cpu_us": round(statistics.median(r["pod_cpu_us"] for r in runs), 1),
+                "redis_cpu_us": round(statistics.median(r["redis_cpu_us"] for r in runs), 1),
+                "pod_cpu_us_runs": [round(r["pod_cpu_us"], 1) for r in runs],
             }
         parent.send(("close",))
         _expect(parent, "closed", 120)
@@ -197,7 +215,7 @@ def _expect(conn: Connection, tag: str, timeout: float) -> Any:
 def format_costs(costs: dict[str, Any]) -> str:
     rows = [
         f"cost per operation ({costs['brokers']} brokers x {costs['topics']} topics, "
-        f"{costs['rounds']} rounds to every pod):"
+        f"{costs['rounds']} rounds to every pod, median of {costs['repeats']}):"
     ]
     for kind in KINDS:
         c = costs.get(kind)

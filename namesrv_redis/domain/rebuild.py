@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from namesrv_redis.rocketmq.headers import RegisterBrokerHeader
+from namesrv_redis.rocketmq.register_body import token_crc32
 from namesrv_redis.telemetry.metrics import REBUILT_REGISTRATIONS
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,17 @@ class AcceptedRegistration:
     timeout_ms: int
     last_seen: float
     """time.monotonic() of its last registration or heartbeat on this pod."""
+
+    @property
+    def crc32(self) -> int:
+        """The body's masked CRC-32 (part of its token)."""
+        return token_crc32(self.token)
+
+    def same_body(self, body: bytes | bytearray) -> bool:
+        """Whether ``body`` is byte for byte the one kept (not when kept deflated: comparing
+        would cost more than the CRC it saves)."""
+        kept = self.body
+        return not isinstance(kept, PackedBody) and len(kept) == len(body) and kept == body
 
     def raw_body(self) -> bytes:
         """The body as the broker sent it."""

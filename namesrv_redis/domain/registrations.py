@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -55,8 +55,9 @@ class Remembered:
     """:func:`~namesrv_redis.rocketmq.register_body.body_token` of the body."""
     data_version: str
     state_version: int
-    names: array[int]
-    """hash(topic) of every topic of the body."""
+    names: array[int] | None
+    """hash(topic) of every topic of the body; kept only where topics that leave the table
+    must be counted (``deleteTopicWithBrokerRegistration``), else None."""
     entries: array[int]
     """hash((topic, QueueNums)) of every topic of the body."""
 
@@ -67,7 +68,14 @@ one short stretch of C code, so a registration running on the worker thread (off
 never holds the interpreter lock for long against the event loop."""
 
 
-def _hashes(items: Iterable[Hashable]) -> array[int]:
+FEW_CHANGES = 8
+"""Up to this many changed topics are looked up by position rather than by a pass over the
+whole table."""
+
+
+def _hashes(items: Collection[Hashable]) -> array[int]:
+    if len(items) <= STEP:  # one stretch of C code anyway
+        return array("q", map(hash, items))
     out: array[int] = array("q")
     it = iter(items)
     while chunk := list(islice(it, STEP)):
@@ -76,10 +84,20 @@ def _hashes(items: Iterable[Hashable]) -> array[int]:
 
 
 def _set_of(values: array[int]) -> set[int]:
+    if len(values) <= STEP:
+        return set(values)
     out: set[int] = set()
     for i in range(0, len(values), STEP):
         out.update(values[i : i + STEP])
     return out
+
+
+def _without(values: set[int], removed: array[int]) -> None:
+    if len(removed) <= STEP:
+        values.difference_update(removed)
+        return
+    for i in range(0, len(removed), STEP):
+        values.difference_update(removed[i : i + STEP])
 
 
 def entry_hashes(table: TopicTable) -> array[int]:
@@ -92,12 +110,14 @@ def remember(
     state_version: int,
     table: TopicTable,
     entries: array[int] | None = None,
+    *,
+    with_names: bool = True,
 ) -> Remembered:
     return Remembered(
         token,
         data_version,
         state_version,
-        _hashes(table),
+        _hashes(table) if with_names else None,
         entries if entries is not None else entry_hashes(table),
     )
 
@@ -128,13 +148,13 @@ class RememberedRegistrations:
     def put(self, identity: Hashable, remembered: Remembered) -> None:
         with self._lock:
             self._forget(identity)
-            if len(remembered.names) > self.max_topic_entries:
+            if len(remembered.entries) > self.max_topic_entries:
                 return
             self._by_identity[identity] = remembered
-            self._entries += len(remembered.names)
+            self._entries += len(remembered.entries)
             while self._entries > self.max_topic_entries:
                 _, oldest = self._by_identity.popitem(last=False)
-                self._entries -= len(oldest.names)
+                self._entries -= len(oldest.entries)
 
     def forget(self, identity: Hashable) -> None:
         with self._lock:
@@ -143,7 +163,7 @@ class RememberedRegistrations:
     def _forget(self, identity: Hashable) -> None:
         old = self._by_identity.pop(identity, None)
         if old is not None:
-            self._entries -= len(old.names)
+            self._entries -= len(old.entries)
 
 
 def queue_config(topic: str, nums: QueueNums) -> QueueConfig:
@@ -161,24 +181,30 @@ class TableDiff:
     changed: list[QueueConfig]
     """Topics of the new table that are new or differ."""
     removed: int
-    """How many topics of the old table the new one no longer lists."""
+    """How many topics of the old table the new one no longer lists (0 when the old table's
+    names were not kept: nothing needs the count then)."""
 
 
 def diff_tables(old: Remembered, new: TopicTable, entries: array[int]) -> TableDiff:
     """``entries`` = :func:`entry_hashes` of ``new``. Set operations in C; a Python loop over
     the topics only when some did change."""
     fresh = _set_of(entries)
-    for i in range(0, len(old.entries), STEP):
-        fresh.difference_update(old.entries[i : i + STEP])
+    _without(fresh, old.entries)
     if not fresh:
-        return TableDiff([], len(old.names) - len(new))
-    changed = [item for item, h in zip(new.items(), entries, strict=True) if h in fresh]
-    names = _set_of(old.names)
+        return TableDiff([], len(old.entries) - len(new) if old.names is not None else 0)
+    changed: list[tuple[str, QueueNums]]
+    if len(fresh) <= FEW_CHANGES:  # the usual change: a topic or two, found by C scans
+        items = list(new.items())
+        changed = [items[i] for i in sorted(entries.index(h) for h in fresh)]
+    else:
+        changed = [item for item, h in zip(new.items(), entries, strict=True) if h in fresh]
+    configs = [queue_config(t, n) for t, n in changed]
+    if old.names is None:
+        return TableDiff(configs, 0)
+    names = old.names if len(changed) <= FEW_CHANGES else _set_of(old.names)
     modified = sum(1 for t, _ in changed if hash(t) in names)
     unchanged = len(new) - len(changed)
-    return TableDiff(
-        [queue_config(t, n) for t, n in changed], len(old.names) - unchanged - modified
-    )
+    return TableDiff(configs, len(old.entries) - unchanged - modified)
 
 
 async def store_registration(
@@ -238,5 +264,6 @@ async def store_registration(
             registration(topics=queue_configs_of(table.topics), **common)
         )
     if result.status is RegisterStatus.OK:
-        memory.put(identity, remember(token, dv, sv, table.topics, entries))
+        with_names = store.delete_topic_with_broker_registration
+        memory.put(identity, remember(token, dv, sv, table.topics, entries, with_names=with_names))
     return result

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from namesrv_redis.rocketmq.codes import ResponseCode
+from namesrv_redis.rocketmq.headers import RegisterBrokerHeader
 
 
 @dataclass(slots=True)
@@ -26,3 +27,6 @@ class Connection:
     """(cluster, broker address, broker name) registered over this connection."""
     controller_members: set[tuple[str, int]] = field(default_factory=set)
     """(broker name, controller broker id) whose controller heartbeats came on it."""
+    last_register: tuple[dict[str, str], RegisterBrokerHeader] | None = None
+    """The header fields of the last REGISTER_BROKER on it and their parse: a broker repeats
+    the same header every 30 s, so it is parsed once."""

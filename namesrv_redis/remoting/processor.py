@@ -270,14 +270,24 @@ async def get_kv_list(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connectio
 
 @handles(RequestCode.REGISTER_BROKER)
 async def register_broker(p: NamesrvProcessor, cmd: RemotingCommand, conn: Connection) -> Response:
-    h = RegisterBrokerHeader.parse(cmd.ext_fields)
-    crc = crc32_masked(cmd.body or b"", cmd.body_crc32)
+    fields = cmd.ext_fields
+    last = conn.last_register
+    if last is not None and last[0] == fields:
+        h = last[1]
+    else:
+        h = RegisterBrokerHeader.parse(fields)
+        conn.last_register = (dict(fields or {}), h)
+    body = cmd.body or b""
+    seen = p.accepted.get(h.cluster_name, h.broker_addr)
+    if seen is not None and seen.same_body(body):  # the CRC of the very bytes last accepted
+        crc, token = seen.crc32, seen.token
+    else:
+        crc = crc32_masked(body, cmd.body_crc32)
+        token = body_token(body, crc) if body else ""
     if h.body_crc32 != 0 and crc != h.body_crc32:
         log.warning("registerBroker from %s: crc32 not match", conn.remote_addr)
         REGISTRATIONS.labels("crc_mismatch").inc()
         return Response(ResponseCode.SYSTEM_ERROR, "crc32 not match")
-    body = cmd.body or b""
-    token = body_token(body, crc) if body else ""
     result = await _store_register(p, h, body, token, cmd.version, conn.conn_id)
     REGISTRATIONS.labels(result.status.value).inc()
     if result.status is not RegisterStatus.OK:
@@ -343,7 +353,12 @@ def _accepted(
     """Remember an accepted registration for a rebuild (the body only when it changed)."""
     now = time.monotonic()
     seen = p.accepted.get(h.cluster_name, h.broker_addr)
-    if seen is not None and seen.token == token and seen.header == h and seen.conn_id == conn_id:
+    if (
+        seen is not None
+        and seen.token == token
+        and (seen.header is h or seen.header == h)
+        and seen.conn_id == conn_id
+    ):
         seen.last_seen = now
         return
     timeout = h.heartbeat_timeout_millis or p.settings.broker_timeout_ms

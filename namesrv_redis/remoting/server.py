@@ -55,6 +55,7 @@ from namesrv_redis.remoting.single_flight import SingleFlight
 from namesrv_redis.remoting.tls import ServerTls
 from namesrv_redis.rocketmq.codes import RequestCode, ResponseCode
 from namesrv_redis.rocketmq.errors import RemotingError, error_response_code
+from namesrv_redis.store.event_loop import running_loop
 from namesrv_redis.telemetry.metrics import (
     CONNECTIONS,
     OTHER,
@@ -272,7 +273,7 @@ class RemotingServer:
             await self._server.wait_closed()
 
     def spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
+        task = running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -533,6 +533,11 @@ def body_token(body: bytes | bytearray, crc: int) -> str:
     return f"{crc:08x}{len(body):x}"
 
 
+def token_crc32(token: str) -> int:
+    """The masked CRC-32 a :func:`body_token` holds (0 for the empty body's)."""
+    return int(token[:8], 16) if token else 0
+
+
 def encode_register_body(
     data_version: dict[str, Any],
     topics: list[TopicConfig],

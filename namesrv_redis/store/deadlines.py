@@ -32,6 +32,8 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from namesrv_redis.store.event_loop import Deadline, running_loop
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -58,15 +60,19 @@ class Deadlines:
     async def run(self, kind: str, awaitable: Awaitable[R]) -> R:
         """Await ``awaitable`` within the ``kind`` ("read" or "write") deadline."""
         ms = self.write_ms if kind == "write" else self.read_ms
+        deadline = Deadline(running_loop(), ms / 1000)  # asyncio.timeout, without getpid
         try:
-            async with asyncio.timeout(ms / 1000):
-                return await awaitable
-        except TimeoutError as e:
-            raise StoreTimeout(kind, ms) from e
+            return await awaitable
+        except asyncio.CancelledError:
+            if deadline.expired_here():
+                raise StoreTimeout(kind, ms) from None
+            raise
         except AttributeError as e:
             if not _raised_by_redis_connection(e):
                 raise
             raise RedisConnectionError(f"connection to Redis closed under a command: {e}") from e
+        finally:
+            deadline.close()
 
 
 def _raised_by_redis_connection(e: BaseException) -> bool:

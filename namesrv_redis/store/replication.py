@@ -30,6 +30,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from namesrv_redis.store.script_pipe import pipe_for
 from namesrv_redis.telemetry.metrics import REPLICATION_UNCONFIRMED
 
 AUTO = -1
@@ -77,6 +78,9 @@ async def run_script(
     """Run one write script; with replicas, confirm it with WAIT on the same connection."""
     wanted = replication.wanted if replication is not None else 0
     if wanted <= 0 or replication is None:
+        pipe = pipe_for(redis) if isinstance(script, AsyncScript) else None
+        if pipe is not None:
+            return await pipe.run(script, keys, args)
         return await script(keys=keys, args=args)
     for attempt in (1, 2, 3):
         client = replication.node_client() if replication.node_client is not None else redis
