@@ -119,9 +119,7 @@ async def test_a_socket_timeout_past_the_retries_is_a_redis_timeout(namespace: s
     """With no caller deadline, the connection's socket timeout bounds a batch: retried,
     then failed as redis-py fails (a Redis TimeoutError, which the tiers answer as one)."""
     server = RedisServerProcess().start()
-    client = aioredis.Redis.from_url(
-        server.url, socket_timeout=0.2, retry=Retry(NoBackoff(), 1)
-    )
+    client = aioredis.Redis.from_url(server.url, socket_timeout=0.2, retry=Retry(NoBackoff(), 1))
     try:
         pipe = pipe_for(client)
         assert pipe is not None and server.proc is not None
