@@ -131,9 +131,10 @@ class NamesrvProcessor:
         return await self.guard.check(cmd, conn) if self.guard is not None else None
 
     async def process(self, cmd: RemotingCommand, conn: Connection) -> Response:
-        refused = await self.refusal(cmd, conn)
-        if refused is not None:
-            return refused
+        if self.guard is not None:
+            refused = await self.guard.check(cmd, conn)
+            if refused is not None:
+                return refused
         handler = HANDLERS.get(cmd.code)
         if handler is None:
             return Response(
@@ -289,7 +290,7 @@ async def register_broker(p: NamesrvProcessor, cmd: RemotingCommand, conn: Conne
         REGISTRATIONS.labels("crc_mismatch").inc()
         return Response(ResponseCode.SYSTEM_ERROR, "crc32 not match")
     result = await _store_register(p, h, body, token, cmd.version, conn.conn_id)
-    REGISTRATIONS.labels(result.status.value).inc()
+    _registrations(result.status).inc()
     if result.status is not RegisterStatus.OK:
         return Response(ResponseCode.SYSTEM_ERROR, "register broker failed")
     conn.brokers.add((h.cluster_name, h.broker_addr, h.broker_name))
@@ -303,6 +304,17 @@ async def register_broker(p: NamesrvProcessor, cmd: RemotingCommand, conn: Conne
     return Response(
         ext_fields=ext, body=kv_table_body(order_topics) if order_topics is not None else None
     )
+
+
+_REGISTRATION_COUNTERS: dict[RegisterStatus, Any] = {}
+
+
+def _registrations(status: RegisterStatus) -> Any:
+    """The registrations counter of one outcome (labels() is too slow per request)."""
+    child = _REGISTRATION_COUNTERS.get(status)
+    if child is None:
+        child = _REGISTRATION_COUNTERS[status] = REGISTRATIONS.labels(status.value)
+    return child
 
 
 def _memory_identity(h: RegisterBrokerHeader) -> tuple[str, str, str, int, bool]:

@@ -18,6 +18,7 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 import orjson
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from namesrv_redis.rocketmq.java_order import hashmap_order, long_hash, string_hash
@@ -35,6 +36,7 @@ from namesrv_redis.store import deadlines
 from namesrv_redis.store.deadlines import Deadlines
 from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG, Keys, split_ident, stage_bucket
 from namesrv_redis.store.replication import Replication, run_script
+from namesrv_redis.store.script_pipe import pipe_for
 from namesrv_redis.store.scripts import Scripts, preload, register_scripts
 from namesrv_redis.telemetry.metrics import REMOVALS, REPAIRS
 
@@ -123,6 +125,13 @@ class RegisterStatus(StrEnum):
     it finishes that write and sends the registration again)."""
 
 
+_STATUSES: dict[Any, RegisterStatus] = {
+    **{s.value.encode(): s for s in RegisterStatus},
+    **{s.value: s for s in RegisterStatus},
+}
+"""A script's status reply (bytes, or text on a decoding client) to its member, without the
+enum's lookup."""
+
 REFUSALS = (RegisterStatus.NEED_TOPICS, RegisterStatus.REFUSED, RegisterStatus.STALE_STATE)
 """Answers of a registration that wrote nothing."""
 
@@ -196,12 +205,19 @@ class RouteStore:
         registration or removal is applied in chunks that readers see whole."""
         self.stage_ttl_ms = stage_ttl_ms
         self._k = [self.keys.prefix]
+        self._pipe = pipe_for(redis)
 
     async def _write(self, script: Any, args: Sequence[Any], *, confirm: bool = True) -> Any:
         """Run one write script of this namespace, confirmed by replicas when there are any
         and ``confirm`` (liveness refreshes and clean-ups are not: losing one in a failover
         costs nothing, the next heartbeat or sweep does it again)."""
         replication = self.replication if confirm else None
+        if (
+            self._pipe is not None
+            and (replication is None or replication.wanted <= 0)
+            and isinstance(script, AsyncScript)
+        ):
+            return await self._pipe.run(script, self._k, args)  # run_script's own choice
         return await run_script(self.redis, replication, script, self._k, args)
 
     def unconfirmed(self) -> RouteStore:
@@ -342,9 +358,9 @@ class RouteStore:
             self.scripts.register_broker, args
         )
         return RegisterResult(
-            RegisterStatus(as_text(status)),
-            as_text(master) or None,
-            as_text(ha) or None,
+            _STATUSES.get(status) or RegisterStatus(as_text(status)),
+            as_text(master) or None if master else None,
+            as_text(ha) or None if ha else None,
             int(written),
             int(version),
             {as_text(kv[i]): as_text(kv[i + 1]) for i in range(0, len(kv), 2)}
@@ -715,7 +731,9 @@ class RouteStore:
             [cluster, broker_addr, now if now is not None else now_ms(), timeout_ms, conn_id],
             confirm=False,
         )
-        result = Refresh(int(r))
+        result = _REFRESHES.get(r)
+        if result is None:
+            result = Refresh(int(r))
         _note_refresh(result, cluster, broker_addr)
         return result
 
@@ -781,6 +799,10 @@ class Refresh(IntEnum):
     RECREATED = 2
     """Its liveness key was gone (evicted or deleted) before its deadline while the broker is
     still in the tables: recreated."""
+
+
+_REFRESHES: dict[Any, Refresh] = {int(r): r for r in Refresh}
+"""A refresh script's integer reply to its member, without the enum's lookup."""
 
 
 def _note_refresh(result: Refresh, cluster: str, addr: str) -> None:
