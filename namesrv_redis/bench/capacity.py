@@ -89,7 +89,7 @@ class Options:
     redis_url: str | None
     cost_brokers: int = 50
     cost_topics: int = 100
-    cost_rounds: int = 20
+    cost_rounds: int = 100
     costs_only: bool = False
 
 

@@ -44,7 +44,7 @@ class CostSpec:
     pods: list[tuple[str, int]]
     brokers: int = 50
     topics: int = 100
-    rounds: int = 20
+    rounds: int = 100
     repeats: int = 3
     """Each kind is measured this many times (alternating); the median is reported."""
     timeout_ms: int = 120_000
