@@ -89,7 +89,7 @@ class Options:
     redis_url: str | None
     cost_brokers: int = 50
     cost_topics: int = 100
-    cost_rounds: int = 100
+    cost_rounds: int = 200
     costs_only: bool = False
 
 
@@ -209,9 +209,14 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
         # Redis' own background cost (its cron, the pods' polls), subtracted from the steady
         # window's CPU when it is divided among registrations
         idle0 = RedisSnapshot.take(client)
+        pods_idle0 = [t.cpu_s() for t in trees]
         time.sleep(IDLE_S)
         idle1 = RedisSnapshot.take(client)
+        pods_idle1 = [t.cpu_s() for t in trees]
         out["redis_idle_cpu_pct"] = round((idle1.cpu_s - idle0.cpu_s) / IDLE_S * 100, 2)
+        out["pod_idle_cpu_pct"] = round(
+            (sum(pods_idle1) - sum(pods_idle0)) / IDLE_S * 100 / len(trees), 2
+        )
 
         # 0. what one broker operation costs, on quiet pods
         if opts.cost_rounds > 0:
@@ -222,7 +227,9 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
                 rounds=opts.cost_rounds,
                 timeout_ms=estate.timeout_ms,
             )
-            out["op_costs"] = measure_costs(spec, trees, client, out["redis_idle_cpu_pct"])
+            out["op_costs"] = measure_costs(
+                spec, trees, client, out["redis_idle_cpu_pct"], out["pod_idle_cpu_pct"]
+            )
             print(format_costs(out["op_costs"]), flush=True)
             if opts.costs_only:
                 return out

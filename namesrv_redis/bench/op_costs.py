@@ -11,10 +11,11 @@ operations one after another (a broker waits for its answer, as ``registerBroker
 - ``heartbeat``: BROKER_HEARTBEAT (RocketMQ 5 between registrations; sent two-way here so the
   driver knows when the pod is done: an upper bound for the broker's one-way heartbeat).
 
-Every pod's CPU (its process tree, Redis excluded) and Redis' (``INFO cpu``, less its idle
-rate) are read around each kind and divided by the operations every pod answered; each kind
-is measured ``repeats`` times, the kinds alternating, and the median reported. The driver
-runs in a process of its own, so its CPU is not counted.
+After a short unmeasured round of each kind (first-use costs), every pod's CPU (its process
+tree, Redis excluded) and Redis' (``INFO cpu``), each less its idle rate, are read around
+each kind and divided by the operations every pod answered; each kind is measured
+``repeats`` times, the kinds alternating, and the median reported. The driver runs in a
+process of its own, so its CPU is not counted.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class CostSpec:
     pods: list[tuple[str, int]]
     brokers: int = 50
     topics: int = 100
-    rounds: int = 100
+    rounds: int = 200
     repeats: int = 3
     """Each kind is measured this many times (alternating); the median is reported."""
     timeout_ms: int = 120_000
@@ -139,7 +140,7 @@ def cost_process(spec: CostSpec, conn: Connection) -> None:
             if msg[0] == "close":
                 break
             t = time.monotonic()
-            ok, failed = await driver.run(msg[1], spec.rounds)
+            ok, failed = await driver.run(msg[1], msg[2] if len(msg) > 2 else spec.rounds)
             conn.send(("done", ok, failed, time.monotonic() - t))
         await driver.unregister()
         conn.send(("closed",))
@@ -148,9 +149,15 @@ def cost_process(spec: CostSpec, conn: Connection) -> None:
 
 
 def measure_costs(
-    spec: CostSpec, trees: list[ProcessTree], redis_client: Any, redis_idle_cpu_pct: float
+    spec: CostSpec,
+    trees: list[ProcessTree],
+    redis_client: Any,
+    redis_idle_cpu_pct: float,
+    pod_idle_cpu_pct: float = 0.0,
 ) -> dict[str, Any]:
-    """Pod CPU and Redis CPU per operation of each kind (microseconds), answers and seconds."""
+    """Pod CPU and Redis CPU per operation of each kind (microseconds), answers and seconds.
+    ``*_idle_cpu_pct``: what Redis and each pod spend idle (their polls, crons), subtracted
+    over each window."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=cost_process, args=(spec, child))
@@ -163,6 +170,9 @@ def measure_costs(
     }
     try:
         _expect(parent, "ready", 120)
+        for kind in KINDS:  # warm-up, not measured: first-use costs, allocator growth
+            parent.send(("run", kind, max(1, spec.rounds // 10)))
+            _expect(parent, "done", 300)
         samples: dict[str, list[dict[str, float]]] = {k: [] for k in KINDS}
         for _ in range(spec.repeats):  # kinds alternate: a noisy stretch hits each alike
             for kind in KINDS:
@@ -173,7 +183,8 @@ def measure_costs(
                 _, ok, failed, seconds = _expect(parent, "done", 300)
                 cpu1 = [t.cpu_s() for t in trees]
                 r1 = RedisSnapshot.take(redis_client)
-                pod_cpu = sum(cpu1) - sum(cpu0)
+                idle = pod_idle_cpu_pct / 100 * seconds * len(trees)
+                pod_cpu = max(0.0, sum(cpu1) - sum(cpu0) - idle)
                 redis_cpu = max(0.0, r1.cpu_s - r0.cpu_s - redis_idle_cpu_pct / 100 * seconds)
                 samples[kind].append(
                     {

@@ -154,7 +154,7 @@ def add_capacity_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cost-rounds",
         type=int,
-        default=100,
+        default=200,
         help="operations of each kind every cost broker sends every pod; 0 skips the phase",
     )
     p.add_argument(
