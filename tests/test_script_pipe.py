@@ -32,13 +32,18 @@ return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1] .. ':n')}
 """
 
 
+async def _pipe_and_script(client: Any) -> tuple[ScriptPipe, Any]:
+    pipe = pipe_for(client)
+    assert isinstance(pipe, ScriptPipe)
+    script = client.register_script(ECHO)
+    await client.script_load(ECHO)
+    return pipe, script
+
+
 async def test_concurrent_calls_get_their_own_replies_and_errors(
     real_redis: Any, namespace: str
 ) -> None:
-    pipe = pipe_for(real_redis)
-    assert isinstance(pipe, ScriptPipe)
-    script = real_redis.register_script(ECHO)
-    await real_redis.script_load(ECHO)
+    pipe, script = await _pipe_and_script(real_redis)
 
     async def call(i: int) -> Any:
         return await pipe.run(script, [f"{namespace}:{i}"], ["fail" if i % 7 == 3 else i])
@@ -140,10 +145,7 @@ async def test_a_socket_timeout_past_the_retries_is_a_redis_timeout(namespace: s
 async def test_a_cancelled_caller_does_not_disturb_the_others(
     real_redis: Any, namespace: str
 ) -> None:
-    pipe = pipe_for(real_redis)
-    assert pipe is not None
-    script = real_redis.register_script(ECHO)
-    await real_redis.script_load(ECHO)
+    pipe, script = await _pipe_and_script(real_redis)
     tasks = [asyncio.ensure_future(pipe.run(script, [f"{namespace}:{i}"], [i])) for i in range(40)]
     tasks[5].cancel()
     tasks[17].cancel()

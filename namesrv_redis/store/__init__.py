@@ -17,6 +17,8 @@ module              what it holds
 ``memory``          ``memory://``: a private in-process fakeredis (tests, tinkering)
 ``acl``             ACL credentials of one namespace
 ``deadlines``       deadlines on every Redis call
+``script_pipe``     script calls of one event-loop turn batched onto one connection
+``event_loop``      the running loop without a ``getpid`` system call; a cheap deadline
 ``replication``     ``WAIT``: a write acknowledged once a failover would keep it
 ``topology``        where the namespace's data lives now (Sentinel, Cluster), and switches
 ``persistence``     what persistence a Redis promises; ``datadir``: the embedded one's files
