@@ -357,3 +357,43 @@ async def test_the_least_privilege_user_may_repair(
     finally:
         await limited.aclose()
         await real_redis.execute_command("ACL", "DELUSER", user)
+
+
+async def test_only_the_pod_holding_the_registration_decodes_the_body(
+    real_redis: Any, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every broker registers with every pod; the last registration holds its liveness entry.
+    The other pods' verification asks that first, with no topics, and neither decodes the
+    body nor sends it; the holder verifies every topic, and still repairs what was lost."""
+    from namesrv_redis.domain import reconcile
+
+    decoded: list[str] = []
+    real_expected_of = reconcile.expected_of
+
+    def counting(reg: Any) -> Any:
+        decoded.append(reg.conn_id)
+        return real_expected_of(reg)
+
+    monkeypatch.setattr(reconcile, "expected_of", counting)
+    pods = [await InProcessServer(real_redis, namespace).start() for _ in range(2)]
+    try:
+        master = SimBroker("C", "b1", "10.0.0.1:10911", heartbeat_timeout_ms=60_000)
+        master.add_topics(TOPICS)
+        clients = [await p.client() for p in pods]
+        for c in clients:  # pod 1's registration comes last: it holds the broker
+            assert (await master.register(c)).code == 0
+        holder_conn = pods[1].processor.accepted.get("C", master.addr)
+        assert holder_conn is not None
+        await real_redis.delete(pods[0].store.keys.topic("T7"))
+        other = await pods[0].processor.reconciler.verify_all()
+        assert [o.status for o in other] == ["other"] and decoded == []
+        held = await pods[1].processor.reconciler.verify_all()
+        assert [o.status for o in held] == ["ok"] and held[0].topics == len(TOPICS)
+        assert held[0].repaired.get("queue_data") == 1
+        assert decoded == [holder_conn.conn_id]
+        assert await check_namespace(real_redis, namespace) == []
+        for c in clients:
+            await c.close()
+    finally:
+        for p in pods:
+            await p.stop()

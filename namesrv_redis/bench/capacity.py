@@ -90,6 +90,7 @@ class Options:
     cost_brokers: int = 50
     cost_topics: int = 100
     cost_rounds: int = 200
+    cost_paced_rate: float = 300.0
     costs_only: bool = False
 
 
@@ -225,6 +226,7 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
                 brokers=opts.cost_brokers,
                 topics=opts.cost_topics,
                 rounds=opts.cost_rounds,
+                paced_rate=opts.cost_paced_rate,
                 timeout_ms=estate.timeout_ms,
             )
             out["op_costs"] = measure_costs(
@@ -500,6 +502,7 @@ def run_capacity_bench(args: argparse.Namespace) -> int:
         cost_brokers=args.cost_brokers,
         cost_topics=args.cost_topics,
         cost_rounds=args.cost_rounds,
+        cost_paced_rate=args.cost_paced_rate,
         costs_only=args.costs_only,
     )
     result: dict[str, Any] = {

@@ -310,9 +310,12 @@ def _print_op_costs(rows: list[dict[str, Any]]) -> None:
         f"{'changed':>15}{'unchanged':>15}{'heartbeat':>15}"
     )
     for r in measured:
-        c = r["op_costs"]
-        cells = "".join(
-            f"{c[k]['pod_cpu_us']:>8.1f} /{c[k]['redis_cpu_us']:>5.1f}"
-            for k in ("changed", "unchanged", "heartbeat")
-        )
-        print(f"{r['scenario']:<10}{r['pods']:>5}{'':>38}{cells}")
+        for label in ("loaded", "paced"):
+            c = r["op_costs"] if label == "loaded" else r["op_costs"].get("paced")
+            if not c:
+                continue
+            cells = "".join(
+                f"{c[k]['pod_cpu_us']:>8.1f} /{c[k]['redis_cpu_us']:>5.1f}"
+                for k in ("changed", "unchanged", "heartbeat")
+            )
+            print(f"{r['scenario']:<10}{r['pods']:>5}  {label:<36}{cells}")

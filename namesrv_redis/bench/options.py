@@ -158,6 +158,12 @@ def add_capacity_options(p: argparse.ArgumentParser) -> None:
         help="operations of each kind every cost broker sends every pod; 0 skips the phase",
     )
     p.add_argument(
+        "--cost-paced-rate",
+        type=float,
+        default=300.0,
+        help="operations a second of the cost phase's paced measurement; 0 skips it",
+    )
+    p.add_argument(
         "--costs-only", action="store_true", help="measure the cost phase only, no estate"
     )
     p.add_argument("--no-http", action="store_true", help="skip the HTTP load window")

@@ -40,7 +40,11 @@ from namesrv_redis.domain.rebuild import (
     Identity,
     PackedBody,
 )
-from namesrv_redis.domain.registrations import queue_configs_of
+from namesrv_redis.domain.registrations import (
+    RememberedRegistrations,
+    queue_configs_of,
+    registration_identity,
+)
 from namesrv_redis.rocketmq.model import BadDataVersion, QueueConfig, canonical_data_version
 from namesrv_redis.rocketmq.model import state_version as state_version_of
 from namesrv_redis.rocketmq.register_body import BodyError, decode_register_table
@@ -66,6 +70,25 @@ class Expected:
     """Its topic table when the broker writes queue data (a master), else empty."""
 
 
+def target_of(reg: AcceptedRegistration, data_version: str, state_version: int) -> RepairTarget:
+    """The broker process records one accepted registration says Redis must hold."""
+    h = reg.header
+    return RepairTarget(
+        cluster=h.cluster_name,
+        broker_addr=h.broker_addr,
+        broker_name=h.broker_name,
+        broker_id=h.broker_id,
+        data_version=data_version,
+        state_version=state_version,
+        ha_server_addr=h.ha_server_addr,
+        body_token=reg.token,
+        heartbeat_timeout_ms=reg.timeout_ms,
+        conn_id=reg.conn_id,
+        zone_name=h.zone_name,
+        enable_acting_master=h.enable_acting_master,
+    )
+
+
 def expected_of(reg: AcceptedRegistration) -> Expected | None:
     """Decode an accepted registration (None when its body cannot be decoded, which an
     accepted one always could)."""
@@ -76,23 +99,14 @@ def expected_of(reg: AcceptedRegistration) -> Expected | None:
         sv = state_version_of(table.data_version)
     except (BodyError, BadDataVersion, ValueError):
         return None
-    target = RepairTarget(
-        cluster=h.cluster_name,
-        broker_addr=h.broker_addr,
-        broker_name=h.broker_name,
-        broker_id=h.broker_id,
-        data_version=dv,
-        state_version=sv,
-        ha_server_addr=h.ha_server_addr,
-        body_token=reg.token,
-        heartbeat_timeout_ms=reg.timeout_ms,
-        conn_id=reg.conn_id,
-        zone_name=h.zone_name,
-        enable_acting_master=h.enable_acting_master,
-    )
     # queue data comes from the master (a 5.x prime slave writes it only while acting)
     topics = queue_configs_of(table.topics) if h.broker_id == 0 else []
-    return Expected(target, topics)
+    return Expected(target_of(reg, dv, sv), topics)
+
+
+def _add(total: dict[str, int], more: dict[str, int]) -> None:
+    for k, n in more.items():
+        total[k] = total.get(k, 0) + n
 
 
 @dataclass(slots=True)
@@ -112,9 +126,13 @@ class Reconciler:
         *,
         interval_ms: int = 30_000,
         chunk: int = CHUNK,
+        remembered: RememberedRegistrations | None = None,
     ) -> None:
         self.store = store
         self.accepted = accepted
+        self.remembered = remembered
+        """What this pod stored last per broker (its data version): lets a pod whose
+        registration is not the broker's current one skip decoding the body."""
         self.interval_ms = interval_ms
         """Every connected broker is verified once per this; 0 = off."""
         self.chunk = chunk
@@ -140,15 +158,27 @@ class Reconciler:
     # ------------------------------------------------------------------ verification
 
     async def verify(self, reg: AcceptedRegistration) -> Outcome:
-        """Verify (and repair) one accepted registration, a chunk of topics per call."""
+        """Verify (and repair) one accepted registration, a chunk of topics per call.
+
+        When this pod remembers the registration's data version (it stored that very body),
+        a first call without topics verifies the broker's own records and says whether this
+        registration is the broker's current one: on the pods whose registration is not (every
+        broker registers with every pod; the last one holds its liveness entry) the body is
+        then neither decoded nor sent."""
+        repaired: dict[str, int] = {}
+        known = self._known_version(reg)
+        if known is not None:
+            first = await self.store.repair_broker(target_of(reg, *known), [])
+            _add(repaired, first.repaired)
+            if first.status != "ok" or reg.header.broker_id != 0:
+                return self._outcome(reg, first.status, repaired, 0)
         body = reg.body  # a packed body was at least PACK_MIN_BYTES before deflating
         if isinstance(body, PackedBody) or len(body) >= PARSE_OFF_LOOP_BYTES:
             expected = await asyncio.to_thread(expected_of, reg)
         else:
             expected = expected_of(reg)
         if expected is None:
-            return Outcome("undecodable", {}, 0)
-        repaired: dict[str, int] = {}
+            return Outcome("undecodable", repaired, 0)
         topics = expected.topics
         chunks: Sequence[Sequence[QueueConfig]] = [
             topics[i : i + self.chunk] for i in range(0, len(topics), self.chunk)
@@ -160,10 +190,24 @@ class Reconciler:
                 break
             result: RepairResult = await self.store.repair_broker(expected.target, part)
             status = result.status
-            for k, n in result.repaired.items():
-                repaired[k] = repaired.get(k, 0) + n
+            _add(repaired, result.repaired)
             if status != "ok":
                 break
+        return self._outcome(reg, status, repaired, len(topics))
+
+    def _known_version(self, reg: AcceptedRegistration) -> tuple[str, int] | None:
+        """(data version, state version) of ``reg`` as this pod stored it, if it remembers."""
+        if self.remembered is None:
+            return None
+        seen = self.remembered.get(registration_identity(reg.header))
+        if seen is None or seen.token != reg.token:
+            return None
+        return seen.data_version, seen.state_version
+
+    @staticmethod
+    def _outcome(
+        reg: AcceptedRegistration, status: str, repaired: dict[str, int], topics: int
+    ) -> Outcome:
         if repaired:
             for k, n in repaired.items():
                 REPAIRS.labels(k).inc(n)
@@ -175,7 +219,7 @@ class Reconciler:
                 reg.header.cluster_name,
                 ", ".join(f"{k}={n}" for k, n in sorted(repaired.items())),
             )
-        return Outcome(status, repaired, len(topics))
+        return Outcome(status, repaired, topics)
 
     async def verify_all(self) -> list[Outcome]:
         """Verify every connected broker now (not paced)."""

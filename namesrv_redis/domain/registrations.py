@@ -30,6 +30,7 @@ from itertools import islice
 from typing import Any
 
 from namesrv_redis.rocketmq.errors import BadRequest
+from namesrv_redis.rocketmq.headers import RegisterBrokerHeader
 from namesrv_redis.rocketmq.model import (
     BadDataVersion,
     QueueConfig,
@@ -164,6 +165,11 @@ class RememberedRegistrations:
         old = self._by_identity.pop(identity, None)
         if old is not None:
             self._entries -= len(old.entries)
+
+
+def registration_identity(h: RegisterBrokerHeader) -> tuple[str, str, str, int, bool]:
+    """What a pod remembers a broker process's stored registration under."""
+    return (h.cluster_name, h.broker_addr, h.broker_name, h.broker_id, h.compressed)
 
 
 def queue_config(topic: str, nums: QueueNums) -> QueueConfig:

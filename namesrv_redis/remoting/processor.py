@@ -19,7 +19,11 @@ from redis.exceptions import RedisError
 from namesrv_redis.domain.controller import Controller
 from namesrv_redis.domain.rebuild import AcceptedRegistration, AcceptedRegistrations, packable
 from namesrv_redis.domain.reconcile import Reconciler
-from namesrv_redis.domain.registrations import RememberedRegistrations, store_registration
+from namesrv_redis.domain.registrations import (
+    RememberedRegistrations,
+    registration_identity,
+    store_registration,
+)
 from namesrv_redis.domain.route_reader import RouteReader
 from namesrv_redis.domain.runtime_config import ConfigRefused, apply_update
 from namesrv_redis.remoting.acl import AclGuard
@@ -116,7 +120,10 @@ class NamesrvProcessor:
         """Per connected broker process: its last accepted registration, to re-apply when
         Redis loses the namespace's data (:mod:`namesrv_redis.domain.rebuild`)."""
         self.reconciler = Reconciler(
-            store, self.accepted, interval_ms=settings.reconcile_interval_ms
+            store,
+            self.accepted,
+            interval_ms=settings.reconcile_interval_ms,
+            remembered=self.registrations,
         )
         """Verifies what Redis holds for those brokers and repairs it
         (:mod:`namesrv_redis.domain.reconcile`); the pod runs its loop."""
@@ -164,7 +171,7 @@ class NamesrvProcessor:
         store = self.store.unconfirmed()
 
         async def reapply(reg: AcceptedRegistration) -> bool:
-            self.registrations.forget(_memory_identity(reg.header))
+            self.registrations.forget(registration_identity(reg.header))
             result = await _store_register(
                 self, reg.header, reg.raw_body(), reg.token, reg.client_version, reg.conn_id, store
             )
@@ -317,10 +324,6 @@ def _registrations(status: RegisterStatus) -> Any:
     return child
 
 
-def _memory_identity(h: RegisterBrokerHeader) -> tuple[str, str, str, int, bool]:
-    return (h.cluster_name, h.broker_addr, h.broker_name, h.broker_id, h.compressed)
-
-
 async def _store_register(
     p: NamesrvProcessor,
     h: RegisterBrokerHeader,
@@ -339,7 +342,7 @@ async def _store_register(
     return await store_registration(
         store or p.store,
         p.registrations,
-        _memory_identity(h),
+        registration_identity(h),
         token,
         parse,
         lambda **fields: _registration(
