@@ -122,6 +122,16 @@ def test_bench_capacity_runs_an_estate_on_one_and_two_pods(tmp_path: Path) -> No
         "4",
         "--heartbeat-interval",
         "0.5",
+        "--cost-brokers",
+        "4",
+        "--cost-topics",
+        "10",
+        "--cost-rounds",
+        "5",
+        "--cost-paced-rate",
+        "40",
+        "--cost-paced-seconds",
+        "0.5",
         "--json",
         str(out_json),
     ]
@@ -135,6 +145,15 @@ def test_bench_capacity_runs_an_estate_on_one_and_two_pods(tmp_path: Path) -> No
     assert [s["pods"] for s in result["scenarios"]] == [1, 2]
     for s in result["scenarios"]:
         pods = s["pods"]
+        # the cost phase: every request of every kind answered by every pod, CPU counted
+        costs = s["op_costs"]
+        for group, per_kind in ((costs, 4 * 5 * 3), (costs["paced"], None)):
+            for kind in ("changed", "unchanged", "heartbeat"):
+                c = group[kind]
+                assert c["failed"] == 0 and c["operations"] > 0, (kind, c)
+                if per_kind is not None:
+                    assert c["operations"] == per_kind * pods, (kind, c)
+                assert c["pod_cpu_us"] >= 0 and c["redis_cpu_us"] >= 0
         assert s["fill"]["failed"] == 0
         reg = s["registration"]["steady"]
         assert reg["count"] > 0 and reg["errors"] == {}, reg

@@ -87,11 +87,12 @@ class Options:
     workers: int
     http: bool
     redis_url: str | None
-    cost_brokers: int = 50
-    cost_topics: int = 100
-    cost_rounds: int = 200
-    cost_paced_rate: float = 300.0
-    costs_only: bool = False
+    cost_brokers: int
+    cost_topics: int
+    cost_rounds: int
+    cost_paced_rate: float
+    cost_paced_seconds: float
+    costs_only: bool
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,7 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
                 topics=opts.cost_topics,
                 rounds=opts.cost_rounds,
                 paced_rate=opts.cost_paced_rate,
+                paced_seconds=opts.cost_paced_seconds,
                 timeout_ms=estate.timeout_ms,
             )
             out["op_costs"] = measure_costs(
@@ -503,6 +505,7 @@ def run_capacity_bench(args: argparse.Namespace) -> int:
         cost_topics=args.cost_topics,
         cost_rounds=args.cost_rounds,
         cost_paced_rate=args.cost_paced_rate,
+        cost_paced_seconds=args.cost_paced_seconds,
         costs_only=args.costs_only,
     )
     result: dict[str, Any] = {

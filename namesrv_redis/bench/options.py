@@ -164,6 +164,12 @@ def add_capacity_options(p: argparse.ArgumentParser) -> None:
         help="operations a second of the cost phase's paced measurement; 0 skips it",
     )
     p.add_argument(
+        "--cost-paced-seconds",
+        type=float,
+        default=4.0,
+        help="seconds of each paced measurement",
+    )
+    p.add_argument(
         "--costs-only", action="store_true", help="measure the cost phase only, no estate"
     )
     p.add_argument("--no-http", action="store_true", help="skip the HTTP load window")
