@@ -122,17 +122,22 @@ local function checker(script)
     if not ok or type(v) ~= 'table' then fail(i, what, 'must be a JSON object or array') end
     return v
   end
-  function A.queue_configs(first, n) -- n groups of 5 from ARGV[first]: topic, r, w, perm, flag
-    if not A.err then A.count(first - 1 + 5 * n) end
+  -- n groups of 5 from ARGV[first]: a name (`what`: topic or broker name), readQueueNums,
+  -- writeQueueNums, perm, topicSysFlag
+  function A.queue_config_groups(first, n, what)
     for i = 0, n - 1 do
       if A.err then return end
       local base = first + i * 5
-      A.name(base, 'topic')
+      A.name(base, what)
       A.int(base + 1, 'readQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
       A.int(base + 2, 'writeQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
       A.int(base + 3, 'perm', JAVA_INT_MIN, JAVA_INT_MAX)
       A.int(base + 4, 'topicSysFlag', JAVA_INT_MIN, JAVA_INT_MAX)
     end
+  end
+  function A.queue_configs(first, n) -- the groups of topics ending the arguments
+    if not A.err then A.count(first - 1 + 5 * n) end
+    A.queue_config_groups(first, n, 'topic')
   end
   return A
 end

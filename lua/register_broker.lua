@@ -77,17 +77,7 @@ elseif not A.err then
   A.count(FIRST + 5 * n)
   if not A.err then CHUNK = A.int(FIRST + 5 * n, 'chunk', 1, 10000) end
 end
-if not A.err and not staged then
-  for i = 0, n - 1 do
-    local base = FIRST + i * 5
-    A.name(base, 'topic')
-    A.int(base + 1, 'readQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
-    A.int(base + 2, 'writeQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
-    A.int(base + 3, 'perm', JAVA_INT_MIN, JAVA_INT_MAX)
-    A.int(base + 4, 'topicSysFlag', JAVA_INT_MIN, JAVA_INT_MAX)
-    if A.err then break end
-  end
-end
+if not staged then A.queue_config_groups(FIRST, n, 'topic') end
 if A.err then return A.err end
 if staged then -- every staged topic must be there (a stage key expired: stage it again)
   local total = 0

@@ -11,15 +11,7 @@
 local A = checker('register_topic')
 local topic, n = A.name(1, 'topic'), A.int(2, 'queue data count', 0, MAX_SAFE_INT)
 if not A.err then A.count(2 + 5 * n) end
-for i = 0, n - 1 do
-  if A.err then break end
-  local b = 3 + i * 5
-  A.name(b, 'broker name')
-  A.int(b + 1, 'readQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
-  A.int(b + 2, 'writeQueueNums', JAVA_INT_MIN, JAVA_INT_MAX)
-  A.int(b + 3, 'perm', JAVA_INT_MIN, JAVA_INT_MAX)
-  A.int(b + 4, 'topicSysFlag', JAVA_INT_MIN, JAVA_INT_MAX)
-end
+A.queue_config_groups(3, n, 'broker name')
 if A.err then return A.err end
 
 if n == 0 then return { 0, 0 } end
