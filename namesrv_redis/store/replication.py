@@ -30,7 +30,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from namesrv_redis.store.script_pipe import pipe_for
+from namesrv_redis.store.script_pipe import ScriptPipe, pipe_for
 from namesrv_redis.telemetry.metrics import REPLICATION_UNCONFIRMED
 
 AUTO = -1
@@ -68,6 +68,18 @@ class Replication:
         return self.wait_replicas
 
 
+def batched(
+    pipe: ScriptPipe | None, replication: Replication | None, script: Any
+) -> ScriptPipe | None:
+    """The script pipe a write goes through (store/script_pipe.py): the client's, when no
+    replica is awaited and ``script`` is a loaded script; else None (redis-py's path)."""
+    if pipe is None or not isinstance(script, AsyncScript):
+        return None
+    if replication is not None and replication.wanted > 0:
+        return None  # WAIT on the script's own connection
+    return pipe
+
+
 async def run_script(
     redis: Any,
     replication: Replication | None,
@@ -76,11 +88,11 @@ async def run_script(
     args: Sequence[Any],
 ) -> Any:
     """Run one write script; with replicas, confirm it with WAIT on the same connection."""
+    pipe = batched(pipe_for(redis), replication, script)
+    if pipe is not None:
+        return await pipe.run(script, keys, args)
     wanted = replication.wanted if replication is not None else 0
     if wanted <= 0 or replication is None:
-        pipe = pipe_for(redis) if isinstance(script, AsyncScript) else None
-        if pipe is not None:
-            return await pipe.run(script, keys, args)
         return await script(keys=keys, args=args)
     for attempt in (1, 2, 3):
         client = replication.node_client() if replication.node_client is not None else redis

@@ -18,7 +18,6 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 import orjson
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from namesrv_redis.rocketmq.java_order import hashmap_order, long_hash, string_hash
@@ -35,7 +34,7 @@ from namesrv_redis.rocketmq.model import (
 from namesrv_redis.store import deadlines
 from namesrv_redis.store.deadlines import Deadlines
 from namesrv_redis.store.keys import ORDER_TOPIC_CONFIG, Keys, split_ident, stage_bucket
-from namesrv_redis.store.replication import Replication, run_script
+from namesrv_redis.store.replication import Replication, batched, run_script
 from namesrv_redis.store.script_pipe import pipe_for
 from namesrv_redis.store.scripts import Scripts, preload, register_scripts
 from namesrv_redis.telemetry.metrics import REMOVALS, REPAIRS
@@ -212,12 +211,9 @@ class RouteStore:
         and ``confirm`` (liveness refreshes and clean-ups are not: losing one in a failover
         costs nothing, the next heartbeat or sweep does it again)."""
         replication = self.replication if confirm else None
-        if (
-            self._pipe is not None
-            and (replication is None or replication.wanted <= 0)
-            and isinstance(script, AsyncScript)
-        ):
-            return await self._pipe.run(script, self._k, args)  # run_script's own choice
+        pipe = batched(self._pipe, replication, script)  # run_script's choice, one call less
+        if pipe is not None:
+            return await pipe.run(script, self._k, args)
         return await run_script(self.redis, replication, script, self._k, args)
 
     def unconfirmed(self) -> RouteStore:
