@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -22,10 +23,12 @@ def test_running_loop_follows_each_loop_of_the_thread() -> None:
     assert a is a_real and b is b_real and a is not b
 
 
-async def _sleep_under(seconds: float, work: float) -> str:
+async def _under(seconds: float, work: Callable[[Deadline], Awaitable[None]]) -> str:
+    """``work`` under a deadline, as the store uses one: "done", "expired" (the deadline's
+    own cancellation) or any other cancellation raised."""
     deadline = Deadline(running_loop(), seconds)
     try:
-        await asyncio.sleep(work)
+        await work(deadline)
         return "done"
     except asyncio.CancelledError:
         if deadline.expired_here():
@@ -33,6 +36,13 @@ async def _sleep_under(seconds: float, work: float) -> str:
         raise
     finally:
         deadline.close()
+
+
+async def _sleep_under(seconds: float, work: float) -> str:
+    async def sleep(_: Deadline) -> None:
+        await asyncio.sleep(work)
+
+    return await _under(seconds, sleep)
 
 
 async def test_an_expired_deadline_is_its_own_cancellation() -> None:
@@ -54,24 +64,15 @@ async def test_outside_cancellation_and_expiry_together_stay_a_cancellation() ->
     """The deadline passes and the task is cancelled from outside in the same turn: the
     cancellation is not swallowed as a timeout."""
 
-    async def both() -> str:
-        deadline = Deadline(running_loop(), 60)
-        try:
-            deadline._expire()  # the deadline's timer fires ...
-            task = asyncio.current_task()
-            assert task is not None
-            task.cancel()  # ... and so does a cancellation from outside
-            await asyncio.sleep(0)
-            return "done"
-        except asyncio.CancelledError:
-            if deadline.expired_here():
-                return "expired"
-            raise
-        finally:
-            deadline.close()
+    async def both(deadline: Deadline) -> None:
+        deadline._expire()  # the deadline's timer fires ...
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # ... and so does a cancellation from outside
+        await asyncio.sleep(0)
 
     with pytest.raises(asyncio.CancelledError):
-        await asyncio.ensure_future(both())
+        await asyncio.ensure_future(_under(60, both))
 
 
 def test_a_deadline_needs_a_task() -> None:

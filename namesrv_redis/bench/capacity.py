@@ -44,6 +44,7 @@ from namesrv_redis.bench.capacity_report import (
     print_scenario,
     print_summary,
 )
+from namesrv_redis.bench.children import expect, reap
 from namesrv_redis.bench.clients import ClientSpec, RouteAnswers, clients_process
 from namesrv_redis.bench.estate import Estate
 from namesrv_redis.bench.fleet import Plan, Registrations, fleet_process
@@ -246,9 +247,9 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
             indices = list(range(f, estate.brokers, fleet_procs))
             proc = ctx.Process(target=fleet_process, args=(estate, addrs, indices, child))
             proc.start()
-            stack.callback(_reap, proc)
+            stack.callback(reap, proc)
             fleets.append((proc, parent))
-        filled = [_recv(c, "filled", 900) for _, c in fleets]
+        filled = [expect(c, "filled", 900) for _, c in fleets]
         out["fill"] = {
             "seconds": round(max(f[1]["seconds"] for f in filled), 2),
             "failed": sum(f[1]["failed"] for f in filled),
@@ -292,8 +293,8 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
             ),
         )
         cproc.start()
-        stack.callback(_reap, cproc)
-        _recv(parent, "connected", 300)
+        stack.callback(reap, cproc)
+        expect(parent, "connected", 300)
         pool = stack.enter_context(ctx.Pool(opts.generator_procs))
         pool.map(_ready, range(opts.generator_procs))  # workers up before the clock starts
 
@@ -362,8 +363,8 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
         _sleep_until(death_at)
         m0 = _mark(trees, pods, client)
 
-        fleet_results = [_recv(c, "result", end_at - time.monotonic() + 120) for _, c in fleets]
-        client_result = _recv(parent, "result", 120)
+        fleet_results = [expect(c, "result", end_at - time.monotonic() + 120) for _, c in fleets]
+        client_result = expect(parent, "result", 120)
         m1 = _mark(trees, pods, client)
         marks["death"] = (m0, m1)
         out["pod_rss_end_mib"] = [round(t.rss_mib(), 1) for t in trees]
@@ -436,22 +437,6 @@ async def _ask_every_route_on(pods: list[tuple[str, int]], topics: list[str]) ->
 
 def _ready(_: int) -> int:
     return os.getpid()
-
-
-def _recv(conn: Connection, tag: str, timeout: float) -> Any:
-    if not conn.poll(max(1.0, timeout)):
-        raise RuntimeError(f"a benchmark process sent no {tag!r} within {timeout:.0f} s")
-    msg = conn.recv()
-    if msg[0] != tag:
-        raise RuntimeError(f"expected {tag!r} from a benchmark process, got {msg[0]!r}")
-    return msg
-
-
-def _reap(proc: Any) -> None:
-    proc.join(10)
-    if proc.is_alive():
-        proc.terminate()
-        proc.join(5)
 
 
 def _csv(s: str) -> list[str]:

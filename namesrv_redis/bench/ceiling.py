@@ -41,6 +41,7 @@ from typing import Any, TypeVar, cast
 
 import redis
 
+from namesrv_redis.bench.children import stop_process
 from namesrv_redis.bench.loadgen import install_uvloop
 from namesrv_redis.bench.options import ROUTE_LOAD_SETTINGS
 from namesrv_redis.bench.target import (
@@ -121,7 +122,7 @@ def start_ceiling(body: bytes, *, pin: bool) -> Iterator[dict[str, Any]]:
         _wait_listening(port, proc.poll, "the ceiling server")
         yield {"host": "127.0.0.1", "port": port, "pid": proc.pid}
     finally:
-        _stop(proc)
+        stop_process(proc)
         os.unlink(f.name)
 
 
@@ -138,15 +139,6 @@ def _wait_listening(
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # ---------------------------------------------------------------------- Java (optional)

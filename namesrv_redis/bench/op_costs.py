@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from namesrv_redis.bench.children import expect, reap
 from namesrv_redis.bench.loadgen import install_uvloop
 from namesrv_redis.bench.redis_stats import RedisSnapshot
 from namesrv_redis.bench.stats import ProcessTree
@@ -43,6 +44,7 @@ from namesrv_redis.rocketmq.codes import RequestCode
 from namesrv_redis.sim.broker import SimBroker
 
 KINDS = ("changed", "unchanged", "heartbeat")
+DRIVER = "the cost driver"
 CLUSTER = "CostCluster"
 
 
@@ -216,10 +218,10 @@ def measure_costs(
         "repeats": spec.repeats,
     }
     try:
-        _expect(parent, "ready", 120)
+        expect(parent, "ready", 120, DRIVER)
         for kind in KINDS:  # warm-up, not measured: first-use costs, allocator growth
             parent.send(("run", kind, max(1, spec.rounds // 10)))
-            _expect(parent, "done", 300)
+            expect(parent, "done", 300, DRIVER)
         modes = [("loaded", "run")] + ([("paced", "paced")] if spec.paced_rate > 0 else [])
         samples: dict[tuple[str, str], list[dict[str, float]]] = {
             (mode, k): [] for mode, _ in modes for k in KINDS
@@ -231,7 +233,7 @@ def measure_costs(
                     cpu0 = [t.cpu_s() for t in trees]
                     r0 = RedisSnapshot.take(redis_client)
                     parent.send((verb, kind))
-                    _, ok, failed, seconds = _expect(parent, "done", 300)
+                    _, ok, failed, seconds = expect(parent, "done", 300, DRIVER)
                     cpu1 = [t.cpu_s() for t in trees]
                     r1 = RedisSnapshot.take(redis_client)
                     idle = pod_idle_cpu_pct / 100 * seconds * len(trees)
@@ -260,22 +262,10 @@ def measure_costs(
             else:
                 out.setdefault("paced", {"rate": spec.paced_rate})[kind] = summary
         parent.send(("close",))
-        _expect(parent, "closed", 120)
+        expect(parent, "closed", 120, DRIVER)
     finally:
-        proc.join(10)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(5)
+        reap(proc)
     return out
-
-
-def _expect(conn: Connection, tag: str, timeout: float) -> Any:
-    if not conn.poll(timeout):
-        raise RuntimeError(f"the cost driver sent no {tag!r} within {timeout:.0f} s")
-    msg = conn.recv()
-    if msg[0] != tag:
-        raise RuntimeError(f"expected {tag!r} from the cost driver, got {msg[0]!r}")
-    return msg
 
 
 def format_costs(costs: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from namesrv_redis.bench.children import stop_process
 from namesrv_redis.bench.target import free_port, start_server
 from namesrv_redis.remoting.client import RemotingClient
 from namesrv_redis.rocketmq.codes import RequestCode
@@ -96,12 +97,7 @@ class Backend:
     def stop_state(self) -> None:
         proc, self.state_proc = self.state_proc, None
         if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 30)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Backend]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from namesrv_redis.bench.children import stop_process
 from namesrv_redis.bench.loadgen import LoadSpec, merge, run_route_load
 from namesrv_redis.bench.stats import ProcessTree, redis_used_memory, summarize_us
 from namesrv_redis.http.probes import HEALTHZ, METRICS, READYZ
@@ -91,11 +92,7 @@ def start_server(
             raise RuntimeError("name server did not start")
         yield {"host": "127.0.0.1", "port": port, "http_port": http_port, "pid": proc.pid}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 async def register_all(host: str, port: int, sims: list[SimBroker]) -> list[RemotingClient]:
