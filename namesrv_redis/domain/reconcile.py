@@ -199,7 +199,7 @@ class Reconciler:
         """(data version, state version) of ``reg`` as this pod stored it, if it remembers."""
         if self.remembered is None:
             return None
-        seen = self.remembered.get(registration_identity(reg.header))
+        seen = self.remembered.peek(registration_identity(reg.header))
         if seen is None or seen.token != reg.token:
             return None
         return seen.data_version, seen.state_version

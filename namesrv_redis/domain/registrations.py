@@ -146,6 +146,11 @@ class RememberedRegistrations:
                 self._by_identity.move_to_end(identity)
             return found
 
+    def peek(self, identity: Hashable) -> Remembered | None:
+        """Like :meth:`get`, without counting as a registration (the eviction order stays)."""
+        with self._lock:
+            return self._by_identity.get(identity)
+
     def put(self, identity: Hashable, remembered: Remembered) -> None:
         with self._lock:
             self._forget(identity)
